@@ -1,0 +1,146 @@
+"""The factory's key set, cached, and local verification of pizza JWTs (factory.md).
+
+A pizza is an RS256 JWS whose claims (`iat`, `exp`, `iss`, `kid`) sit in the
+protected header; the payload holds only vendor, diner and order. So expiry is
+checked in the header: a verifier that looks in the payload finds no `exp`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+from jwt.algorithms import RSAAlgorithm
+
+logger = logging.getLogger(__name__)
+
+JWKS_FETCH_TIMEOUT_S = 5.0
+ALGORITHM = "RS256"
+
+# One decoder for every call: PyJWS keeps no per-token state.
+_JWS = jwt.PyJWS()
+
+
+class JwksCache:
+    """Verifies pizza JWTs against the factory's key set, fetched once and kept.
+
+    The hot path makes no network call: keys are parsed once per fetch. An
+    unknown `kid` (the factory rotated its key) triggers a refetch, at most once
+    per `min_refetch_interval_s`, so a flood of forged tokens cannot turn this
+    cache into a way to hammer the factory.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        jwks_path: str = "/.well-known/jwks.json",
+        clock: Callable[[], float] = time.time,
+        min_refetch_interval_s: float = 10.0,
+    ) -> None:
+        self._http = http
+        self._jwks_path = jwks_path
+        self._clock = clock
+        self._min_refetch_interval_s = min_refetch_interval_s
+        self._keys: dict[str, RSAPublicKey] = {}
+        self._last_fetch_at: float | None = None
+        # Concurrent verifies that all miss the same kid share one fetch.
+        self._fetch_lock = asyncio.Lock()
+
+    async def verify(self, token: str) -> dict[str, Any] | None:
+        """The token's payload if its signature verifies and its header `exp` is ahead.
+
+        None for anything else: a bad signature, an unknown key, an expired or
+        malformed token, or a key set that cannot be fetched.
+        """
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            return None
+        kid = header.get("kid")
+        if not isinstance(kid, str) or header.get("alg") != ALGORITHM:
+            return None
+        key = self._keys.get(kid)
+        if key is None:
+            key = await self._refetch_for(kid)
+            if key is None:
+                return None
+        try:
+            decoded = _JWS.decode_complete(token, key, algorithms=[ALGORITHM])
+        except jwt.PyJWTError:
+            return None
+        if not self._header_unexpired(decoded["header"]):
+            return None
+        try:
+            payload = json.loads(decoded["payload"])
+        except ValueError:
+            return None
+        return payload if isinstance(payload, dict) else None
+
+    def _header_unexpired(self, header: dict[str, Any]) -> bool:
+        exp = header.get("exp")
+        # bool is an int; `"exp": true` is not a time.
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            return False
+        return exp > self._clock()
+
+    async def _refetch_for(self, kid: str) -> RSAPublicKey | None:
+        async with self._fetch_lock:
+            # Another verify may have fetched while this one waited for the lock.
+            if kid in self._keys:
+                return self._keys[kid]
+            now = self._clock()
+            if (
+                self._last_fetch_at is not None
+                and now - self._last_fetch_at < self._min_refetch_interval_s
+            ):
+                return None
+            self._last_fetch_at = now
+            keys = await self._fetch()
+            if keys is not None:
+                self._keys = keys
+            return self._keys.get(kid)
+
+    async def _fetch(self) -> dict[str, RSAPublicKey] | None:
+        """The parsed key set, or None when it cannot be had (old keys are then kept)."""
+        try:
+            response = await self._http.get(
+                self._jwks_path, timeout=JWKS_FETCH_TIMEOUT_S, follow_redirects=False
+            )
+            response.raise_for_status()
+            document = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            logger.warning("factory key set fetch failed: %s", type(exc).__name__)
+            return None
+        raw_keys = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(raw_keys, list):
+            logger.warning("factory key set has no 'keys' list")
+            return None
+        keys: dict[str, RSAPublicKey] = {}
+        for jwk in raw_keys:
+            parsed = _parse_jwk(jwk)
+            if parsed is not None:
+                keys[parsed[0]] = parsed[1]
+        return keys
+
+
+def _parse_jwk(jwk: object) -> tuple[str, RSAPublicKey] | None:
+    """(kid, public key) for a usable RSA JWK; None for any other entry, skipped."""
+    if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str):
+        return None
+    try:
+        key = RSAAlgorithm.from_jwk(jwk)
+    except (jwt.PyJWTError, ValueError, TypeError):
+        # PyJWT raises InvalidKeyError for a wrong shape, and lets ValueError /
+        # TypeError through from base64 and number decoding of odd values.
+        return None
+    # A key set that leaks a private key still only serves to verify.
+    public = key.public_key() if isinstance(key, RSAPrivateKey) else key
+    return jwk["kid"], public
