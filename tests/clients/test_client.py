@@ -13,8 +13,11 @@ import respx
 
 from clients.client import FactoryClient, RemediationAnswer
 from clients.jwks import JwksCache
+from clients.remediation import followable_url, parse_link
 from clients.schemas import DinerInfo, ItemInfo, OrderInfo, Outcome
+from tests.clients.conftest import SIMULATOR_API_KEY, SIMULATOR_AUTH
 from tests.clients.test_jwks import NOW, Clock, factory_key, key_set
+from tests.utils.servers import free_port
 
 FACTORY = "http://factory.test"
 ORDER_URL = f"{FACTORY}/api/order"
@@ -493,3 +496,134 @@ class TestFollowLink:
         router.get(self.URL).respond(400, json={"message": f"Problem unresolved for {API_KEY}"})
         answer = await client.follow_link(self.URL)
         assert answer.message == "HTTP 400: Problem unresolved for ***"
+
+
+@pytest.fixture
+async def real_factory(
+    simulator: httpx.AsyncClient, simulator_url: str
+) -> AsyncIterator[FactoryClient]:
+    """Our client of the module's simulator, over real HTTP (the fixture resets its chaos)."""
+    async with httpx.AsyncClient(base_url=simulator_url) as http:
+        yield FactoryClient(http, api_key=SIMULATOR_API_KEY, jwks=JwksCache(http))
+
+
+class TestAgainstSimulator:
+    """create_pizza, verify and the remediation link end to end over real HTTP."""
+
+    async def chaos(self, simulator: httpx.AsyncClient, kind: str, **params: str) -> None:
+        path = f"/api/vendor/chaos/{kind}"
+        answer = await simulator.put(path, headers=SIMULATOR_AUTH, params=params)
+        answer.raise_for_status()
+
+    async def test_pizza_verifies_here_and_at_the_factory(
+        self, real_factory: FactoryClient, simulator: httpx.AsyncClient
+    ) -> None:
+        result = await real_factory.create_pizza(DINER, ORDER, timeout_s=5.0)
+        assert (result.outcome, result.status_code, result.report_url) == (
+            Outcome.SUCCESS,
+            200,
+            None,
+        )
+        assert result.jwt is not None
+        checked = await simulator.post("/api/order/verify", json={"jwt": result.jwt})
+        assert checked.json()["payload"]["order"]["id"] == ORDER.id
+
+    async def test_fail_chaos_link_followed_at_the_factory_port(
+        self, real_factory: FactoryClient, simulator: httpx.AsyncClient, simulator_url: str
+    ) -> None:
+        await self.chaos(simulator, "fail")
+        failed = await real_factory.create_pizza(DINER, ORDER, timeout_s=5.0)
+        assert (failed.outcome, failed.status_code) == (Outcome.UNAVAILABLE, 500)
+        assert failed.report_url is not None
+        assert failed.report_url.startswith("https://127.0.0.1/api/support/")  # no port
+        url = followable_url(failed.report_url, factory_url=simulator_url, allowed_hosts=())
+        assert url is not None and url.startswith(f"{simulator_url}/api/support/")
+
+        fixed = await real_factory.follow_link(url)
+        assert fixed == RemediationAnswer(
+            200, "HTTP 200: Problem resolved. Pizza is back on the menu!", resolved=True
+        )
+        assert (await real_factory.create_pizza(DINER, ORDER, timeout_s=5.0)).has_pizza
+        again = await real_factory.follow_link(url)
+        assert (again.message, again.resolved) == ("HTTP 200: No chaos currently executing", True)
+
+    @pytest.mark.parametrize("style", ["query", "mangled"])
+    async def test_other_link_shapes_are_followed_too(
+        self,
+        real_factory: FactoryClient,
+        simulator: httpx.AsyncClient,
+        simulator_url: str,
+        style: str,
+    ) -> None:
+        await self.chaos(simulator, "badjwt", link_style=style)
+        result = await real_factory.create_pizza(DINER, ORDER, timeout_s=5.0)
+        assert (result.outcome, result.jwt) == (Outcome.BAD_JWT, None)
+        assert result.report_url is not None
+        link = parse_link(result.report_url)
+        assert link is not None and link.shape == style
+        url = followable_url(result.report_url, factory_url=simulator_url, allowed_hosts=())
+        assert url is not None
+        assert (await real_factory.follow_link(url)).resolved
+
+    async def test_wrong_fix_code_is_unresolved(
+        self, real_factory: FactoryClient, simulator: httpx.AsyncClient, simulator_url: str
+    ) -> None:
+        await self.chaos(simulator, "fail")
+        url = f"{simulator_url}/api/support/{SIMULATOR_API_KEY}/report/not-the-code"
+        answer = await real_factory.follow_link(url)
+        assert answer == RemediationAnswer(400, "HTTP 400: Problem unresolved", resolved=False)
+
+    async def test_throttled_pizza_in_time_is_chaos_with_a_pizza(
+        self, real_factory: FactoryClient, simulator: httpx.AsyncClient
+    ) -> None:
+        await self.chaos(simulator, "throttle", throttle_delay_s="0.05")
+        result = await real_factory.create_pizza(DINER, ORDER, timeout_s=5.0)
+        assert result.outcome is Outcome.CHAOS
+        assert result.has_pizza and result.report_url is not None
+
+    async def test_hang_is_timeout(
+        self, real_factory: FactoryClient, simulator: httpx.AsyncClient
+    ) -> None:
+        await self.chaos(simulator, "hang")
+        result = await real_factory.create_pizza(DINER, ORDER, timeout_s=0.2)
+        assert result.outcome is Outcome.TIMEOUT
+
+    async def test_not_json_is_unavailable(
+        self, real_factory: FactoryClient, simulator: httpx.AsyncClient
+    ) -> None:
+        await self.chaos(simulator, "notjson")
+        result = await real_factory.create_pizza(DINER, ORDER, timeout_s=5.0)
+        assert (result.outcome, result.status_code) == (Outcome.UNAVAILABLE, 200)
+
+    async def test_oven_full_is_rejected(self, real_factory: FactoryClient) -> None:
+        empty = OrderInfo(id=1, franchise_id=4, store_id=5, items=())
+        result = await real_factory.create_pizza(DINER, empty, timeout_s=5.0)
+        assert (result.outcome, result.status_code) == (Outcome.REJECTED, 503)
+
+    async def test_wrong_key_is_unauthorized(
+        self, simulator: httpx.AsyncClient, simulator_url: str
+    ) -> None:
+        async with httpx.AsyncClient(base_url=simulator_url) as http:
+            wrong = FactoryClient(http, api_key="not-the-key", jwks=JwksCache(http))
+            result = await wrong.create_pizza(DINER, ORDER, timeout_s=5.0)
+            probe = await wrong.probe_vendor()
+        assert (result.outcome, probe.outcome) == (Outcome.UNAUTHORIZED, Outcome.UNAUTHORIZED)
+        assert "not-the-key" not in result.reason + probe.reason
+
+    async def test_probe_sees_scheduled_chaos(
+        self, real_factory: FactoryClient, simulator: httpx.AsyncClient
+    ) -> None:
+        await self.chaos(simulator, "throttle", start_delay_s="3600")
+        probe = await real_factory.probe_vendor()
+        assert (probe.outcome, probe.vendor_name) == (Outcome.SUCCESS, "JWT Pizza Simulator")
+        assert probe.chaos is not None and probe.chaos["type"] == "throttle"
+        # Scheduled, not running: pizzas still come clean.
+        result = await real_factory.create_pizza(DINER, ORDER, timeout_s=5.0)
+        assert result.outcome is Outcome.SUCCESS
+
+    async def test_refused_connection_is_unavailable(self) -> None:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port()}") as http:
+            client = FactoryClient(http, api_key=API_KEY, jwks=JwksCache(http))
+            result = await client.create_pizza(DINER, ORDER, timeout_s=5.0)
+            probe = await client.probe_vendor()
+        assert (result.outcome, probe.outcome) == (Outcome.UNAVAILABLE, Outcome.UNAVAILABLE)
