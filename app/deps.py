@@ -1,0 +1,121 @@
+"""Typed dependencies, declared once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.config import Settings
+from app.errors import Forbidden, Unauthorized
+from app.models import AuthSession, Role, User, UserRole, utcnow
+from app.security import decode_token
+from app.services import Services
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_settings(services: ServicesDep) -> Settings:
+    return services.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
+    async with services.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+@dataclass(slots=True)
+class Principal:
+    """The signed-in caller; roles are read from the database on every request."""
+
+    user: User
+    roles: list[UserRole]
+    jti: str
+
+    @property
+    def id(self) -> int:
+        assert self.user.id is not None
+        return self.user.id
+
+    @property
+    def is_admin(self) -> bool:
+        return any(r.role == Role.ADMIN for r in self.roles)
+
+    def franchise_ids(self) -> set[int]:
+        return {r.object_id for r in self.roles if r.role == Role.FRANCHISEE and r.object_id}
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def load_principal(
+    request: Request, services: Services, session: AsyncSession
+) -> Principal | None:
+    token = bearer_token(request)
+    if token is None:
+        return None
+    decoded = decode_token(token, secret=services.jwt_secret)
+    if decoded is None:
+        return None
+    user_id, jti = decoded
+    row = (
+        await session.exec(
+            select(User, col(AuthSession.expires_at))
+            .join(AuthSession, col(AuthSession.user_id) == col(User.id))
+            .where(col(AuthSession.jti) == jti, col(User.id) == user_id)
+        )
+    ).first()
+    if row is None or row[1] <= utcnow():
+        return None
+    roles = list(
+        (await session.execute(select(UserRole).where(UserRole.user_id == user_id))).scalars()
+    )
+    services.metrics.user_seen(user_id)
+    return Principal(user=row[0], roles=roles, jti=jti)
+
+
+async def current_user(request: Request, services: ServicesDep, session: SessionDep) -> Principal:
+    principal = await load_principal(request, services, session)
+    if principal is None:
+        raise Unauthorized("unauthorized")
+    return principal
+
+
+async def optional_user(
+    request: Request, services: ServicesDep, session: SessionDep
+) -> Principal | None:
+    return await load_principal(request, services, session)
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+OptionalUser = Annotated[Principal | None, Depends(optional_user)]
+
+
+async def admin_user(principal: CurrentUser) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden("unauthorized")
+    return principal
+
+
+AdminUser = Annotated[Principal, Depends(admin_user)]

@@ -1,0 +1,75 @@
+"""The service's error tree and the handlers that render every error as {"message": ...}."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class AppError(Exception):
+    status_code = 500
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers
+
+
+class BadRequest(AppError):
+    status_code = 400
+
+
+class Unauthorized(AppError):
+    status_code = 401
+
+
+class Forbidden(AppError):
+    status_code = 403
+
+
+class NotFound(AppError):
+    status_code = 404
+
+
+class Conflict(AppError):
+    status_code = 409
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+
+
+class BadGateway(AppError):
+    status_code = 502
+
+
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def describe_validation(error: RequestValidationError) -> str:
+    """Name the first wrong field, the way a person would read it."""
+    first = error.errors()[0]
+    if first.get("type") == "json_invalid":
+        return "request body is not valid JSON"
+    field = _field_name(tuple(first.get("loc", ())))
+    message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
+    return f"{field}: {message}"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> JSONResponse:
+        return JSONResponse({"message": exc.message}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"message": describe_validation(exc)}, 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = "unknown endpoint" if exc.status_code == 404 else str(exc.detail)
+        return JSONResponse({"message": message}, exc.status_code, headers=exc.headers)

@@ -1,0 +1,244 @@
+"""The app factory and its lifespan: everything is built here, nothing at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.middleware.cors import CORSMiddleware
+
+from app import db
+from app.config import Settings
+from app.errors import install_error_handlers
+from app.middleware import HardeningMiddleware
+from app.models import AppSetting, Role, User, UserRole
+from app.orders.worker import RetryWorker
+from app.orders.workflow import OrderWorkflow
+from app.remediation import FactoryOps
+from app.routes import auth, factory, franchises, orders, root, users
+from app.security import hash_password
+from app.services import Services
+from app.version import VERSION
+from clients.breaker import FactoryBreaker
+from clients.client import FactoryClient
+from clients.jwks import JwksCache
+from telemetry.logging import configure_logging
+from telemetry.setup import (
+    instrument_app,
+    instrument_engine,
+    instrument_http_client,
+    setup_telemetry,
+)
+
+log = logging.getLogger("app")
+
+FACTORY_CONNECTIONS = 100
+
+
+async def shared_jwt_secret(sessions: async_sessionmaker[AsyncSession]) -> str:
+    """Development only: one random secret, kept in the database for every worker and restart."""
+    async with sessions() as session:
+        stored = await session.get(AppSetting, "jwt_secret")
+        if stored is not None:
+            return stored.value
+        session.add(AppSetting(key="jwt_secret", value=secrets.token_urlsafe(48)))
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()  # another worker stored it first
+        stored = await session.get(AppSetting, "jwt_secret", populate_existing=True)
+        assert stored is not None
+        return stored.value
+
+
+async def create_admin(
+    sessions: async_sessionmaker[AsyncSession], *, name: str, email: str, password: str
+) -> User:
+    """An admin account (`pizza admin create`, or ADMIN_EMAIL/ADMIN_PASSWORD at start)."""
+    async with sessions() as session:
+        user = (await session.exec(select(User).where(User.email == email.lower()))).first()
+        if user is None:
+            user = User(name=name, email=email.lower(), password_hash=await hash_password(password))
+            session.add(user)
+            await session.flush()
+        assert user.id is not None
+        roles = await session.exec(select(UserRole).where(UserRole.user_id == user.id))
+        if not any(r.role == Role.ADMIN for r in roles):
+            session.add(UserRole(user_id=user.id, role=Role.ADMIN))
+        await session.commit()
+        return user
+
+
+async def _admin_from_settings(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    if not (settings.admin_email and settings.admin_password):
+        return
+    async with sessions() as session:
+        if (await session.exec(select(UserRole).where(UserRole.role == Role.ADMIN))).first():
+            return
+    await create_admin(
+        sessions,
+        name="admin",
+        email=settings.admin_email,
+        password=settings.admin_password.get_secret_value(),
+    )
+    log.warning("created the first admin from ADMIN_EMAIL")
+
+
+def factory_address(settings: Settings) -> tuple[str, str]:
+    """The factory's URL and key: configured, or the bundled simulator's."""
+    if settings.factory_url and settings.factory_api_key:
+        return settings.factory_url, settings.factory_api_key.get_secret_value()
+    return (
+        f"http://127.0.0.1:{settings.factory_sim_port}",
+        settings.factory_sim_api_key.get_secret_value(),
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    # Built here, after any fork: one set of providers per worker process.
+    telemetry = setup_telemetry(
+        service_version=VERSION,
+        environment=settings.pizza_env,
+        prometheus=settings.metrics_prometheus,
+    )
+    configure_logging(secrets=settings.secrets, telemetry=telemetry)
+    instrument_app(app, telemetry)
+    # The instrumentation wraps the middleware stack, which Starlette built before the
+    # lifespan ran: drop it so the first request builds it again, instrumented.
+    app.middleware_stack = None
+    engine = db.create_engine(settings.database_url)
+    instrument_engine(engine, telemetry)
+    await db.migrate(engine)
+    sessions = db.session_factory(engine)
+    jwt_secret = (
+        settings.jwt_secret.get_secret_value()
+        if settings.jwt_secret
+        else await shared_jwt_secret(sessions)
+    )
+    await _admin_from_settings(settings, sessions)
+
+    factory_url, api_key = factory_address(settings)
+    http = httpx.AsyncClient(
+        base_url=factory_url,
+        timeout=settings.factory_call_max_s,
+        limits=httpx.Limits(
+            max_connections=FACTORY_CONNECTIONS, max_keepalive_connections=FACTORY_CONNECTIONS
+        ),
+    )
+    instrument_http_client(http, telemetry)
+    client = FactoryClient(
+        http, api_key=api_key, jwks=JwksCache(http), slow_call_s=settings.factory_slow_call_s
+    )
+    breaker = FactoryBreaker(
+        fail_max=settings.breaker_fail_max,
+        reset_timeout_s=settings.breaker_reset_s,
+        redis_url=settings.redis_url,
+    )
+    await breaker.start()
+    ops = FactoryOps(
+        settings=settings,
+        sessions=sessions,
+        client=client,
+        breaker=breaker,
+        metrics=telemetry.metrics,
+        factory_url=factory_url,
+        api_key=api_key,
+    )
+    breaker.add_refused_listener(telemetry.metrics.call_refused)
+    telemetry.metrics.set_breaker_state(str(breaker.state))
+    workflow = OrderWorkflow(
+        settings=settings,
+        sessions=sessions,
+        client=client,
+        breaker=breaker,
+        ops=ops,
+        metrics=telemetry.metrics,
+        tracer=telemetry.tracer,
+    )
+    worker = RetryWorker(
+        settings=settings,
+        sessions=sessions,
+        workflow=workflow,
+        breaker=breaker,
+        metrics=telemetry.metrics,
+    )
+    app.state.services = Services(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        jwt_secret=jwt_secret,
+        telemetry=telemetry,
+        factory_http=http,
+        factory=client,
+        breaker=breaker,
+        ops=ops,
+        orders=workflow,
+        worker=worker,
+    )
+    log.info(
+        "JWT Pizza %s ready: database %s, factory %s%s",
+        VERSION,
+        engine.url.render_as_string(hide_password=True),
+        factory_url,
+        " (bundled simulator)" if settings.uses_simulator else "",
+    )
+    background = [
+        asyncio.create_task(worker.run_forever(), name="retry-worker"),
+        asyncio.create_task(ops.probe_forever(), name="factory-probe"),
+    ]
+    try:
+        yield
+    finally:
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await workflow.shutdown()
+        await ops.shutdown()
+        await breaker.stop()
+        await http.aclose()
+        await engine.dispose()
+        telemetry.shutdown()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="JWT Pizza",
+        version=VERSION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.state.routers = [m.router for m in (root, auth, users, orders, franchises, factory)]
+    for router in app.state.routers:
+        app.include_router(router)
+    app.add_middleware(HardeningMiddleware, max_body_bytes=settings.max_body_bytes)
+    # Added last, so outermost: every answer, errors included, carries the CORS headers.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PUT", "DELETE"],
+        allow_headers=["content-type", "authorization", "idempotency-key"],
+        max_age=600,
+    )
+    return app

@@ -1,0 +1,189 @@
+"""Database tables (SQLModel). The schema itself is owned by the Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Index, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+MONEY_SCALE = 10**8  # BTC has eight decimals
+
+
+class Money(TypeDecorator[Decimal]):
+    """Exact money: a Decimal kept as an integer count of 1e-8 units.
+
+    SQLite has no exact decimal type, and an integer sums exactly in SQL on both
+    SQLite and PostgreSQL, so totals never pass through a binary float.
+    """
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        return int((Decimal(str(value)) * MONEY_SCALE).to_integral_value())
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(int(value)) / MONEY_SCALE
+
+
+def utcnow() -> datetime:
+    """Aware UTC; SQLModel's UTCDateTime stores it as UTC on both databases."""
+    return datetime.now(UTC)
+
+
+class Role(StrEnum):
+    DINER = "diner"
+    FRANCHISEE = "franchisee"
+    ADMIN = "admin"
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    FULFILLED = "fulfilled"
+    FAILED = "failed"
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(String(100), nullable=False))
+    email: str = Field(sa_column=Column(String(254), nullable=False, unique=True))
+    password_hash: str = Field(sa_column=Column(String(255), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class UserRole(SQLModel, table=True):
+    __tablename__ = "user_role"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    role: str = Field(sa_column=Column(String(20), nullable=False))
+    object_id: int | None = Field(default=None, index=True)
+
+
+class AuthSession(SQLModel, table=True):
+    """One signed-in token; deleting the row revokes the token at once."""
+
+    __tablename__ = "auth_session"
+    jti: str = Field(sa_column=Column(String(64), primary_key=True))
+    user_id: int = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    expires_at: datetime
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class LoginFailure(SQLModel, table=True):
+    __tablename__ = "login_failure"
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(String(254), nullable=False, index=True))
+    client: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class AppSetting(SQLModel, table=True):
+    """Values the service generates once and shares between workers (dev JWT secret)."""
+
+    __tablename__ = "app_setting"
+    key: str = Field(sa_column=Column(String(64), primary_key=True))
+    value: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class MenuItem(SQLModel, table=True):
+    __tablename__ = "menu_item"
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(sa_column=Column(String(100), nullable=False))
+    description: str = Field(sa_column=Column(String(500), nullable=False))
+    image: str = Field(sa_column=Column(String(500), nullable=False))
+    price: Decimal = Field(sa_column=Column(Money, nullable=False))
+
+
+class Franchise(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(String(100), nullable=False, unique=True))
+
+
+class Store(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    franchise_id: int = Field(foreign_key="franchise.id", index=True, ondelete="CASCADE")
+    name: str = Field(sa_column=Column(String(100), nullable=False))
+
+
+class DinerOrder(SQLModel, table=True):
+    """An order. Franchise, store and diner are plain ids, not foreign keys, so that
+    history and revenue survive a deletion (the order is failed, never dropped)."""
+
+    __tablename__ = "diner_order"
+    __table_args__ = (
+        UniqueConstraint("diner_id", "idempotency_key", name="uq_order_idempotency"),
+        Index("ix_order_due", "status", "next_attempt_at"),
+        Index("ix_order_diner", "diner_id", "id"),
+        Index("ix_order_store", "store_id", "status"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    diner_id: int
+    franchise_id: int
+    store_id: int
+    date: datetime = Field(default_factory=utcnow)
+    status: str = Field(sa_column=Column(String(16), nullable=False, default="pending"))
+    total: Decimal = Field(sa_column=Column(Money, nullable=False))
+    jwt: str | None = Field(default=None, sa_column=Column(Text))
+    attempts: int = 0
+    last_reason: str | None = Field(default=None, sa_column=Column(String(300)))
+    next_attempt_at: datetime | None = None
+    claimed_until: datetime | None = None
+    finished_at: datetime | None = None
+    idempotency_key: str | None = Field(default=None, sa_column=Column(String(255)))
+    request_hash: str | None = Field(default=None, sa_column=Column(String(64)))
+
+
+class OrderItem(SQLModel, table=True):
+    __tablename__ = "order_item"
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="diner_order.id", index=True, ondelete="CASCADE")
+    menu_id: int
+    description: str = Field(sa_column=Column(String(500), nullable=False))
+    price: Decimal = Field(sa_column=Column(Money, nullable=False))
+
+
+class RemediationLink(SQLModel, table=True):
+    """A factory `reportUrl`. `url` is a secret (it carries the vendor API key)."""
+
+    __tablename__ = "remediation_link"
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    redacted: str = Field(sa_column=Column(Text, nullable=False))
+    outcome: str = Field(sa_column=Column(String(20), nullable=False))
+    first_seen: datetime = Field(default_factory=utcnow)
+    last_seen: datetime = Field(default_factory=utcnow)
+    seen_count: int = 1
+    followable: bool = False
+    resolved_at: datetime | None = None
+
+
+class RemediationAttempt(SQLModel, table=True):
+    __tablename__ = "remediation_attempt"
+    id: int | None = Field(default=None, primary_key=True)
+    link_id: int = Field(foreign_key="remediation_link.id", index=True, ondelete="CASCADE")
+    at: datetime = Field(default_factory=utcnow)
+    mode: str = Field(sa_column=Column(String(10), nullable=False))
+    by_user_id: int | None = None
+    status_code: int | None = None
+    message: str = Field(sa_column=Column(String(300), nullable=False))
+    resolved: bool = False
+
+
+class FactoryEvent(SQLModel, table=True):
+    """What happened at the factory, in order: the operator history and incident timeline."""
+
+    __tablename__ = "factory_event"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    kind: str = Field(sa_column=Column(String(40), nullable=False))
+    detail: str = Field(sa_column=Column(Text, nullable=False, default=""))

@@ -1,0 +1,166 @@
+"""The retry worker: pending orders are made as soon as the factory lets us (resilience.md §4)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from sqlalchemy import func, or_, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.config import Settings
+from app.models import DinerOrder, OrderItem, OrderStatus, User, utcnow
+from app.orders.workflow import OrderWorkflow
+from clients.breaker import BreakerState, FactoryBreaker
+from clients.schemas import DinerInfo
+from telemetry.metrics import PizzaMetrics
+
+log = logging.getLogger("app.orders.worker")
+
+
+class RetryWorker:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        workflow: OrderWorkflow,
+        breaker: FactoryBreaker,
+        metrics: PizzaMetrics,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._workflow = workflow
+        self._breaker = breaker
+        self._metrics = metrics
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Run the next cycle now (remediation succeeded, an operator acted)."""
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except (OSError, ConnectionError) as exc:
+                # The database went away for a moment: orders are safe in it; try again.
+                log.error("retry worker cycle failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.worker_poll_s)
+            self._wake.clear()
+
+    async def run_once(self) -> int:
+        """One cycle: give up on orders past their age, update gauges, retry what is due."""
+        await self._expire()
+        await self._measure()
+        state = self._breaker.state
+        if state is BreakerState.FORCED_OPEN:
+            return 0
+        # While not closed, one order at a time: it is the half-open probe.
+        limit = (
+            self._settings.worker_batch
+            if state in (BreakerState.CLOSED, BreakerState.FORCED_CLOSED)
+            else 1
+        )
+        claimed = await self._claim(limit)
+        if not claimed:
+            return 0
+        await asyncio.gather(*(self._retry(order_id) for order_id in claimed))
+        return len(claimed)
+
+    async def _retry(self, order_id: int) -> None:
+        async with self._sessions() as session:
+            order = await session.get(DinerOrder, order_id)
+            if order is None or order.status != OrderStatus.PENDING:
+                return
+            items = list(
+                await session.exec(
+                    select(OrderItem)
+                    .where(OrderItem.order_id == order_id)
+                    .order_by(col(OrderItem.id))
+                )
+            )
+            user = await session.get(User, order.diner_id)
+        diner = DinerInfo(
+            id=order.diner_id, name=user.name if user else "", email=user.email if user else ""
+        )
+        await self._workflow.attempt(order, diner, items)
+
+    async def _claim(self, limit: int) -> list[int]:
+        """Lease due orders to this process, oldest first; no lock outlives this transaction."""
+        now = utcnow()
+        due = (
+            select(DinerOrder.id)
+            .where(
+                col(DinerOrder.status) == OrderStatus.PENDING,
+                col(DinerOrder.next_attempt_at) <= now,
+                or_(col(DinerOrder.claimed_until).is_(None), col(DinerOrder.claimed_until) < now),
+            )
+            .order_by(col(DinerOrder.id))
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            if self._settings.is_sqlite:
+                # One statement: SQLite's write lock makes the claim atomic across processes.
+                result = await session.execute(
+                    update(DinerOrder)
+                    .where(col(DinerOrder.id).in_(due.scalar_subquery()))
+                    .values(claimed_until=self._workflow.claim_until(now))
+                    .returning(col(DinerOrder.id))
+                )
+                ids = [row[0] for row in result]
+            else:
+                ids = list(await session.exec(due.with_for_update(skip_locked=True)))
+                ids = [i for i in ids if i is not None]
+                if ids:
+                    await session.execute(
+                        update(DinerOrder)
+                        .where(col(DinerOrder.id).in_(ids))
+                        .values(claimed_until=self._workflow.claim_until(now))
+                    )
+            await session.commit()
+        return sorted(i for i in ids if i not in self._workflow.inflight)
+
+    async def _expire(self) -> None:
+        now = utcnow()
+        cutoff = now - timedelta(seconds=self._settings.order_max_age_s)
+        async with self._sessions() as session:
+            result = await session.execute(
+                update(DinerOrder)
+                .where(
+                    col(DinerOrder.status) == OrderStatus.PENDING,
+                    col(DinerOrder.date) < cutoff,
+                    or_(
+                        col(DinerOrder.claimed_until).is_(None), col(DinerOrder.claimed_until) < now
+                    ),
+                )
+                .values(
+                    status=OrderStatus.FAILED,
+                    finished_at=now,
+                    last_reason=f"not made within ORDER_MAX_AGE_S "
+                    f"({self._settings.order_max_age_s:g} s); not charged",
+                )
+            )
+            await session.commit()
+        expired = int(result.rowcount)  # type: ignore[attr-defined]
+        if expired:
+            log.error("%d pending orders failed: older than ORDER_MAX_AGE_S", expired)
+            for _ in range(expired):
+                self._metrics.creation_failure("expired")
+
+    async def _measure(self) -> None:
+        async with self._sessions() as session:
+            count, oldest = (
+                await session.exec(
+                    select(func.count(), func.min(DinerOrder.date)).where(
+                        DinerOrder.status == OrderStatus.PENDING
+                    )
+                )
+            ).one()
+        age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+        self._metrics.set_pending(int(count), max(age, 0.0))

@@ -1,0 +1,251 @@
+"""The order workflow: store first, then one guarded factory attempt (resilience.md §1, §4).
+
+The customer path and the retry worker share `attempt()`: it asks the breaker for a
+call, runs the factory call in the background for up to FACTORY_CALL_MAX_S, waits for
+it at most FACTORY_TIMEOUT_S, and records the answer whenever it comes. A late answer
+still fulfils the order and records the link; the breaker has already counted the
+timeout and is not fed twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from opentelemetry.trace import Tracer
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.config import Settings
+from app.models import DinerOrder, OrderItem, OrderStatus, User, utcnow
+from clients.breaker import CallRefused, FactoryBreaker
+from clients.client import FactoryClient
+from clients.schemas import DinerInfo, FactoryResult, ItemInfo, OrderInfo, Outcome
+
+if TYPE_CHECKING:
+    from app.remediation import FactoryOps
+    from telemetry.metrics import PizzaMetrics
+
+log = logging.getLogger("app.orders")
+
+# How long past FACTORY_CALL_MAX_S a claim outlives its call, so another replica
+# never retries an order whose call may still answer.
+CLAIM_MARGIN_S = 5.0
+BREAKER_OPEN_REASON = "factory circuit open"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one attempt came to, as the customer sees it."""
+
+    status: OrderStatus
+    outcome: Outcome | None
+    jwt: str | None = None
+    reason: str = ""
+
+
+def backoff_s(attempts: int, *, base_s: float, max_s: float, rand: Callable[[], float]) -> float:
+    """Exponential backoff with full jitter on the upper half (never zero, never above max)."""
+    ceiling = min(max_s, base_s * 2.0 ** max(attempts - 1, 0))
+    return ceiling * (0.5 + rand() / 2)
+
+
+class OrderWorkflow:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        client: FactoryClient,
+        breaker: FactoryBreaker,
+        ops: FactoryOps,
+        metrics: PizzaMetrics,
+        tracer: Tracer,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._client = client
+        self._breaker = breaker
+        self._ops = ops
+        self._metrics = metrics
+        self._tracer = tracer
+        self._rand = rand
+        # Orders whose factory call is in flight in this process: the worker leaves them be.
+        self.inflight: set[int] = set()
+        self._tasks: set[asyncio.Task[Attempt]] = set()
+
+    def claim_until(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self._settings.factory_call_max_s + CLAIM_MARGIN_S)
+
+    def next_attempt(self, now: datetime, attempts: int) -> datetime:
+        delay = backoff_s(
+            attempts,
+            base_s=self._settings.retry_base_s,
+            max_s=self._settings.retry_max_s,
+            rand=self._rand,
+        )
+        return now + timedelta(seconds=delay)
+
+    async def attempt(self, order: DinerOrder, diner: DinerInfo, items: list[OrderItem]) -> Attempt:
+        """One guarded factory attempt for a stored, claimed, pending order."""
+        assert order.id is not None
+        if self._ops.config_fault:
+            # Our key was refused: calling again cannot help until it works (the probe says).
+            await self._release(order.id, reason=self._ops.config_fault)
+            return Attempt(OrderStatus.PENDING, None, reason=self._ops.config_fault)
+        info = OrderInfo(
+            id=order.id,
+            franchise_id=order.franchise_id,
+            store_id=order.store_id,
+            items=tuple(ItemInfo(i.menu_id, i.description, float(i.price)) for i in items),
+        )
+        try:
+            async with self._breaker.guard() as ticket:
+                task = asyncio.create_task(self._call_and_record(order, diner, info))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                try:
+                    result = await asyncio.wait_for(
+                        asyncio.shield(task), self._settings.factory_timeout_s
+                    )
+                except TimeoutError:
+                    ticket.record(Outcome.TIMEOUT)
+                    return Attempt(OrderStatus.PENDING, Outcome.TIMEOUT, reason="factory timeout")
+                assert result.outcome is not None
+                ticket.record(result.outcome)
+                return result
+        except CallRefused:
+            self._metrics.call_refused()
+            await self._release(order.id, reason=BREAKER_OPEN_REASON)
+            return Attempt(OrderStatus.PENDING, None, reason=BREAKER_OPEN_REASON)
+
+    async def _call_and_record(
+        self, order: DinerOrder, diner: DinerInfo, info: OrderInfo
+    ) -> Attempt:
+        assert order.id is not None
+        self.inflight.add(order.id)
+        try:
+            with self._tracer.start_as_current_span("pizza.create") as span:
+                span.set_attribute("pizza.order.id", order.id)
+                span.set_attribute("pizza.order.items", len(info.items))
+                span.set_attribute("pizza.breaker.state", str(self._breaker.state))
+                result = await self._client.create_pizza(
+                    diner, info, timeout_s=self._settings.factory_call_max_s
+                )
+                span.set_attribute("pizza.outcome", str(result.outcome))
+                self._metrics.creation(result.outcome, result.duration_s)
+                await self._ops.observe(result)
+                return await self._record(order, info, result)
+        finally:
+            self.inflight.discard(order.id)
+
+    async def _record(self, order: DinerOrder, info: OrderInfo, result: FactoryResult) -> Attempt:
+        assert order.id is not None
+        now = utcnow()
+        pending = col(DinerOrder.status) == OrderStatus.PENDING
+        async with self._sessions() as session:
+            if result.has_pizza:
+                # Conditional on `pending`: if two calls ever race, one pizza is recorded.
+                done = await session.execute(
+                    update(DinerOrder)
+                    .where(col(DinerOrder.id) == order.id, pending)
+                    .values(
+                        status=OrderStatus.FULFILLED,
+                        jwt=result.jwt,
+                        finished_at=now,
+                        claimed_until=None,
+                        attempts=DinerOrder.attempts + 1,
+                        last_reason=None,
+                    )
+                )
+                await session.commit()
+                if done.rowcount == 1:  # type: ignore[attr-defined]
+                    self._metrics.sold(len(info.items), float(order.total))
+                    return Attempt(OrderStatus.FULFILLED, result.outcome, jwt=result.jwt)
+                return await self._current(session, order.id, result.outcome)
+            self._metrics.creation_failure(result.outcome)
+            if result.outcome is Outcome.REJECTED:
+                log.error("factory rejected order %s: %s", order.id, result.reason)
+                await session.execute(
+                    update(DinerOrder)
+                    .where(col(DinerOrder.id) == order.id, pending)
+                    .values(
+                        status=OrderStatus.FAILED,
+                        finished_at=now,
+                        claimed_until=None,
+                        last_reason=f"rejected by factory: {result.reason}"[:300],
+                    )
+                )
+                await session.commit()
+                return Attempt(OrderStatus.FAILED, result.outcome, reason=result.reason)
+            log.warning("factory did not make order %s: %s", order.id, result.reason)
+            await session.execute(
+                update(DinerOrder)
+                .where(col(DinerOrder.id) == order.id, pending)
+                .values(
+                    attempts=DinerOrder.attempts + 1,
+                    last_reason=result.reason[:300],
+                    next_attempt_at=self.next_attempt(now, order.attempts + 1),
+                    claimed_until=None,
+                )
+            )
+            await session.commit()
+        return Attempt(OrderStatus.PENDING, result.outcome, reason=result.reason)
+
+    async def _current(self, session: AsyncSession, order_id: int, outcome: Outcome) -> Attempt:
+        stored = await session.get(DinerOrder, order_id, populate_existing=True)
+        if stored is None:
+            return Attempt(OrderStatus.FAILED, outcome, reason="order no longer exists")
+        return Attempt(OrderStatus(stored.status), outcome, jwt=stored.jwt)
+
+    async def _release(self, order_id: int, *, reason: str) -> None:
+        """Hand a claimed order back without counting an attempt: no call was made."""
+        now = utcnow()
+        async with self._sessions() as session:
+            await session.execute(
+                update(DinerOrder)
+                .where(
+                    col(DinerOrder.id) == order_id,
+                    col(DinerOrder.status) == OrderStatus.PENDING,
+                )
+                .values(
+                    claimed_until=None,
+                    last_reason=reason,
+                    next_attempt_at=now,
+                )
+            )
+            await session.commit()
+
+    async def shutdown(self) -> None:
+        """Stop in-flight calls; their orders stay pending and are picked up again."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def diner_of(session: AsyncSession, diner_id: int) -> DinerInfo:
+    user = await session.get(User, diner_id)
+    if user is None:
+        return DinerInfo(id=diner_id, name="", email="")
+    return DinerInfo(id=diner_id, name=user.name, email=user.email)
+
+
+async def items_of(session: AsyncSession, order_id: int) -> list[OrderItem]:
+    rows = await session.exec(
+        select(OrderItem).where(OrderItem.order_id == order_id).order_by(col(OrderItem.id))
+    )
+    return list(rows)
+
+
+def order_total(items: list[OrderItem]) -> Decimal:
+    return sum((i.price for i in items), Decimal(0))

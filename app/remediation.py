@@ -1,0 +1,311 @@
+"""What operators need to know about the factory, and the remediation link (resilience.md §3, §5).
+
+`FactoryOps` keeps the facts `/factory/status` shows: recent outcomes, the last success
+and failure, the waiting remediation link (stored in the database so replicas and
+restarts see it), remediation attempts, and whether our API key is refused. It follows
+the link itself when allowed (auto-remediation), or when an operator asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from opentelemetry import trace
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.config import Settings
+from app.models import (
+    DinerOrder,
+    FactoryEvent,
+    OrderStatus,
+    RemediationAttempt,
+    RemediationLink,
+    utcnow,
+)
+from clients.breaker import BreakerState, FactoryBreaker
+from clients.client import FactoryClient
+from clients.remediation import followable_url, redact
+from clients.schemas import FactoryResult, Outcome
+from telemetry.metrics import PizzaMetrics
+
+log = logging.getLogger("app.factory")
+
+AUTO_REMEDIATION_TRIES = 5
+RECENT_WINDOW_S = 900.0
+PROBE_PERIOD_S = 60.0
+PROBE_PERIOD_FAULT_S = 15.0
+
+
+@dataclass(slots=True)
+class LastFailure:
+    at: datetime
+    outcome: Outcome
+    reason: str
+
+
+class FactoryOps:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        client: FactoryClient,
+        breaker: FactoryBreaker,
+        metrics: PizzaMetrics,
+        factory_url: str,
+        api_key: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._client = client
+        self._breaker = breaker
+        self._metrics = metrics
+        self.factory_url = factory_url
+        self._api_key = api_key
+        self._clock = clock
+        self.config_fault: str | None = None
+        self.chaos_scheduled: dict[str, Any] | None = None
+        self.last_success: datetime | None = None
+        self.last_failure: LastFailure | None = None
+        self._recent: deque[tuple[float, Outcome]] = deque(maxlen=10_000)
+        self._known_links: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._lock = asyncio.Lock()
+        breaker.add_listener(self._on_transition)
+
+    # -- facts from every factory answer -------------------------------------------------
+
+    async def observe(self, result: FactoryResult) -> None:
+        """Record one classified answer: outcome counts, last success/failure, the link."""
+        self._recent.append((self._clock(), result.outcome))
+        if result.outcome is Outcome.SUCCESS or result.has_pizza:
+            self.last_success = utcnow()
+        if result.outcome is not Outcome.SUCCESS:
+            self.last_failure = LastFailure(utcnow(), result.outcome, result.reason)
+        if result.outcome is Outcome.UNAUTHORIZED:
+            self._set_config_fault(result.reason)
+        if result.report_url:
+            await self.record_link(result.report_url, result.outcome)
+
+    def recent_outcomes(self) -> dict[str, int]:
+        since = self._clock() - RECENT_WINDOW_S
+        return dict(Counter(str(o) for at, o in self._recent if at >= since))
+
+    def _set_config_fault(self, reason: str) -> None:
+        fault = f"the factory refuses our FACTORY_API_KEY ({reason}): fix the key"
+        if self.config_fault is None:
+            log.error("configuration fault: %s", fault)
+            self._event_soon("config_fault", fault)
+        self.config_fault = fault
+
+    # -- the remediation link -------------------------------------------------------------
+
+    def redact(self, text: str) -> str:
+        return redact(text, self._api_key)
+
+    async def record_link(self, url: str, outcome: Outcome) -> None:
+        """Store a `reportUrl` once (database), tell everyone, and maybe follow it."""
+        if url in self._known_links:
+            return
+        async with self._lock:
+            if url in self._known_links:
+                return
+            redacted = self.redact(url)
+            followable = self._followable(url) is not None
+            async with self._sessions() as session:
+                link = RemediationLink(
+                    url=url, redacted=redacted, outcome=str(outcome), followable=followable
+                )
+                session.add(link)
+                try:
+                    await session.commit()
+                    new = True
+                except IntegrityError:
+                    # Another replica stored it first: it reports and follows it.
+                    await session.rollback()
+                    link = (
+                        await session.exec(
+                            select(RemediationLink).where(RemediationLink.url == url)
+                        )
+                    ).one()
+                    new = False
+            assert link.id is not None
+            self._known_links[url] = link.id
+        if not new:
+            return
+        self._metrics.set_remediation_pending(True)
+        log.warning(
+            "factory remediation link detected: %s (outcome %s, auto-remediation %s)",
+            redacted,
+            outcome,
+            "on" if self._settings.factory_auto_remediate and followable else "off",
+        )
+        trace.get_current_span().add_event(
+            "factory.remediation_link.detected", {"link": redacted, "outcome": str(outcome)}
+        )
+        await self._event("link_detected", f"{redacted} (outcome {outcome})")
+        if self._settings.factory_auto_remediate and followable:
+            self._spawn(self._auto_remediate(link.id))
+
+    def _followable(self, url: str) -> str | None:
+        return followable_url(
+            url,
+            factory_url=self.factory_url,
+            allowed_hosts=self._settings.factory_remediation_hosts,
+        )
+
+    async def waiting_link(self, session: AsyncSession) -> RemediationLink | None:
+        return (
+            await session.exec(
+                select(RemediationLink)
+                .where(col(RemediationLink.resolved_at).is_(None))
+                .order_by(col(RemediationLink.id).desc())
+            )
+        ).first()
+
+    async def remediate(
+        self, *, mode: str, user_id: int | None = None
+    ) -> RemediationAttempt | None:
+        """Follow the newest waiting link from the server; None when no link waits."""
+        async with self._sessions() as session:
+            link = await self.waiting_link(session)
+        if link is None or link.id is None:
+            return None
+        return await self._follow(link.id, mode=mode, user_id=user_id)
+
+    async def _follow(self, link_id: int, *, mode: str, user_id: int | None) -> RemediationAttempt:
+        async with self._sessions() as session:
+            link = await session.get(RemediationLink, link_id)
+            assert link is not None
+            target = self._followable(link.url)
+            if link.resolved_at is not None:
+                attempt = RemediationAttempt(
+                    link_id=link_id,
+                    mode=mode,
+                    by_user_id=user_id,
+                    message="already resolved",
+                    resolved=True,
+                )
+            elif target is None:
+                attempt = RemediationAttempt(
+                    link_id=link_id,
+                    mode=mode,
+                    by_user_id=user_id,
+                    message="link host is not the factory's nor in FACTORY_REMEDIATION_HOSTS; "
+                    "open it yourself if you trust it",
+                )
+            else:
+                answer = await self._client.follow_link(target)
+                attempt = RemediationAttempt(
+                    link_id=link_id,
+                    mode=mode,
+                    by_user_id=user_id,
+                    status_code=answer.status_code,
+                    message=answer.message[:300],
+                    resolved=answer.resolved,
+                )
+            session.add(attempt)
+            if attempt.resolved and link.resolved_at is None:
+                link.resolved_at = utcnow()
+                session.add(link)
+            await session.commit()
+        result = "resolved" if attempt.resolved else "unresolved"
+        self._metrics.remediation_attempt(mode, result)
+        log.warning("remediation attempt (%s): %s: %s", mode, result, attempt.message)
+        trace.get_current_span().add_event(
+            "factory.remediation.attempt", {"mode": mode, "result": result}
+        )
+        await self._event("remediation", f"{mode} by {user_id or 'service'}: {attempt.message}")
+        if attempt.resolved:
+            await self._after_resolution()
+        return attempt
+
+    async def _after_resolution(self) -> None:
+        async with self._sessions() as session:
+            waiting = await self.waiting_link(session)
+            # Pending orders need not wait out their backoff: the factory is back.
+            await session.execute(
+                update(DinerOrder)
+                .where(col(DinerOrder.status) == OrderStatus.PENDING)
+                .values(next_attempt_at=utcnow())
+            )
+            await session.commit()
+        self._metrics.set_remediation_pending(waiting is not None)
+        await self._breaker.half_open()
+
+    async def _auto_remediate(self, link_id: int) -> None:
+        delay = self._settings.remediation_retry_s
+        for try_number in range(AUTO_REMEDIATION_TRIES):
+            attempt = await self._follow(link_id, mode="auto", user_id=None)
+            if attempt.resolved or try_number == AUTO_REMEDIATION_TRIES - 1:
+                return
+            await asyncio.sleep(delay)
+            delay *= 2
+
+    # -- the start-up and periodic probe -------------------------------------------------
+
+    async def probe(self) -> None:
+        """Check our key (and any scheduled chaos) without making a pizza."""
+        answer = await self._client.probe_vendor()
+        self.chaos_scheduled = answer.chaos
+        if answer.outcome is Outcome.UNAUTHORIZED:
+            self._set_config_fault(answer.reason)
+        elif answer.outcome is Outcome.SUCCESS:
+            if self.config_fault is not None:
+                log.warning("the factory accepts our FACTORY_API_KEY again")
+                await self._event("config_fault_cleared", "the factory accepts our key again")
+            self.config_fault = None
+        else:
+            log.warning("factory probe: %s", answer.reason)
+
+    async def probe_forever(self) -> None:
+        while True:
+            await self.probe()
+            period = PROBE_PERIOD_FAULT_S if self.config_fault else PROBE_PERIOD_S
+            await asyncio.sleep(period)
+
+    # -- events: the operator's history ---------------------------------------------------
+
+    def _on_transition(self, old: BreakerState, new: BreakerState, origin: bool) -> None:
+        self._metrics.set_breaker_state(str(new))
+        if origin:
+            log.warning("factory breaker %s -> %s", old, new)
+            trace.get_current_span().add_event(
+                "factory.breaker.state_change", {"from": str(old), "to": str(new)}
+            )
+            self._event_soon("breaker", f"{old} -> {new}")
+
+    async def note_operator(self, user_id: int, action: str) -> None:
+        log.warning("operator %s: %s", user_id, action)
+        await self._event("operator", f"user {user_id}: {action}")
+
+    def _event_soon(self, kind: str, detail: str) -> None:
+        self._spawn(self._event(kind, detail))
+
+    async def _event(self, kind: str, detail: str) -> None:
+        async with self._sessions() as session:
+            session.add(FactoryEvent(kind=kind, detail=self.redact(detail)))
+            await session.commit()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

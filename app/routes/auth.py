@@ -1,0 +1,80 @@
+"""Register, sign in, sign out (api.md "Auth")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.deps import CurrentUser, ServicesDep, SessionDep
+from app.errors import Conflict, NotFound
+from app.logins import check_allowed, client_address, record_failure
+from app.models import AuthSession, Role, User, UserRole
+from app.schemas import LoginBody, RegisterBody, user_json
+from app.security import hash_password, issue_token, verify_password
+from app.services import Services
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+
+async def start_session(session: AsyncSession, services: Services, user_id: int) -> str:
+    """A new signed token backed by a session row (so it can be revoked)."""
+    issued = issue_token(user_id, secret=services.jwt_secret, ttl_s=services.settings.token_ttl_s)
+    session.add(AuthSession(jti=issued.jti, user_id=user_id, expires_at=issued.expires_at))
+    await session.commit()
+    return issued.token
+
+
+async def roles_of(session: AsyncSession, user_id: int) -> list[UserRole]:
+    return list(await session.exec(select(UserRole).where(UserRole.user_id == user_id)))
+
+
+@router.post("", summary="Register a diner")
+async def register(
+    body: RegisterBody, session: SessionDep, services: ServicesDep
+) -> dict[str, Any]:
+    email = body.email.lower()
+    if (await session.exec(select(User.id).where(User.email == email))).first() is not None:
+        raise Conflict("email already registered")
+    user = User(name=body.name, email=email, password_hash=await hash_password(body.password))
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise Conflict("email already registered") from exc
+    assert user.id is not None
+    session.add(UserRole(user_id=user.id, role=Role.DINER))
+    await session.commit()
+    token = await start_session(session, services, user.id)
+    return {"user": user_json(user, await roles_of(session, user.id)), "token": token}
+
+
+@router.put("", summary="Sign in")
+async def login(
+    body: LoginBody, request: Request, session: SessionDep, services: ServicesDep
+) -> dict[str, Any]:
+    settings = services.settings
+    email = body.email.strip().lower()
+    client = client_address(request, settings.trusted_proxies)
+    await check_allowed(session, settings, email, client)
+    user = (await session.exec(select(User).where(User.email == email))).first()
+    password_ok = await verify_password(user.password_hash if user else None, body.password)
+    if user is None or user.id is None or not body.password or not password_ok:
+        services.metrics.auth_attempt(False)
+        await record_failure(session, settings, email, client)
+        raise NotFound("unknown user")
+    services.metrics.auth_attempt(True)
+    token = await start_session(session, services, user.id)
+    return {"user": user_json(user, await roles_of(session, user.id)), "token": token}
+
+
+@router.delete("", summary="Sign out: the token stops working at once")
+async def logout(principal: CurrentUser, session: SessionDep) -> dict[str, str]:
+    await session.exec(delete(AuthSession).where(col(AuthSession.jti) == principal.jti))
+    await session.commit()
+    return {"message": "logout successful"}

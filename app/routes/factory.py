@@ -1,0 +1,148 @@
+"""The operator surface: factory status, remediation, breaker control (resilience.md §3)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from importlib.resources import files
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from app.deps import AdminUser, ServicesDep, SessionDep, load_principal
+from app.errors import Forbidden, NotFound, Unauthorized
+from app.models import (
+    DinerOrder,
+    FactoryEvent,
+    OrderStatus,
+    RemediationAttempt,
+    RemediationLink,
+    utcnow,
+)
+
+router = APIRouter(prefix="/factory", tags=["factory operations"])
+HISTORY_LENGTH = 50
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+class BreakerBody(BaseModel):
+    state: Literal["open", "closed", "auto"]
+
+
+def attempt_json(attempt: RemediationAttempt) -> dict[str, Any]:
+    return {
+        "at": _ts(attempt.at),
+        "mode": attempt.mode,
+        "byUserId": attempt.by_user_id,
+        "statusCode": attempt.status_code,
+        "message": attempt.message,
+        "resolved": attempt.resolved,
+    }
+
+
+@router.get("/status", summary="Factory status (admins); an HTML page for a browser")
+async def status(request: Request, services: ServicesDep, session: SessionDep) -> Any:
+    if "text/html" in request.headers.get("accept", ""):
+        # The page holds no data: it signs the admin in and calls this endpoint as JSON.
+        page = files("app").joinpath("static/status.html").read_text(encoding="utf-8")
+        return HTMLResponse(page, headers={"cache-control": "no-store"})
+    principal = await load_principal(request, services, session)
+    if principal is None:
+        raise Unauthorized("unauthorized")
+    if not principal.is_admin:
+        raise Forbidden("unauthorized")
+    ops, breaker, settings = services.ops, services.breaker, services.settings
+    count, oldest = (
+        await session.exec(
+            select(func.count(), func.min(DinerOrder.date)).where(
+                DinerOrder.status == OrderStatus.PENDING
+            )
+        )
+    ).one()
+    link = await ops.waiting_link(session)
+    attempts = list(
+        await session.exec(
+            select(RemediationAttempt).order_by(col(RemediationAttempt.id).desc()).limit(20)
+        )
+    )
+    links = list(
+        await session.exec(
+            select(RemediationLink).order_by(col(RemediationLink.id).desc()).limit(20)
+        )
+    )
+    events = list(
+        await session.exec(
+            select(FactoryEvent).order_by(col(FactoryEvent.id).desc()).limit(HISTORY_LENGTH)
+        )
+    )
+    last_failure = ops.last_failure
+    return {
+        "factory": ops.factory_url,
+        "breaker": {
+            "state": str(breaker.state),
+            "since": _ts(breaker.since),
+            "forced": breaker.forced,
+            "failMax": settings.breaker_fail_max,
+            "resetTimeoutS": settings.breaker_reset_s,
+        },
+        "configuration": {"fault": ops.config_fault},
+        "chaosScheduled": ops.chaos_scheduled,
+        "recentOutcomes": ops.recent_outcomes(),
+        "lastSuccess": _ts(ops.last_success),
+        "lastFailure": None
+        if last_failure is None
+        else {
+            "at": _ts(last_failure.at),
+            "outcome": str(last_failure.outcome),
+            "reason": last_failure.reason,
+        },
+        "remediation": {
+            "autoRemediate": settings.factory_auto_remediate,
+            # The full link, key included: this answer is for signed-in admins only.
+            "link": link.url if link else None,
+            "detectedAt": _ts(link.first_seen) if link else None,
+            "outcome": link.outcome if link else None,
+            "followable": link.followable if link else None,
+            "attempts": [attempt_json(a) for a in attempts],
+            "links": [
+                {
+                    "link": item.redacted,
+                    "detectedAt": _ts(item.first_seen),
+                    "outcome": item.outcome,
+                    "resolvedAt": _ts(item.resolved_at),
+                }
+                for item in links
+            ],
+        },
+        "pending": {
+            "count": int(count),
+            "oldestAgeS": round((utcnow() - oldest).total_seconds(), 3) if oldest else 0.0,
+        },
+        "history": [{"at": _ts(e.at), "kind": e.kind, "detail": e.detail} for e in events],
+    }
+
+
+@router.post("/remediate", summary="Follow the factory's remediation link now (admins)")
+async def remediate(principal: AdminUser, services: ServicesDep) -> dict[str, Any]:
+    attempt = await services.ops.remediate(mode="manual", user_id=principal.id)
+    if attempt is None:
+        raise NotFound("no remediation link is waiting")
+    if attempt.resolved:
+        services.worker.wake()
+    return {"attempt": attempt_json(attempt), "breaker": str(services.breaker.state)}
+
+
+@router.put("/breaker", summary="Force the breaker open or closed, or hand it back (admins)")
+async def set_breaker(
+    body: BreakerBody, principal: AdminUser, services: ServicesDep
+) -> JSONResponse:
+    await services.breaker.force(body.state)
+    await services.ops.note_operator(principal.id, f"breaker set to {body.state}")
+    services.worker.wake()
+    return JSONResponse({"state": str(services.breaker.state), "forced": services.breaker.forced})

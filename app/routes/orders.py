@@ -1,0 +1,113 @@
+"""Menu and orders (api.md "Orders")."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query
+from fastapi.responses import JSONResponse
+from sqlmodel import col, select
+
+from app.deps import AdminUser, CurrentUser, ServicesDep, SessionDep
+from app.errors import NotFound
+from app.models import DinerOrder, MenuItem, OrderItem
+from app.orders.placement import place_order
+from app.orders.workflow import items_of
+from app.schemas import MenuItemBody, OrderBody, money, order_json
+from clients.schemas import DinerInfo
+
+router = APIRouter(prefix="/api/order", tags=["order"])
+ORDERS_PAGE_SIZE = 10
+
+
+def menu_json(item: MenuItem) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "title": item.title,
+        "image": item.image,
+        "price": money(item.price),
+        "description": item.description,
+    }
+
+
+async def _menu(session: SessionDep) -> list[dict[str, Any]]:
+    return [menu_json(m) for m in await session.exec(select(MenuItem).order_by(col(MenuItem.id)))]
+
+
+@router.get("/menu", summary="The menu")
+async def get_menu(session: SessionDep) -> list[dict[str, Any]]:
+    return await _menu(session)
+
+
+@router.put("/menu", summary="Add a menu item (admin)")
+async def add_menu_item(
+    body: MenuItemBody, session: SessionDep, _admin: AdminUser
+) -> list[dict[str, Any]]:
+    session.add(MenuItem(**body.model_dump()))
+    await session.commit()
+    return await _menu(session)
+
+
+@router.get("", summary="The caller's orders, newest first")
+async def list_orders(
+    principal: CurrentUser,
+    session: SessionDep,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> dict[str, Any]:
+    orders = list(
+        await session.exec(
+            select(DinerOrder)
+            .where(DinerOrder.diner_id == principal.id)
+            .order_by(col(DinerOrder.id).desc())
+            .offset((page - 1) * ORDERS_PAGE_SIZE)
+            .limit(ORDERS_PAGE_SIZE + 1)
+        )
+    )
+    shown = orders[:ORDERS_PAGE_SIZE]
+    items: dict[int, list[OrderItem]] = {o.id: [] for o in shown if o.id is not None}
+    if items:
+        rows = await session.exec(
+            select(OrderItem).where(col(OrderItem.order_id).in_(items)).order_by(col(OrderItem.id))
+        )
+        for item in rows:
+            items[item.order_id].append(item)
+    return {
+        "dinerId": principal.id,
+        "orders": [order_json(o, items[o.id]) for o in shown if o.id is not None],
+        "page": page,
+        "more": len(orders) > ORDERS_PAGE_SIZE,
+    }
+
+
+@router.get("/{orderId}", summary="One order, to follow a pending one")
+async def get_order(
+    orderId: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    principal: CurrentUser,
+    session: SessionDep,
+) -> dict[str, Any]:
+    order = await session.get(DinerOrder, orderId)
+    if (
+        order is None
+        or order.id is None
+        or (order.diner_id != principal.id and not principal.is_admin)
+    ):
+        raise NotFound("unknown order")
+    return order_json(order, await items_of(session, order.id))
+
+
+@router.post(
+    "",
+    summary="Order pizzas",
+    responses={202: {"description": "accepted; the pizza will be made later"}},
+)
+async def create_order(
+    body: OrderBody,
+    principal: CurrentUser,
+    session: SessionDep,
+    services: ServicesDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JSONResponse:
+    user = principal.user
+    diner = DinerInfo(id=principal.id, name=user.name, email=user.email)
+    status, payload = await place_order(session, services.orders, diner, body, idempotency_key)
+    return JSONResponse(payload, status_code=status)

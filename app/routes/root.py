@@ -1,0 +1,83 @@
+"""Welcome, the endpoint list, health, and the Prometheus scrape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.deps import ServicesDep, bearer_token, current_user
+from app.errors import NotFound, Unauthorized
+from app.version import VERSION
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/", summary="Welcome")
+async def welcome() -> dict[str, str]:
+    return {"message": "welcome to JWT Pizza", "version": VERSION}
+
+
+def _needs_auth(dependant: Dependant) -> bool:
+    return any(d.call is current_user or _needs_auth(d) for d in dependant.dependencies)
+
+
+@router.get("/api/docs", summary="The endpoints of this service")
+async def api_docs(request: Request, services: ServicesDep) -> dict[str, Any]:
+    base = services.settings.public_url or str(request.base_url).rstrip("/")
+    endpoints = []
+    # FastAPI 0.165 no longer lists included routes on app.routes: walk our routers.
+    routes = [r for router in request.app.state.routers for r in router.routes]
+    for route in routes:
+        if not isinstance(route, APIRoute) or not route.path.startswith("/api/"):
+            continue
+        auth = _needs_auth(route.dependant)
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            header = " -H 'Authorization: Bearer $token'" if auth else ""
+            endpoints.append(
+                {
+                    "method": method,
+                    "path": route.path,
+                    "description": route.summary or route.name,
+                    "example": f"curl -X {method} {base}{route.path}{header}",
+                    "response": 'JSON; errors are {"message": ...}',
+                    "requiresAuth": auth,
+                }
+            )
+    return {
+        "version": VERSION,
+        "endpoints": endpoints,
+        "config": {"factory": services.ops.factory_url},
+    }
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The database answers")
+async def readyz(services: ServicesDep) -> JSONResponse:
+    try:
+        async with services.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        return JSONResponse({"status": "database unavailable", "message": type(exc).__name__}, 503)
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/metrics", summary="Prometheus scrape", include_in_schema=False)
+async def metrics(request: Request, services: ServicesDep) -> Response:
+    settings = services.settings
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    if not settings.metrics_prometheus or (settings.production and token is None):
+        raise NotFound("unknown endpoint")
+    if token is not None and bearer_token(request) != token:
+        raise Unauthorized("metrics need the METRICS_TOKEN bearer token")
+    body, content_type = services.telemetry.render_prometheus()
+    return Response(body, media_type=content_type)

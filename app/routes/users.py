@@ -1,0 +1,110 @@
+"""Users (api.md "Users")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from app.deps import AdminUser, CurrentUser, ServicesDep, SessionDep, bearer_token
+from app.errors import Conflict, Forbidden, NotFound
+from app.models import AuthSession, DinerOrder, User, UserRole
+from app.orders.cancel import fail_pending
+from app.routes.auth import roles_of, start_session
+from app.schemas import IdPath, Limit, NameFilter, Page0, UserUpdateBody, like_pattern, user_json
+from app.security import hash_password
+
+router = APIRouter(prefix="/api/user", tags=["user"])
+
+
+@router.get("/me", summary="The signed-in user")
+async def me(principal: CurrentUser) -> dict[str, Any]:
+    return user_json(principal.user, principal.roles)
+
+
+@router.put("/{userId}", summary="Update a user (that user or an admin)")
+async def update_user(
+    userId: IdPath,
+    body: UserUpdateBody,
+    request: Request,
+    principal: CurrentUser,
+    session: SessionDep,
+    services: ServicesDep,
+) -> dict[str, Any]:
+    if userId != principal.id and not principal.is_admin:
+        raise Forbidden("unauthorized")
+    user = await session.get(User, userId)
+    if user is None:
+        raise NotFound("unknown user")
+    credentials_changed = False
+    if body.name is not None:
+        user.name = body.name
+    if body.email is not None and body.email.lower() != user.email:
+        email = body.email.lower()
+        if (await session.exec(select(User.id).where(User.email == email))).first() is not None:
+            raise Conflict("email already in use")
+        user.email = email
+        credentials_changed = True
+    if body.password is not None:
+        user.password_hash = await hash_password(body.password)
+        credentials_changed = True
+    session.add(user)
+    if credentials_changed:
+        # Every session of that user ends; a self-update gets a fresh one below.
+        await session.exec(delete(AuthSession).where(col(AuthSession.user_id) == userId))
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise Conflict("email already in use") from exc
+    roles = await roles_of(session, userId)
+    if userId == principal.id and credentials_changed:
+        token = await start_session(session, services, userId)
+    else:
+        # The caller's own session is untouched: hand back the token it came with.
+        token = bearer_token(request) or ""
+    return {"user": user_json(user, roles), "token": token}
+
+
+@router.get("", summary="List users (admin)")
+async def list_users(
+    _admin: AdminUser,
+    session: SessionDep,
+    page: Page0 = 0,
+    limit: Limit = 10,
+    name: NameFilter = "*",
+) -> dict[str, Any]:
+    users = list(
+        await session.exec(
+            select(User)
+            .where(col(User.name).like(like_pattern(name), escape="\\"))
+            .order_by(col(User.id))
+            .offset(page * limit)
+            .limit(limit + 1)
+        )
+    )
+    shown = users[:limit]
+    roles: dict[int, list[UserRole]] = {u.id: [] for u in shown if u.id is not None}
+    if roles:
+        for role in await session.exec(select(UserRole).where(col(UserRole.user_id).in_(roles))):
+            roles[role.user_id].append(role)
+    return {
+        "users": [user_json(u, roles[u.id]) for u in shown if u.id is not None],
+        "more": len(users) > limit,
+    }
+
+
+@router.delete("/{userId}", summary="Delete a user (admin)")
+async def delete_user(userId: IdPath, _admin: AdminUser, session: SessionDep) -> dict[str, str]:
+    user = await session.get(User, userId)
+    if user is None:
+        raise NotFound("unknown user")
+    await fail_pending(session, col(DinerOrder.diner_id) == userId, "diner deleted")
+    await session.exec(delete(AuthSession).where(col(AuthSession.user_id) == userId))
+    await session.exec(delete(UserRole).where(col(UserRole.user_id) == userId))
+    await session.delete(user)
+    await session.commit()
+    return {"message": "user deleted"}

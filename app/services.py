@@ -1,0 +1,40 @@
+"""Everything the lifespan builds, in one typed place (request.app.state.services)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.config import Settings
+from clients.breaker import FactoryBreaker
+from clients.client import FactoryClient
+from telemetry.metrics import PizzaMetrics
+from telemetry.setup import Telemetry
+
+if TYPE_CHECKING:
+    from app.orders.worker import RetryWorker
+    from app.orders.workflow import OrderWorkflow
+    from app.remediation import FactoryOps
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    jwt_secret: str
+    telemetry: Telemetry
+    factory_http: httpx.AsyncClient
+    factory: FactoryClient
+    breaker: FactoryBreaker
+    ops: FactoryOps
+    orders: OrderWorkflow
+    worker: RetryWorker
+
+    @property
+    def metrics(self) -> PizzaMetrics:
+        return self.telemetry.metrics
