@@ -87,17 +87,27 @@ class FactoryOps:
 
     # -- facts from every factory answer -------------------------------------------------
 
-    async def observe(self, result: FactoryResult) -> None:
-        """Record one classified answer: outcome counts, last success/failure, the link."""
-        self._recent.append((self._clock(), result.outcome))
+    async def observe(self, result: FactoryResult, *, counted: bool = True) -> None:
+        """Record one classified answer: outcome counts, last success/failure, the link.
+
+        A late answer (the customer's wait already ended, counted as a timeout) is not
+        `counted` again, but its pizza and its link are facts all the same.
+        """
+        if counted:
+            self._recent.append((self._clock(), result.outcome))
         if result.outcome is Outcome.SUCCESS or result.has_pizza:
             self.last_success = utcnow()
-        if result.outcome is not Outcome.SUCCESS:
+        if counted and result.outcome is not Outcome.SUCCESS:
             self.last_failure = LastFailure(utcnow(), result.outcome, result.reason)
         if result.outcome is Outcome.UNAUTHORIZED:
             self._set_config_fault(result.reason)
         if result.report_url:
             await self.record_link(result.report_url, result.outcome)
+
+    def observe_timeout(self, reason: str) -> None:
+        """The customer's wait ended before the factory answered."""
+        self._recent.append((self._clock(), Outcome.TIMEOUT))
+        self.last_failure = LastFailure(utcnow(), Outcome.TIMEOUT, reason)
 
     def recent_outcomes(self) -> dict[str, int]:
         since = self._clock() - RECENT_WINDOW_S

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -97,6 +98,7 @@ def make_settings(database_url: str, factory_url: str, **overrides: Any) -> Sett
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+@asynccontextmanager
 async def running_api(settings: Settings) -> AsyncIterator[Api]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -113,5 +115,5 @@ def settings(database_url: str, factory_url: str, factory: httpx.Client) -> Sett
 @pytest.fixture
 async def api(settings: Settings) -> AsyncIterator[Api]:
     """The service on a fresh database, talking to the simulator."""
-    async for running in running_api(settings):
+    async with running_api(settings) as running:
         yield running

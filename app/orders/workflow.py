@@ -42,6 +42,13 @@ CLAIM_MARGIN_S = 5.0
 BREAKER_OPEN_REASON = "factory circuit open"
 
 
+@dataclass(slots=True)
+class _Wait:
+    """Shared by an attempt and its call: did the customer's wait end first?"""
+
+    over: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """What one attempt came to, as the customer sees it."""
@@ -110,7 +117,8 @@ class OrderWorkflow:
         )
         try:
             async with self._breaker.guard() as ticket:
-                task = asyncio.create_task(self._call_and_record(order, diner, info))
+                wait = _Wait()
+                task = asyncio.create_task(self._call_and_record(order, diner, info, wait))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 try:
@@ -118,18 +126,24 @@ class OrderWorkflow:
                         asyncio.shield(task), self._settings.factory_timeout_s
                     )
                 except TimeoutError:
+                    # The breaker and the failure count see a timeout now; the late
+                    # answer, whenever it comes, only feeds the order and the link.
+                    wait.over = True
                     ticket.record(Outcome.TIMEOUT)
-                    return Attempt(OrderStatus.PENDING, Outcome.TIMEOUT, reason="factory timeout")
+                    reason = f"no answer within FACTORY_TIMEOUT_S ({self._settings.factory_timeout_s:g} s)"
+                    self._ops.observe_timeout(reason)
+                    self._metrics.creation_failure(Outcome.TIMEOUT)
+                    return Attempt(OrderStatus.PENDING, Outcome.TIMEOUT, reason=reason)
                 assert result.outcome is not None
                 ticket.record(result.outcome)
                 return result
         except CallRefused:
-            self._metrics.call_refused()
+            # The breaker's refused listener counts it (pizza.factory.calls.refused).
             await self._release(order.id, reason=BREAKER_OPEN_REASON)
             return Attempt(OrderStatus.PENDING, None, reason=BREAKER_OPEN_REASON)
 
     async def _call_and_record(
-        self, order: DinerOrder, diner: DinerInfo, info: OrderInfo
+        self, order: DinerOrder, diner: DinerInfo, info: OrderInfo, wait: _Wait
     ) -> Attempt:
         assert order.id is not None
         self.inflight.add(order.id)
@@ -143,12 +157,15 @@ class OrderWorkflow:
                 )
                 span.set_attribute("pizza.outcome", str(result.outcome))
                 self._metrics.creation(result.outcome, result.duration_s)
-                await self._ops.observe(result)
-                return await self._record(order, info, result)
+                span.set_attribute("pizza.late_answer", wait.over)
+                await self._ops.observe(result, counted=not wait.over)
+                return await self._record(order, info, result, counted=not wait.over)
         finally:
             self.inflight.discard(order.id)
 
-    async def _record(self, order: DinerOrder, info: OrderInfo, result: FactoryResult) -> Attempt:
+    async def _record(
+        self, order: DinerOrder, info: OrderInfo, result: FactoryResult, *, counted: bool
+    ) -> Attempt:
         assert order.id is not None
         now = utcnow()
         pending = col(DinerOrder.status) == OrderStatus.PENDING
@@ -172,7 +189,8 @@ class OrderWorkflow:
                     self._metrics.sold(len(info.items), float(order.total))
                     return Attempt(OrderStatus.FULFILLED, result.outcome, jwt=result.jwt)
                 return await self._current(session, order.id, result.outcome)
-            self._metrics.creation_failure(result.outcome)
+            if counted:
+                self._metrics.creation_failure(result.outcome)
             if result.outcome is Outcome.REJECTED:
                 log.error("factory rejected order %s: %s", order.id, result.reason)
                 await session.execute(
