@@ -1,0 +1,512 @@
+"""The factory breaker (resilience.md §2): time is moved by a fake clock, never slept through."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+import clients.breaker as breaker_module
+from clients.breaker import BreakerState, CallRefused, FactoryBreaker
+from clients.schemas import Outcome
+
+RESET_S = 30.0
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
+FORCED_OPEN, FORCED_CLOSED = BreakerState.FORCED_OPEN, BreakerState.FORCED_CLOSED
+FAILURES = [o for o in Outcome if o.counts_as_failure]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime(2024, 12, 5, 11, 49, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class Events(list[tuple[BreakerState, BreakerState, bool]]):
+    def __call__(self, old: BreakerState, new: BreakerState, origin: bool) -> None:
+        self.append((old, new, origin))
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(breaker_module, "utcnow", fake)
+    return fake
+
+
+@pytest.fixture
+def breaker(clock: FakeClock) -> FactoryBreaker:
+    return FactoryBreaker(fail_max=5, reset_timeout_s=RESET_S)
+
+
+async def call(breaker: FactoryBreaker, outcome: Outcome | None = Outcome.SUCCESS) -> None:
+    async with breaker.guard() as ticket:
+        if outcome is not None:
+            ticket.record(outcome)
+
+
+async def fail(breaker: FactoryBreaker, times: int = 1) -> None:
+    for _ in range(times):
+        await call(breaker, Outcome.UNAVAILABLE)
+
+
+async def open_breaker(breaker: FactoryBreaker) -> None:
+    await fail(breaker, 5)
+    assert breaker.state is OPEN
+
+
+async def let_tasks_run() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def held_call(
+    breaker: FactoryBreaker, release: asyncio.Event, outcome: Outcome
+) -> asyncio.Task[str]:
+    """A call that enters the breaker and waits for ``release`` before recording."""
+
+    async def run() -> str:
+        try:
+            async with breaker.guard() as ticket:
+                await release.wait()
+                ticket.record(outcome)
+        except CallRefused:
+            return "refused"
+        return "called"
+
+    return asyncio.create_task(run())
+
+
+class TestOpening:
+    async def test_opens_after_fail_max_consecutive_failures(self, breaker: FactoryBreaker) -> None:
+        await fail(breaker, 4)
+        assert breaker.state is CLOSED
+        await fail(breaker)
+        assert breaker.state is OPEN
+
+    async def test_a_success_resets_the_count(self, breaker: FactoryBreaker) -> None:
+        await fail(breaker, 4)
+        await call(breaker, Outcome.SUCCESS)
+        await fail(breaker, 4)
+        assert breaker.state is CLOSED
+
+    @pytest.mark.parametrize("outcome", FAILURES, ids=str)
+    async def test_every_failure_outcome_counts(
+        self, breaker: FactoryBreaker, outcome: Outcome
+    ) -> None:
+        for _ in range(5):
+            await call(breaker, outcome)
+        assert breaker.state is OPEN
+
+    async def test_an_escaping_exception_is_a_failure_and_is_reraised(
+        self, breaker: FactoryBreaker
+    ) -> None:
+        for _ in range(5):
+            with pytest.raises(ConnectionError):
+                async with breaker.guard():
+                    raise ConnectionError("factory reset the connection")
+        assert breaker.state is OPEN
+
+    async def test_a_recorded_outcome_wins_over_an_exception(self, breaker: FactoryBreaker) -> None:
+        for _ in range(10):
+            with pytest.raises(ValueError):
+                async with breaker.guard() as ticket:
+                    ticket.record(Outcome.REJECTED)
+                    raise ValueError("our request was wrong")
+        assert breaker.state is CLOSED
+
+    async def test_a_block_without_record_counts_nothing(self, breaker: FactoryBreaker) -> None:
+        await fail(breaker, 4)
+        for _ in range(10):
+            await call(breaker, None)
+        await fail(breaker)
+        assert breaker.state is OPEN
+
+
+class TestOpen:
+    async def test_refuses_at_once_without_calling_the_factory(
+        self, breaker: FactoryBreaker
+    ) -> None:
+        await open_breaker(breaker)
+        factory_calls = 0
+        with pytest.raises(CallRefused) as refused:
+            async with breaker.guard():
+                factory_calls += 1
+        assert factory_calls == 0
+        assert refused.value.state is OPEN
+
+    async def test_reads_half_open_once_the_probe_is_due(
+        self, breaker: FactoryBreaker, clock: FakeClock
+    ) -> None:
+        await open_breaker(breaker)
+        opened_at = clock.now
+        assert breaker.since == opened_at
+        clock.advance(RESET_S - 0.001)
+        assert breaker.state is OPEN
+        clock.advance(0.001)
+        assert breaker.state is HALF_OPEN
+        assert breaker.since == opened_at + timedelta(seconds=RESET_S)
+
+
+class TestHalfOpen:
+    async def test_one_probe_among_concurrent_callers(
+        self, breaker: FactoryBreaker, clock: FakeClock
+    ) -> None:
+        await open_breaker(breaker)
+        clock.advance(RESET_S)
+        release = asyncio.Event()
+        calls = [held_call(breaker, release, Outcome.SUCCESS) for _ in range(10)]
+        await let_tasks_run()
+        # The refused ones finished without waiting for the probe.
+        assert [c.result() for c in calls if c.done()] == ["refused"] * 9
+        release.set()
+        assert sorted(await asyncio.gather(*calls)) == ["called"] + ["refused"] * 9
+        assert breaker.state is CLOSED
+
+    async def test_probe_success_closes(self, breaker: FactoryBreaker, clock: FakeClock) -> None:
+        await open_breaker(breaker)
+        clock.advance(RESET_S)
+        await call(breaker, Outcome.SUCCESS)
+        assert breaker.state is CLOSED
+        await fail(breaker, 4)
+        assert breaker.state is CLOSED  # closing started a fresh count
+
+    @pytest.mark.parametrize("outcome", [Outcome.SLOW, Outcome.CHAOS, Outcome.TIMEOUT], ids=str)
+    async def test_probe_failure_reopens_with_a_fresh_timeout(
+        self, breaker: FactoryBreaker, clock: FakeClock, outcome: Outcome
+    ) -> None:
+        await open_breaker(breaker)
+        clock.advance(RESET_S)
+        await call(breaker, outcome)
+        assert breaker.state is OPEN
+        assert breaker.since == clock.now
+        clock.advance(RESET_S - 1)
+        with pytest.raises(CallRefused):
+            await call(breaker)
+        clock.advance(1)
+        assert breaker.state is HALF_OPEN
+
+    async def test_rejected_probe_frees_the_slot_and_stays_half_open(
+        self, breaker: FactoryBreaker, clock: FakeClock
+    ) -> None:
+        await open_breaker(breaker)
+        clock.advance(RESET_S)
+        await call(breaker, Outcome.REJECTED)
+        assert breaker.state is HALF_OPEN
+        await call(breaker, None)  # no record: also neutral
+        assert breaker.state is HALF_OPEN
+        await call(breaker, Outcome.SUCCESS)  # the slot was free again
+        assert breaker.state is CLOSED
+
+    async def test_cancelled_probe_counts_nothing_and_frees_the_slot(
+        self, breaker: FactoryBreaker, clock: FakeClock
+    ) -> None:
+        await open_breaker(breaker)
+        clock.advance(RESET_S)
+        probe = held_call(breaker, asyncio.Event(), Outcome.UNAVAILABLE)
+        await let_tasks_run()
+        with pytest.raises(CallRefused) as refused:
+            await call(breaker)
+        assert refused.value.state is HALF_OPEN
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        assert breaker.state is HALF_OPEN
+        await call(breaker, Outcome.SUCCESS)
+        assert breaker.state is CLOSED
+
+
+class TestNeutral:
+    async def test_rejected_in_closed_neither_counts_nor_resets(
+        self, breaker: FactoryBreaker
+    ) -> None:
+        for _ in range(10):
+            await call(breaker, Outcome.REJECTED)
+        await fail(breaker, 4)
+        for _ in range(10):
+            await call(breaker, Outcome.REJECTED)
+        assert breaker.state is CLOSED
+        await fail(breaker)
+        assert breaker.state is OPEN
+
+    async def test_a_cancelled_call_counts_nothing_even_if_recorded(
+        self, breaker: FactoryBreaker
+    ) -> None:
+        await fail(breaker, 4)
+        for _ in range(3):
+            task = held_call(breaker, asyncio.Event(), Outcome.UNAVAILABLE)
+            await let_tasks_run()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert breaker.state is CLOSED
+        await fail(breaker)
+        assert breaker.state is OPEN
+
+
+class TestForced:
+    async def test_forced_open_refuses_past_any_reset_timeout(
+        self, breaker: FactoryBreaker, clock: FakeClock
+    ) -> None:
+        await breaker.force("open")
+        clock.advance(100 * RESET_S)
+        await breaker.half_open()  # remediation never overrides an operator
+        assert breaker.state is FORCED_OPEN
+        assert breaker.forced
+        with pytest.raises(CallRefused) as refused:
+            await call(breaker)
+        assert refused.value.state is FORCED_OPEN
+
+    async def test_forced_closed_lets_everything_through(self, breaker: FactoryBreaker) -> None:
+        await open_breaker(breaker)
+        await breaker.force("closed")
+        await fail(breaker, 50)
+        assert breaker.state is FORCED_CLOSED
+
+    async def test_auto_hands_back_closed_with_a_fresh_count(self, breaker: FactoryBreaker) -> None:
+        await fail(breaker, 4)
+        await breaker.force("closed")
+        await breaker.force("auto")
+        assert breaker.state is CLOSED
+        assert not breaker.forced
+        await fail(breaker, 4)
+        assert breaker.state is CLOSED
+        await breaker.force("open")
+        await breaker.force("auto")
+        assert breaker.state is CLOSED
+
+
+class TestRemediation:
+    async def test_half_open_lets_a_probe_in_before_the_timeout(
+        self, breaker: FactoryBreaker, clock: FakeClock
+    ) -> None:
+        await open_breaker(breaker)
+        clock.advance(1)
+        await breaker.half_open()
+        assert breaker.state is HALF_OPEN
+        assert breaker.since == clock.now
+        await call(breaker, Outcome.SUCCESS)
+        assert breaker.state is CLOSED
+
+    async def test_half_open_does_nothing_when_closed_or_forced(
+        self, breaker: FactoryBreaker
+    ) -> None:
+        await breaker.half_open()
+        assert breaker.state is CLOSED
+        await breaker.force("closed")
+        await breaker.half_open()
+        assert breaker.state is FORCED_CLOSED
+
+
+class TestListeners:
+    async def test_each_transition_fires_once_with_origin(
+        self, breaker: FactoryBreaker, clock: FakeClock
+    ) -> None:
+        events = Events()
+        breaker.add_listener(events)
+        await open_breaker(breaker)
+        clock.advance(RESET_S)
+        assert breaker.state is HALF_OPEN  # reading it is not a transition
+        await call(breaker, Outcome.TIMEOUT)
+        await breaker.half_open()
+        await call(breaker, Outcome.SUCCESS)
+        await breaker.force("open")
+        await breaker.force("open")
+        await breaker.force("auto")
+        assert events == [
+            (CLOSED, OPEN, True),
+            (OPEN, HALF_OPEN, True),
+            (HALF_OPEN, OPEN, True),
+            (OPEN, HALF_OPEN, True),
+            (HALF_OPEN, CLOSED, True),
+            (CLOSED, FORCED_OPEN, True),
+            (FORCED_OPEN, CLOSED, True),
+        ]
+
+    async def test_refused_listener_hears_each_refusal(self, breaker: FactoryBreaker) -> None:
+        refused: list[None] = []
+        breaker.add_refused_listener(lambda: refused.append(None))
+        await open_breaker(breaker)
+        for _ in range(3):
+            with pytest.raises(CallRefused):
+                await call(breaker)
+        assert len(refused) == 3
+
+    async def test_a_broken_listener_does_not_fail_the_call(self, breaker: FactoryBreaker) -> None:
+        def broken(old: BreakerState, new: BreakerState, origin: bool) -> None:
+            raise RuntimeError("metrics exporter bug")
+
+        breaker.add_listener(broken)
+        await open_breaker(breaker)
+
+
+# -- Redis: two instances on one name stand for two replicas --------------------------------
+
+Replicas = Callable[..., Awaitable[tuple[FactoryBreaker, Events]]]
+
+
+@pytest.fixture
+async def replicas(clock: FakeClock) -> AsyncIterator[Replicas]:
+    client: aioredis.Redis[str] = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        await client.ping()
+    except (OSError, aioredis.RedisError):
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    name = f"test-{uuid.uuid4().hex}"
+    started: list[FactoryBreaker] = []
+
+    async def make(fail_max: int = 5) -> tuple[FactoryBreaker, Events]:
+        replica = FactoryBreaker(
+            fail_max=fail_max, reset_timeout_s=RESET_S, redis_url=REDIS_URL, name=name
+        )
+        events = Events()
+        replica.add_listener(events)
+        await replica.start()
+        started.append(replica)
+        return replica, events
+
+    yield make
+    for replica in started:
+        await replica.stop()
+    keys = [k async for k in client.scan_iter(f"{breaker_module.KEY_PREFIX}:{{{name}}}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.connection_pool.disconnect()
+
+
+def origins(*event_lists: Events) -> list[tuple[BreakerState, BreakerState]]:
+    return [(old, new) for events in event_lists for old, new, origin in events if origin]
+
+
+class TestRedis:
+    async def test_failures_in_one_replica_open_both(self, replicas: Replicas) -> None:
+        (a, a_events), (b, b_events) = await replicas(), await replicas()
+        await fail(a, 5)
+        assert a.state is OPEN
+        await b.refresh()
+        assert b.state is OPEN
+        with pytest.raises(CallRefused):
+            await call(b)
+        assert a_events == [(CLOSED, OPEN, True)]
+        assert b_events == [(CLOSED, OPEN, False)]
+
+    async def test_failures_count_across_replicas(self, replicas: Replicas) -> None:
+        (a, _), (b, _) = await replicas(fail_max=4), await replicas(fail_max=4)
+        await fail(a, 2)
+        await fail(b, 2)
+        assert b.state is OPEN
+
+    async def test_a_concurrent_trip_has_one_origin(self, replicas: Replicas) -> None:
+        (a, a_events), (b, b_events) = await replicas(fail_max=2), await replicas(fail_max=2)
+
+        async def keep_failing(replica: FactoryBreaker) -> None:
+            with contextlib.suppress(CallRefused):  # refused once the other opened it
+                await fail(replica, 3)
+
+        await asyncio.gather(keep_failing(a), keep_failing(b))
+        await a.refresh()
+        await b.refresh()
+        assert a.state is OPEN and b.state is OPEN
+        assert origins(a_events, b_events) == [(CLOSED, OPEN)]
+
+    async def test_one_replica_takes_the_probe(self, replicas: Replicas, clock: FakeClock) -> None:
+        (a, a_events), (b, b_events) = await replicas(), await replicas()
+        await fail(a, 5)
+        await b.refresh()
+        clock.advance(RESET_S)
+        release = asyncio.Event()
+        calls = [held_call(a, release, Outcome.SUCCESS), held_call(b, release, Outcome.SUCCESS)]
+        for _ in range(100):  # bounded: each replica needs a few Redis round trips
+            if any(c.done() for c in calls):
+                break
+            await asyncio.sleep(0.005)
+        release.set()
+        assert sorted(await asyncio.gather(*calls)) == ["called", "refused"]
+        await a.refresh()
+        await b.refresh()
+        assert a.state is CLOSED and b.state is CLOSED
+        # Each transition recorded once, whichever replica made it.
+        assert sorted(origins(a_events, b_events)) == sorted(
+            [(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED)]
+        )
+
+    async def test_a_rejected_probe_frees_the_slot_for_another_replica(
+        self, replicas: Replicas, clock: FakeClock
+    ) -> None:
+        (a, _), (b, _) = await replicas(), await replicas()
+        await fail(a, 5)
+        clock.advance(RESET_S)
+        await call(a, Outcome.REJECTED)
+        await b.refresh()
+        assert b.state is HALF_OPEN
+        await call(b, Outcome.SUCCESS)
+        await a.refresh()
+        assert a.state is CLOSED
+
+    async def test_forced_states_are_shared(self, replicas: Replicas, clock: FakeClock) -> None:
+        (a, a_events), (b, b_events) = await replicas(), await replicas()
+        await a.force("open")
+        await b.refresh()
+        clock.advance(100 * RESET_S)
+        assert b.state is FORCED_OPEN
+        with pytest.raises(CallRefused):
+            await call(b)
+        await b.force("auto")
+        await a.refresh()
+        assert a.state is CLOSED
+        assert a_events == [(CLOSED, FORCED_OPEN, True), (FORCED_OPEN, CLOSED, False)]
+        assert b_events == [(CLOSED, FORCED_OPEN, False), (FORCED_OPEN, CLOSED, True)]
+
+    async def test_the_closed_path_makes_no_redis_round_trip(
+        self, replicas: Replicas, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        a, _ = await replicas()
+        commands: list[object] = []
+        original: Any = aioredis.Redis.execute_command
+
+        async def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+            commands.append(args[0])
+            return await original(self, *args, **kwargs)
+
+        monkeypatch.setattr(aioredis.Redis, "execute_command", counting)
+        for _ in range(50):
+            await call(a, Outcome.SUCCESS)
+        assert commands == []
+        await fail(a)
+        assert commands == ["INCRBY"]  # redis-py's INCR
+
+    async def test_unreachable_redis_falls_back_to_memory(
+        self, caplog: pytest.LogCaptureFixture, clock: FakeClock
+    ) -> None:
+        down = FactoryBreaker(
+            fail_max=5, reset_timeout_s=RESET_S, redis_url="redis://127.0.0.1:1/0"
+        )
+        with caplog.at_level(logging.WARNING, logger="clients.breaker"):
+            await down.start()
+            try:
+                await open_breaker(down)
+                with pytest.raises(CallRefused):
+                    await call(down)
+                clock.advance(RESET_S)
+                await call(down, Outcome.SUCCESS)
+                assert down.state is CLOSED
+                for _ in range(3):
+                    await down.refresh()
+            finally:
+                await down.stop()
+        assert len([r for r in caplog.records if "Redis unreachable" in r.message]) == 1
