@@ -143,7 +143,7 @@ class FactoryOps:
                     await session.commit()
                     new = True
                 except IntegrityError:
-                    # Another replica stored it first: it reports and follows it.
+                    # Stored before: by another replica, or by this service before a restart.
                     await session.rollback()
                     link = (
                         await session.exec(
@@ -153,20 +153,25 @@ class FactoryOps:
                     new = False
             assert link.id is not None
             self._known_links[url] = link.id
+        auto = self._settings.factory_auto_remediate and followable
         if not new:
+            # Whoever stored it reported it; following it again is harmless ("No chaos
+            # currently executing" counts as resolved) and covers a follower that died.
+            if auto and link.resolved_at is None:
+                self._spawn(self._auto_remediate(link.id))
             return
         self._metrics.set_remediation_pending(True)
         log.warning(
             "factory remediation link detected: %s (outcome %s, auto-remediation %s)",
             redacted,
             outcome,
-            "on" if self._settings.factory_auto_remediate and followable else "off",
+            "on" if auto else "off",
         )
         trace.get_current_span().add_event(
             "factory.remediation_link.detected", {"link": redacted, "outcome": str(outcome)}
         )
         await self._event("link_detected", f"{redacted} (outcome {outcome})")
-        if self._settings.factory_auto_remediate and followable:
+        if auto:
             self._spawn(self._auto_remediate(link.id))
 
     def _followable(self, url: str) -> str | None:

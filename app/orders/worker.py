@@ -8,6 +8,7 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy import func, or_, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -47,8 +48,9 @@ class RetryWorker:
         while True:
             try:
                 await self.run_once()
-            except (OSError, ConnectionError) as exc:
-                # The database went away for a moment: orders are safe in it; try again.
+            except (SQLAlchemyError, OSError) as exc:
+                # The database went away or was busy for a moment: the orders are safe in
+                # it, and the next cycle tries again. The worker itself must not die.
                 log.error("retry worker cycle failed: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.worker_poll_s)
