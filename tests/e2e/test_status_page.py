@@ -1,0 +1,212 @@
+"""The operator's status page in a real browser (resilience.md §3).
+
+Issue acceptance: "The HTML status page opened in headless Chromium, the remediate
+button clicked, the page then showing the breaker closed". The simulator and the
+service run as separate `pizza` processes; auto-remediation is off, so a person
+must act, and the breaker's reset timeout is long, so only remediation closes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.e2e.conftest import CHROMIUM_ARGS, Processes, isolated_env, wait_until
+from tests.utils.servers import free_port
+
+VENDOR_KEY = "vendor-key-e2e-5ecr3t-c0ffee"
+PASSWORD = "correct horse battery staple"
+ADMIN_EMAIL = "opal@jwt.com"
+ORDERS = 3
+FAIL_MAX = 2
+REMEDIATION_DEADLINE_S = 15.0
+
+
+@dataclass
+class Stack:
+    url: str
+    factory_url: str
+
+
+@pytest.fixture
+def stack(processes: Processes, tmp_path: Path) -> Iterator[Stack]:
+    """`pizza factory-sim` and `pizza serve` pointed at it, plus an admin."""
+    chosen: dict[str, str] = {}
+
+    def build_factory() -> tuple[list[str], dict[str, str], list[str]]:
+        port = free_port()
+        chosen["factory"] = f"http://127.0.0.1:{port}"
+        args = ["factory-sim", "--port", str(port), "--api-key", VENDOR_KEY]
+        return (
+            [*args, "--throttle-delay-s", "1"],
+            isolated_env(),
+            [f"{chosen['factory']}/.well-known/jwks.json"],
+        )
+
+    processes.start_on_free_ports("factory-sim", build_factory)
+    env = isolated_env(
+        DATABASE_URL=f"sqlite:///{tmp_path}/pizza.db",
+        FACTORY_URL=chosen["factory"],
+        FACTORY_API_KEY=VENDOR_KEY,
+        FACTORY_AUTO_REMEDIATE="false",
+        BREAKER_FAIL_MAX=str(FAIL_MAX),
+        BREAKER_RESET_S="300",
+        RETRY_BASE_S="0.2",
+        RETRY_MAX_S="1",
+        WORKER_POLL_S="0.1",
+    )
+    processes.run(
+        "admin", "create", "--name", "Opal Operator", "--email", ADMIN_EMAIL,
+        "--password", PASSWORD, env=env,
+    )  # fmt: skip
+
+    def build_service() -> tuple[list[str], dict[str, str], list[str]]:
+        port = free_port()
+        chosen["url"] = f"http://127.0.0.1:{port}"
+        return ["serve", "--port", str(port)], env, [f"{chosen['url']}/healthz"]
+
+    processes.start_on_free_ports("pizza-serve", build_service)
+    yield Stack(chosen["url"], chosen["factory"])
+
+
+def sign_in(http: httpx.Client, email: str) -> dict[str, str]:
+    answer = http.put("/api/auth", json={"email": email, "password": PASSWORD})
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['token']}"}
+
+
+def shop(http: httpx.Client, admin: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A menu item, a franchise with a store, and a signed-in diner; the order body to send."""
+    menu = http.put(
+        "/api/order/menu",
+        headers=admin,
+        json={"title": "Veggie", "description": "A garden", "image": "p.png", "price": 0.0038},
+    )
+    assert menu.status_code == 200, menu.text
+    franchise = http.post("/api/franchise", headers=admin, json={"name": "pizzaPocket"})
+    assert franchise.status_code == 200, franchise.text
+    franchise_id = franchise.json()["id"]
+    store = http.post(f"/api/franchise/{franchise_id}/store", headers=admin, json={"name": "SLC"})
+    assert store.status_code == 200, store.text
+    diner = http.post(
+        "/api/auth", json={"name": "Dee Diner", "email": "dee@jwt.com", "password": PASSWORD}
+    )
+    assert diner.status_code == 200, diner.text
+    body = {
+        "franchiseId": franchise_id,
+        "storeId": str(store.json()["id"]),
+        "items": [{"menuId": menu.json()[0]["id"], "description": "Veggie", "price": 0.0038}],
+    }
+    return body, {"Authorization": f"Bearer {diner.json()['token']}"}
+
+
+@pytest.mark.slow
+def test_remediate_from_the_status_page(stack: Stack, chromium: Path, tmp_path: Path) -> None:
+    with (
+        httpx.Client(base_url=stack.url, timeout=15.0) as http,
+        httpx.Client(
+            base_url=stack.factory_url,
+            headers={"Authorization": f"Bearer {VENDOR_KEY}"},
+            timeout=5.0,
+        ) as vendor,
+    ):
+        # The page without auth is plain markup: no link, no key, no figures.
+        page_html = http.get("/factory/status", headers={"Accept": "text/html"})
+        assert page_html.status_code == 200
+        assert page_html.headers["content-type"].startswith("text/html")
+        assert VENDOR_KEY not in page_html.text
+        assert "/api/support/" not in page_html.text
+        assert "<form" in page_html.text
+        # The JSON status without a token is refused.
+        anonymous = http.get("/factory/status", headers={"Accept": "application/json"})
+        assert anonymous.status_code == 401
+        assert anonymous.json() == {"message": "unauthorized"}
+
+        admin = sign_in(http, ADMIN_EMAIL)
+        body, diner = shop(http, admin)
+
+        # The factory fails; the diners' orders are kept (202) and the breaker opens.
+        assert vendor.put("/api/vendor/chaos/fail").status_code == 200
+        order_ids = []
+        for _ in range(ORDERS):
+            answer = http.post("/api/order", headers=diner, json=body)
+            assert answer.status_code == 202, answer.text
+            assert answer.json()["order"]["status"] == "pending"
+            assert VENDOR_KEY not in answer.text
+            order_ids.append(answer.json()["order"]["id"])
+
+        def status() -> dict[str, Any]:
+            answer = http.get("/factory/status", headers=admin)
+            assert answer.status_code == 200, answer.text
+            result: dict[str, Any] = answer.json()
+            return result
+
+        wait_until(
+            lambda: status()["breaker"]["state"] == "open" and status()["remediation"]["link"],
+            timeout=10,
+            what="the breaker open with a remediation link recorded",
+        )
+        assert status()["pending"]["count"] == ORDERS
+
+        # An operator opens the page in a browser, signs in, and remediates.
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
+            )
+            try:
+                page = browser.new_page(viewport={"width": 1100, "height": 900})
+                errors: list[str] = []
+                page.on("pageerror", lambda error: errors.append(str(error)))
+                page.goto(f"{stack.url}/factory/status")
+                expect(page.locator("#status")).to_be_hidden()
+                page.get_by_label("Email").fill(ADMIN_EMAIL)
+                page.get_by_label("Password").fill(PASSWORD)
+                page.get_by_role("button", name="Sign in").click()
+
+                state = page.locator("#breaker-state")
+                expect(state).to_have_text("open", timeout=10_000)
+                link = page.locator("#remediation-link")
+                expect(link).to_be_visible()
+                href = link.get_attribute("href") or ""
+                assert "/api/support/" in href, href
+                expect(page.locator("#pending-count")).to_have_text(str(ORDERS))
+                page.screenshot(path=str(tmp_path / "status-open.png"), full_page=True)
+
+                # Only an absolute http(s) link is clickable; the factory's mangled scheme
+                # (`https//`, factory.md) is repaired instead of becoming a relative link.
+                assert page.evaluate("linkHref('https//f.example/api/support/k/report/c')") == (
+                    "https://f.example/api/support/k/report/c"
+                )
+                assert page.evaluate("linkHref('javascript:alert(1)')") is None
+                assert page.evaluate("linkHref('/factory/remediate')") is None
+
+                remediate = page.get_by_role("button", name="Remediate now")
+                expect(remediate).to_be_enabled()
+                remediate.click()
+                expect(page.locator("#remediate-result")).to_contain_text("Problem resolved")
+                # Half-open now; the retry worker's probe closes it, the page polls itself.
+                expect(state).to_have_text("closed", timeout=REMEDIATION_DEADLINE_S * 1000)
+                expect(page.locator("#remediation-link")).to_have_count(0)
+                expect(remediate).to_be_disabled()  # nothing left to follow
+                page.screenshot(path=str(tmp_path / "status-closed.png"), full_page=True)
+                assert errors == [], errors
+            finally:
+                browser.close()
+
+        # Every order kept while the factory failed is made in the end.
+        def fulfilled() -> bool:
+            states = [
+                http.get(f"/api/order/{order_id}", headers=diner).json()["status"]
+                for order_id in order_ids
+            ]
+            assert "failed" not in states, states
+            return states == ["fulfilled"] * ORDERS
+
+        wait_until(fulfilled, timeout=REMEDIATION_DEADLINE_S, what="the pending orders made")
+        assert status()["pending"]["count"] == 0
