@@ -75,20 +75,23 @@ class TestFailChaos:
         api = manual_api
         shop = await api.shop()
         factory.put("/api/vendor/chaos/fail").raise_for_status()
-        calls_before = factory.get("/api/sim/stats").json()["calls"]
 
         ids = await pending_orders(api, shop, 3)
         state = await status(api, shop)
         assert state["breaker"]["state"] == "open"
-        assert state["recentOutcomes"]["unavailable"] == 3
+        # Three customer calls, perhaps a worker retry between them: all failures.
+        assert set(state["recentOutcomes"]) == {"unavailable"}
+        assert state["recentOutcomes"]["unavailable"] >= 3
         assert state["lastFailure"]["outcome"] == "unavailable"
         link = state["remediation"]["link"]
         assert link.startswith("https://127.0.0.1/api/support/" + FACTORY_KEY + "/report/")
         assert state["pending"]["count"] == 3
 
         # While open, an order costs no factory call and no wait.
+        calls_before = factory.get("/api/sim/stats").json()["calls"]
         ids += await pending_orders(api, shop, 2)
-        assert factory.get("/api/sim/stats").json()["calls"] == calls_before + 3
+        await api.services.worker.run_once()
+        assert factory.get("/api/sim/stats").json()["calls"] == calls_before
 
         # The operator follows the link from the server: the factory is fixed, the breaker
         # goes half-open, the worker's probe closes it and every order is made.
@@ -171,7 +174,7 @@ class TestFactoryAnswersThatAreNotChaos:
             factory.put("/api/vendor/chaos/hang").raise_for_status()
             ids = await pending_orders(api, shop, 1)
             state = await status(api, shop)
-            assert state["recentOutcomes"] == {"timeout": 1}
+            assert set(state["recentOutcomes"]) == {"timeout"}
             assert state["lastFailure"]["outcome"] == "timeout"
             factory.put("/api/vendor/chaos/none").raise_for_status()
             await eventually(lambda: all_fulfilled(api, shop, ids))
