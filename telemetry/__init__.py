@@ -1,0 +1,1 @@
+"""Traces, metrics and logs for the service (telemetry.md), plus alerts and dashboard."""

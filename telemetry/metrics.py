@@ -1,0 +1,245 @@
+"""Every instrument of telemetry.md's metric table, defined in one place.
+
+Units decide the Prometheus names (telemetry.md): counters gain ``_total``, unit
+``s`` gains ``_seconds``, annotation units in braces vanish. So the names on
+``/metrics``, in Prometheus and in Grafana Cloud (Mimir) are the same, and the
+alert rules in ``alerts/`` use them verbatim (``PROMETHEUS_NAMES`` lists them).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from clients.schemas import Outcome
+from telemetry.process import ProcessSampler
+
+# The throttle chaos takes 32 s and a factory call may run on for 60 s
+# (FACTORY_CALL_MAX_S); 2 s is the slow-call threshold, 5 s the customer's wait.
+CREATION_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0)
+ACTIVE_USER_WINDOW_S = 300.0
+BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "forced_closed")
+LOG_SEVERITIES = ("debug", "info", "warning", "error", "critical")
+
+# Exactly what the Python Prometheus exporter prints (checked by the tests).
+PROMETHEUS_NAMES = {
+    "pizza.creation.duration": "pizza_creation_duration_seconds",
+    "pizza.sold": "pizza_sold_total",
+    "pizza.revenue": "pizza_revenue_total",
+    "pizza.creation.failures": "pizza_creation_failures_total",
+    "pizza.orders.pending": "pizza_orders_pending",
+    "pizza.orders.pending.oldest_age": "pizza_orders_pending_oldest_age_seconds",
+    "pizza.factory.breaker.state": "pizza_factory_breaker_state",
+    "pizza.factory.calls.refused": "pizza_factory_calls_refused_total",
+    "pizza.factory.remediation.pending": "pizza_factory_remediation_pending",
+    "pizza.factory.remediation.attempts": "pizza_factory_remediation_attempts_total",
+    "pizza.auth.attempts": "pizza_auth_attempts_total",
+    "pizza.users.active": "pizza_users_active",
+    "pizza.log.records": "pizza_log_records_total",
+    "pizza.service.heartbeat": "pizza_service_heartbeat",
+    "process.cpu.utilization": "process_cpu_utilization_percent",
+    "process.memory.usage": "process_memory_usage_bytes",
+    "process.memory.utilization": "process_memory_utilization_percent",
+}
+
+_Callback = Callable[[CallbackOptions], Iterable[Observation]]
+
+
+def _reading(read: Callable[[], float]) -> _Callback:
+    def callback(_options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(read())]
+
+    return callback
+
+
+class PizzaMetrics:
+    """The service's own instruments. Gauges read values the app keeps current.
+
+    Callbacks run on the exporter's thread (and on a ``/metrics`` render), so they
+    only read fields kept here: never a database query, never a lock held long.
+    """
+
+    def __init__(self, meter: Meter, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._users: OrderedDict[int, float] = OrderedDict()
+        self._pending = 0
+        self._oldest_age_s = 0.0
+        self._breaker_state = "closed"
+        self._remediation_pending = False
+        self._process = ProcessSampler()
+
+        self._creation = meter.create_histogram(
+            "pizza.creation.duration",
+            unit="s",
+            description="Factory calls for pizzas, by outcome (resilience.md §1)",
+            explicit_bucket_boundaries_advisory=CREATION_BUCKETS_S,
+        )
+        self._failures = meter.create_counter(
+            "pizza.creation.failures", unit="{order}", description="Factory calls without success"
+        )
+        self._sold = meter.create_counter("pizza.sold", unit="{pizza}", description="Pizzas sold")
+        self._revenue = meter.create_counter(
+            "pizza.revenue", unit="{BTC}", description="Revenue of pizzas sold"
+        )
+        self._refused = meter.create_counter(
+            "pizza.factory.calls.refused", unit="{call}", description="Calls refused by the breaker"
+        )
+        self._remediation = meter.create_counter(
+            "pizza.factory.remediation.attempts",
+            unit="{attempt}",
+            description="Remediation links followed, by mode and result",
+        )
+        self._auth = meter.create_counter(
+            "pizza.auth.attempts", unit="{attempt}", description="Sign-in attempts by result"
+        )
+        self._logs = meter.create_counter(
+            "pizza.log.records", unit="{record}", description="Log records by severity"
+        )
+        self._zero_series()
+
+        gauges: tuple[tuple[str, str, str, _Callback], ...] = (
+            (
+                "pizza.orders.pending",
+                "{order}",
+                "Orders waiting for a pizza",
+                _reading(lambda: float(self._pending)),
+            ),
+            (
+                "pizza.orders.pending.oldest_age",
+                "s",
+                "Age of the oldest pending order",
+                _reading(lambda: self._oldest_age_s),
+            ),
+            (
+                "pizza.factory.breaker.state",
+                "{state}",
+                "1 for the breaker's current state",
+                self._observe_breaker,
+            ),
+            (
+                "pizza.factory.remediation.pending",
+                "{link}",
+                "1 while a remediation link waits to be followed",
+                _reading(lambda: float(self._remediation_pending)),
+            ),
+            (
+                "pizza.users.active",
+                "{user}",
+                "Users seen in the last 5 minutes (this process)",
+                _reading(self._active_users),
+            ),
+            ("pizza.service.heartbeat", "{beat}", "Always 1", _reading(lambda: 1.0)),
+            (
+                "process.cpu.utilization",
+                "%",
+                "CPU used by this process (100 = one core)",
+                _reading(self._process.cpu_percent),
+            ),
+            (
+                "process.memory.usage",
+                "By",
+                "Resident memory of this process",
+                _reading(self._process.rss_bytes),
+            ),
+            (
+                "process.memory.utilization",
+                "%",
+                "Resident memory as a share of the machine's",
+                _reading(self._process.memory_percent),
+            ),
+        )
+        for name, unit, description, callback in gauges:
+            meter.create_observable_gauge(
+                name, callbacks=[callback], unit=unit, description=description
+            )
+
+    def _zero_series(self) -> None:
+        # A counter series that first appears at 1 loses that increment in
+        # Prometheus' increase(); starting every known series at 0 keeps the first
+        # failure, refusal or error log visible to the alert rules.
+        for outcome in Outcome:
+            if outcome is not Outcome.SUCCESS:
+                self._failures.add(0, {"outcome": outcome.value})
+        for counter in (self._sold, self._revenue, self._refused):
+            counter.add(0)
+        for result in ("success", "failure"):
+            self._auth.add(0, {"result": result})
+        for severity in LOG_SEVERITIES:
+            self._logs.add(0, {"severity": severity})
+
+    # -- events --------------------------------------------------------------
+
+    def creation(self, outcome: str, duration_s: float) -> None:
+        """One factory call for a pizza, whatever its outcome (timeouts included)."""
+        self._creation.record(duration_s, {"outcome": str(outcome)})
+
+    def creation_failure(self, outcome: str) -> None:
+        """A factory call that made no pizza (``outcome`` says why), or an order given up.
+
+        The factory-failing alert divides these, plus refused calls, by the calls
+        that ``creation`` records: a slow or chaotic pizza that was made is no failure.
+        """
+        self._failures.add(1, {"outcome": str(outcome)})
+
+    def sold(self, pizzas: int, revenue: float) -> None:
+        """An order fulfilled: its pizzas and what they cost."""
+        self._sold.add(pizzas)
+        self._revenue.add(revenue)
+
+    def call_refused(self) -> None:
+        """An order the open breaker kept from the factory."""
+        self._refused.add(1)
+
+    def remediation_attempt(self, mode: str, result: str) -> None:
+        """A remediation link followed; ``mode`` is ``auto`` or ``manual``."""
+        self._remediation.add(1, {"mode": mode, "result": result})
+
+    def auth_attempt(self, success: bool) -> None:
+        self._auth.add(1, {"result": "success" if success else "failure"})
+
+    def user_seen(self, user_id: int) -> None:
+        """A request carried this user's valid token."""
+        with self._lock:
+            self._users[user_id] = self._clock()
+            self._users.move_to_end(user_id)
+            self._prune_users()
+
+    def log_record(self, severity: str) -> None:
+        self._logs.add(1, {"severity": severity.lower()})
+
+    # -- state the gauges report -----------------------------------------------
+
+    def set_pending(self, count: int, oldest_age_s: float) -> None:
+        self._pending = count
+        self._oldest_age_s = oldest_age_s
+
+    def set_breaker_state(self, state: str) -> None:
+        """The breaker's state; pybreaker's ``half-open`` is accepted for ``half_open``."""
+        normalized = state.lower().replace("-", "_")
+        if normalized not in BREAKER_STATES:
+            raise ValueError(f"unknown breaker state {state!r}, expected one of {BREAKER_STATES}")
+        self._breaker_state = normalized
+
+    def set_remediation_pending(self, waiting: bool) -> None:
+        self._remediation_pending = waiting
+
+    # -- callbacks -------------------------------------------------------------
+
+    def _prune_users(self) -> None:
+        horizon = self._clock() - ACTIVE_USER_WINDOW_S
+        while self._users and next(iter(self._users.values())) < horizon:
+            self._users.popitem(last=False)
+
+    def _active_users(self) -> float:
+        with self._lock:
+            self._prune_users()
+            return float(len(self._users))
+
+    def _observe_breaker(self, _options: CallbackOptions) -> Iterable[Observation]:
+        current = self._breaker_state
+        return [Observation(int(s == current), {"state": s}) for s in BREAKER_STATES]

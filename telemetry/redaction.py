@@ -1,0 +1,82 @@
+"""Secret-free text: what the log filter and the HTTP client spans both apply.
+
+The vendor API key sits inside the factory's remediation links (factory.md), so
+the link shapes are redacted structurally, even where the key itself is not known.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from typing import Any
+from urllib.parse import quote
+
+MASK = "***"
+
+# A secret shorter than this would mask ordinary words in every log line.
+MIN_SECRET_LENGTH = 6
+
+_SENSITIVE_KEY = r"(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|token|jwt)"
+# Keys whose whole value goes, whatever it looks like (extras given as dicts).
+SENSITIVE_KEYS = re.compile(rf"^(?:{_SENSITIVE_KEY}|authorization|cookie)$", re.IGNORECASE)
+
+_SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # /api/support/{key}/report/{fixCode}, also without a scheme or host.
+    (re.compile(r"(/api/support/)[^/\s?#\"']+(/report)"), rf"\g<1>{MASK}\g<2>"),
+    # Authorization: Bearer xxx (header lines, dict reprs, JSON). The scheme is kept.
+    (
+        re.compile(
+            r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)"
+            r"((?:bearer|basic|token)\s+)?[^\s\"',;}]+"
+        ),
+        rf"\g<1>\g<2>{MASK}",
+    ),
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{3,}"), rf"\g<1>{MASK}"),
+    # A JWT: three base64url parts, the first one a JSON object ('{"' is 'eyJ').
+    (re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), MASK),
+    # "password": "..." / 'password': '...' / password=... / apiKey=... (query strings).
+    (
+        re.compile(rf"(?i)([\"']?\b[\w-]*{_SENSITIVE_KEY}[\"']?\s*[:=]\s*)\"(?:[^\"\\]|\\.)*\""),
+        rf'\g<1>"{MASK}"',
+    ),
+    (
+        re.compile(rf"(?i)([\"']?\b[\w-]*{_SENSITIVE_KEY}[\"']?\s*[:=]\s*)'(?:[^'\\]|\\.)*'"),
+        rf"\g<1>'{MASK}'",
+    ),
+    (re.compile(rf"(?i)(\b[\w-]*{_SENSITIVE_KEY}=)[^\s&#\"',;]+"), rf"\g<1>{MASK}"),
+)
+
+
+def redact_text(text: str, secrets: Collection[str] = ()) -> str:
+    """``text`` with every known secret and every secret-shaped token masked."""
+    for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}, key=len)[::-1]:
+        text = text.replace(secret, MASK)
+        encoded = quote(secret, safe="")
+        if encoded != secret:
+            text = text.replace(encoded, MASK)
+    for pattern, replacement in _SUBSTITUTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact_value(value: Any, secrets: Collection[str] = ()) -> Any:
+    """A copy of ``value`` (a log extra) that is safe to print or export.
+
+    Strings are redacted, containers are walked, values under sensitive keys go
+    entirely; numbers, booleans and None pass unchanged; anything else becomes its
+    redacted text, since a formatter would print it anyway.
+    """
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    if isinstance(value, bytes):
+        return redact_text(value.decode("utf-8", "replace"), secrets)
+    if isinstance(value, Mapping):
+        return {
+            str(k): MASK if SENSITIVE_KEYS.match(str(k)) else redact_value(v, secrets)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_value(v, secrets) for v in value]
+    return redact_text(str(value), secrets)

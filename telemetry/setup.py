@@ -1,0 +1,232 @@
+"""Providers, exporters and instrumentation, built per app (telemetry.md, Export).
+
+Nothing here touches the OpenTelemetry globals: one test process builds many
+apps, and each app's lifespan owns its providers and shuts them down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+import weakref
+from dataclasses import dataclass, field
+
+import httpx
+from fastapi import FastAPI
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.instrumentation._semconv import _OpenTelemetrySemanticConventionStability
+from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor, RequestInfo
+from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+from opentelemetry.instrumentation.sqlalchemy.package import _instruments
+from opentelemetry.instrumentation.sqlalchemy.version import __version__ as sqlalchemy_otel
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.trace import Span, Tracer
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from telemetry.metrics import PizzaMetrics
+from telemetry.redaction import redact_text
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SERVICE_NAME = "jwt-pizza-service"
+TRACER_NAME = "jwt-pizza"
+# Regexes searched in the full URL (no query): health probes and scrapes are noise.
+EXCLUDED_URLS = r"//[^/]+/metrics$,//[^/]+/healthz$,//[^/]+/readyz$"
+_SIGNALS = ("traces", "metrics", "logs")
+
+
+@dataclass
+class Telemetry:
+    """One app's providers, its instruments and its Prometheus view."""
+
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    logger_provider: LoggerProvider | None
+    metrics: PizzaMetrics
+    tracer: Tracer
+    registry: CollectorRegistry | None = field(default=None, repr=False)
+    _closed: bool = field(default=False, repr=False)
+
+    def render_prometheus(self) -> tuple[bytes, str]:
+        """The body and content type for ``GET /metrics``."""
+        if self.registry is None:
+            raise RuntimeError("Prometheus export is off: setup_telemetry(prometheus=False)")
+        # The classic 0.0.4 text format: every Prometheus and agent version reads it.
+        return generate_latest(self.registry), CONTENT_TYPE_PLAIN_0_0_4
+
+    def shutdown(self) -> None:
+        """Flush and shut down every provider; later calls do nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+        if self.logger_provider is not None:
+            self.logger_provider.shutdown()
+
+
+def _stable_http_conventions() -> None:
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+    # The instrumentations read the variable once per process: if one was set up
+    # before this (another library, a test), read it again so that this app still
+    # gets http.server.request.duration in seconds, which the alert rules use.
+    stability = _OpenTelemetrySemanticConventionStability
+    if stability._initialized:
+        stability._initialized = False
+        stability._initialize()  # type: ignore[no-untyped-call]
+
+
+def _endpoint_configured(signal: str) -> bool:
+    names = ("OTEL_EXPORTER_OTLP_ENDPOINT", f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+    return any(os.environ.get(name, "").strip() for name in names)
+
+
+def _resource(service_version: str, environment: str) -> Resource:
+    # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; only
+    # when neither names the service does the default name apply.
+    resource = Resource.create(
+        {
+            "service.version": service_version,
+            "deployment.environment.name": environment,
+            "service.instance.id": str(uuid.uuid4()),
+        }
+    )
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({"service.name": DEFAULT_SERVICE_NAME}))
+    return resource
+
+
+def setup_telemetry(
+    *,
+    service_version: str,
+    environment: str,
+    prometheus: bool = True,
+    span_exporter: SpanExporter | None = None,
+) -> Telemetry:
+    """New providers for one app; OTLP exporters only for configured endpoints.
+
+    The exporters read OpenTelemetry's standard variables themselves (endpoint,
+    headers, timeout, ...). Call ``configure_logging`` before this to see the
+    line that says what is exported.
+    """
+    _stable_http_conventions()
+    exported = [s for s in _SIGNALS if _endpoint_configured(s)]
+    resource = _resource(service_version, environment)
+
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    if "traces" in exported:
+        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if span_exporter is not None:
+        tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+
+    readers: list[MetricReader] = []
+    if "metrics" in exported:
+        # The SDK's 60 s default leaves the alerts' 5-minute windows too few points;
+        # None lets the reader read OTEL_METRIC_EXPORT_INTERVAL itself.
+        interval = None if os.environ.get("OTEL_METRIC_EXPORT_INTERVAL") else 15_000.0
+        readers.append(
+            PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=interval)
+        )
+    registry: CollectorRegistry | None = None
+    if prometheus:
+        # The reader registers on prometheus_client's global REGISTRY unless told
+        # otherwise, and a second app in the process would collide there.
+        registry = CollectorRegistry()
+        readers.append(PrometheusMetricReader(registry=registry))
+    meter_provider = MeterProvider(
+        resource=resource, metric_readers=readers, shutdown_on_exit=False
+    )
+
+    logger_provider: LoggerProvider | None = None
+    if "logs" in exported:
+        logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+        logger_provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
+
+    if exported:
+        log.info("OpenTelemetry: exporting %s over OTLP/HTTP", ", ".join(exported))
+    if len(exported) < len(_SIGNALS):
+        missing = ", ".join(s for s in _SIGNALS if s not in exported)
+        log.info(
+            "OpenTelemetry: no OTLP endpoint configured for %s (set OTEL_EXPORTER_OTLP_ENDPOINT):"
+            " not exported%s",
+            missing,
+            "; /metrics still serves Prometheus" if prometheus else "",
+        )
+
+    meter = meter_provider.get_meter(TRACER_NAME, service_version)
+    return Telemetry(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        logger_provider=logger_provider,
+        metrics=PizzaMetrics(meter),
+        tracer=tracer_provider.get_tracer(TRACER_NAME, service_version),
+        registry=registry,
+    )
+
+
+def instrument_app(app: FastAPI, telemetry: Telemetry) -> None:
+    """Server spans and ``http.server.request.duration`` (seconds) for every route."""
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        excluded_urls=EXCLUDED_URLS,
+    )
+
+
+_instrumented_engines: weakref.WeakSet[object] = weakref.WeakSet()
+
+
+def instrument_engine(engine: AsyncEngine, telemetry: Telemetry) -> None:
+    """Database spans for this engine only (once, however often it is called)."""
+    # SQLAlchemyInstrumentor is a process-wide singleton that patches
+    # create_engine on first use and ignores later calls: the second app in a
+    # process would get no spans. Its EngineTracer attaches to one engine.
+    sync_engine = engine.sync_engine
+    if sync_engine in _instrumented_engines:
+        return
+    conflict = get_dependency_conflicts(_instruments)
+    if conflict is not None:
+        # The instrumentor itself would silently do nothing here (telemetry.md).
+        log.warning("SQLAlchemy instrumentation: %s; database spans may be missing", conflict)
+    scope = "opentelemetry.instrumentation.sqlalchemy"
+    tracer = telemetry.tracer_provider.get_tracer(scope, sqlalchemy_otel)
+    connections = telemetry.meter_provider.get_meter(scope, sqlalchemy_otel).create_up_down_counter(
+        "db.client.connections.usage",
+        unit="{connection}",
+        description="Connections in the state given by the state attribute",
+    )
+    EngineTracer(tracer, sync_engine, connections)  # type: ignore[no-untyped-call]
+    _instrumented_engines.add(sync_engine)
+
+
+async def _redact_url(span: Span, request: RequestInfo) -> None:
+    # Remediation links carry the vendor key in their path or query (factory.md).
+    url = str(request.url)
+    redacted = redact_text(url)
+    if redacted != url:
+        span.set_attribute("url.full", redacted)
+
+
+def instrument_http_client(client: httpx.AsyncClient, telemetry: Telemetry) -> None:
+    """Client spans for this client only (the factory's), links redacted."""
+    HTTPXClientInstrumentor.instrument_client(
+        client,
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        request_hook=_redact_url,
+    )

@@ -1,0 +1,96 @@
+"""The Grafana dashboard, its provisioning and the compose stack that loads them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.telemetry.promql import metric_names, rule_metric_names
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "telemetry" / "dashboards" / "jwt-pizza.json"
+# The course's panels plus breaker, remediation, pending orders and logs (telemetry.md).
+REQUIRED_PANELS = {
+    "Requests by method",
+    "Active users",
+    "Auth attempts per minute",
+    "CPU and memory",
+    "Pizzas sold per minute",
+    "Creation failures by outcome (per minute)",
+    "Revenue per minute",
+    "Endpoint latency (p95)",
+    "Pizza creation latency",
+    "Breaker state",
+    "Remediation: link waiting and attempts",
+    "Pending orders and oldest age",
+    "Log records by severity (per minute)",
+}
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return loaded
+
+
+def targets(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    return [t for p in dashboard["panels"] for t in p.get("targets", [])]
+
+
+def test_stable_uid_and_a_datasource_variable(dashboard: dict[str, Any]) -> None:
+    assert dashboard["uid"] == "jwt-pizza"
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+
+
+def test_the_panels(dashboard: dict[str, Any]) -> None:
+    titles = {p["title"] for p in dashboard["panels"]}
+    assert titles >= REQUIRED_PANELS
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_every_query_uses_the_variable(dashboard: dict[str, Any]) -> None:
+    assert targets(dashboard)
+    for target in targets(dashboard):
+        assert target["datasource"]["uid"] == "${datasource}"
+        assert 'job=~"$job"' in target["expr"]
+
+
+def test_every_metric_queried_exists(dashboard: dict[str, Any], metrics_page: set[str]) -> None:
+    known = rule_metric_names() | metrics_page
+    used = {name for target in targets(dashboard) for name in metric_names(target["expr"])}
+    assert used, "no metric found in the dashboard's queries"
+    assert not used - known, f"unknown metrics: {sorted(used - known)}"
+
+
+def test_provisioning_points_where_compose_mounts(dashboard: dict[str, Any]) -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    mounts = dict(
+        volume.rsplit(":", 1)[0].split(":", 1)
+        for volume in compose["services"]["lgtm"]["volumes"]
+        if volume.startswith("./")
+    )
+    for source in mounts:
+        assert (ROOT / source).exists(), source
+    provider = yaml.safe_load((ROOT / "telemetry/provisioning/dashboards.yaml").read_text())
+    assert mounts["./telemetry/dashboards"] == provider["providers"][0]["options"]["path"]
+    prometheus = yaml.safe_load((ROOT / "telemetry/provisioning/prometheus.yaml").read_text())
+    [rule_glob] = prometheus["rule_files"]
+    assert rule_glob == mounts["./telemetry/alerts"] + "/*.rules.yaml"
+
+
+def test_compose_stack() -> None:
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    assert {"pizza", "factory", "postgres", "redis", "lgtm"} <= set(services)
+    pizza = services["pizza"]
+    assert pizza["command"][:2] == ["pizza", "serve"] and "0.0.0.0" in pizza["command"]
+    assert pizza["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://lgtm:4318"
+    assert pizza["environment"]["FACTORY_URL"] == "http://factory:3100"
+    assert services["factory"]["command"][:2] == ["pizza", "factory-sim"]
+    assert "3001:3000" in services["lgtm"]["ports"]

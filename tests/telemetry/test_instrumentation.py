@@ -1,0 +1,106 @@
+"""Server, database and factory-client spans, each on its own app's providers."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from telemetry.setup import instrument_app, instrument_engine, instrument_http_client
+from tests.telemetry.conftest import MakeTelemetry, sample_names
+
+KEY = "factory-key-d3adb33f-s3cr3t"
+
+
+def tiny_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/api/order/{order_id}")
+    async def order(order_id: int) -> dict[str, int]:
+        return {"id": order_id}
+
+    for path in ("/metrics", "/healthz", "/readyz"):
+        app.add_api_route(path, lambda: {"ok": True})
+    return app
+
+
+async def test_server_spans_and_request_duration_in_seconds(make_telemetry: MakeTelemetry) -> None:
+    spans = InMemorySpanExporter()
+    telemetry = make_telemetry(span_exporter=spans)
+    app = tiny_app()
+    instrument_app(app, telemetry)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        for path in ("/api/order/5", "/metrics", "/healthz", "/readyz"):
+            assert (await client.get(path)).status_code == 200
+    server = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert [s.name for s in server] == ["GET /api/order/{order_id}"]
+    assert server[0].attributes is not None
+    assert server[0].attributes["http.route"] == "/api/order/{order_id}"
+    page = telemetry.render_prometheus()[0].decode()
+    # Stable semantic conventions: seconds, route and method labels; probes excluded.
+    assert 'http_route="/api/order/{order_id}"' in page
+    assert "http_server_request_duration_seconds_bucket" in page
+    assert "http_server_duration_milliseconds" not in page
+    assert 'http_route="/metrics"' not in page and 'http_route="/healthz"' not in page
+
+
+async def test_database_spans_for_this_engine_only(make_telemetry: MakeTelemetry) -> None:
+    """The instrumentation declares sqlalchemy<2.1 (telemetry.md): spans must really appear."""
+    first_spans, second_spans = InMemorySpanExporter(), InMemorySpanExporter()
+    first = make_telemetry(span_exporter=first_spans)
+    second = make_telemetry(span_exporter=second_spans)
+    first_engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+    second_engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+    try:
+        instrument_engine(first_engine, first)
+        instrument_engine(first_engine, first)  # twice: still one span per statement
+        instrument_engine(second_engine, second)
+        async with first_engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        async with second_engine.connect() as conn:
+            await conn.execute(text("SELECT 2"))
+    finally:
+        await first_engine.dispose()
+        await second_engine.dispose()
+    [one] = [s for s in first_spans.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    [two] = [s for s in second_spans.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    assert one.attributes is not None and two.attributes is not None
+    assert "SELECT 1" in str(
+        one.attributes.get("db.statement", one.attributes.get("db.query.text"))
+    )
+    assert "SELECT 2" in str(
+        two.attributes.get("db.statement", two.attributes.get("db.query.text"))
+    )
+
+
+async def test_factory_client_spans_without_the_key(make_telemetry: MakeTelemetry) -> None:
+    spans = InMemorySpanExporter()
+    telemetry = make_telemetry(span_exporter=spans)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"message": "Problem resolved"})
+
+    factory = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    other = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    instrument_http_client(factory, telemetry)
+    async with factory, other:
+        await factory.get(f"https://factory.example/api/support/{KEY}/report/fix-1")
+        await factory.get(f"https://resolve.example/fix?apiKey={KEY}&fixCode=2")
+        await factory.get("https://factory.example/api/vendor")
+        await other.get("https://elsewhere.example/")
+    client = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    urls = [str((s.attributes or {})["url.full"]) for s in client]
+    assert urls == [
+        "https://factory.example/api/support/***/report/fix-1",
+        "https://resolve.example/fix?apiKey=***&fixCode=2",
+        "https://factory.example/api/vendor",
+    ]
+    for span in client:
+        assert KEY not in str(span.attributes) and KEY not in span.name
+    assert "http_client_request_duration_seconds_count" in sample_names(
+        telemetry.render_prometheus()[0]
+    )
