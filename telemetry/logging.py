@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from opentelemetry._logs import Logger, SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
 
 from telemetry.metrics import PizzaMetrics
-from telemetry.redaction import redact_text, redact_value
+from telemetry.redaction import MASK, SENSITIVE_KEYS, redact_text, redact_value
 
 if TYPE_CHECKING:
     from telemetry.setup import Telemetry
@@ -72,7 +73,8 @@ class RedactionFilter(logging.Filter):
             message = f"{record.msg} {record.args!r}"
         record.msg, record.args = redact_text(message, secrets), None
         for key, value in list(_extras(record)):
-            setattr(record, key, redact_value(value, secrets))
+            masked = MASK if SENSITIVE_KEYS.match(key) else redact_value(value, secrets)
+            setattr(record, key, masked)
         if record.exc_info and not record.exc_text:
             record.exc_text = _EXCEPTION_FORMATTER.formatException(record.exc_info)
         if record.exc_text:
@@ -125,8 +127,16 @@ class _OtlpHandler(logging.Handler):
         super().__init__()
         self._provider = provider
         self._loggers: dict[str, Logger] = {}
+        self._emitting = threading.local()
 
     def emit(self, record: logging.LogRecord) -> None:
+        # The SDK logs about its own export ("queue full", "shutdown called", failed
+        # requests); sending those through the same pipeline would loop.
+        if record.name.split(".", 1)[0] == "opentelemetry" or getattr(
+            self._emitting, "active", False
+        ):
+            return
+        self._emitting.active = True
         try:
             attributes = {k: _attribute(v) for k, v in _extras(record)}
             if record.exc_info and record.exc_info[0] is not None:
@@ -151,6 +161,8 @@ class _OtlpHandler(logging.Handler):
             )
         except Exception:  # logging's contract: a handler reports, never raises
             self.handleError(record)
+        finally:
+            self._emitting.active = False
 
 
 class _CountingHandler(logging.Handler):

@@ -18,7 +18,7 @@ MIN_SECRET_LENGTH = 6
 
 _SENSITIVE_KEY = r"(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|token|jwt)"
 # Keys whose whole value goes, whatever it looks like (extras given as dicts).
-SENSITIVE_KEYS = re.compile(rf"^(?:{_SENSITIVE_KEY}|authorization|cookie)$", re.IGNORECASE)
+SENSITIVE_KEYS = re.compile(rf"^[\w-]*(?:{_SENSITIVE_KEY}|authorization|cookie)$", re.IGNORECASE)
 
 _SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     # /api/support/{key}/report/{fixCode}, also without a scheme or host.

@@ -10,7 +10,11 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    InMemoryLogRecordExporter,
+    SimpleLogRecordProcessor,
+)
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from telemetry.logging import configure_logging
@@ -115,3 +119,21 @@ def test_log_records_are_counted_by_severity(make_telemetry: MakeTelemetry) -> N
     assert counts["error"] == "2.0"
     assert counts["warning"] == "1.0"
     assert counts["critical"] == "0.0"
+
+
+def test_no_feedback_loop_through_the_sdk_own_logs(make_telemetry: MakeTelemetry) -> None:
+    """After shutdown the SDK logs "Shutdown called" for each record it is handed:
+    that log must not be handed to it again (unbounded recursion)."""
+    telemetry = make_telemetry()
+    exported = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(BatchLogRecordProcessor(exported))
+    telemetry.logger_provider = provider
+    out = io.StringIO()
+    configure_logging(secrets=list, telemetry=telemetry, stream=out)
+    logging.getLogger("opentelemetry.sdk.test").warning("export failed")
+    provider.shutdown()
+    logging.getLogger("app").info("after shutdown")
+    assert exported.get_finished_logs() == ()
+    messages = [e["message"] for e in entries(out)]
+    assert messages[0] == "export failed" and "after shutdown" in messages

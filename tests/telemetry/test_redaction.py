@@ -138,6 +138,8 @@ class TestRecordParts:
             "body": {"email": "a@jwt.com", "password": "hunter22"},
             "items": [SIGNING, 3],
             "attempt": 2,
+            "password": "hunter22",
+            "newApiKey": "unknown-key-9",
         }
         logging.getLogger("t").info("factory call", extra=extra)
         [entry] = logged(lines)
@@ -147,6 +149,7 @@ class TestRecordParts:
         assert entry["request"] == {"headers": {"Authorization": "***"}, "path": "/api/order"}
         assert entry["items"] == ["***", 3]
         assert entry["attempt"] == 2
+        assert entry["password"] == entry["newApiKey"] == "***"
 
     def test_traceback(self, lines: io.StringIO) -> None:
         try:
