@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import logging
 import os
 import secrets
+import signal
+import socket
 import sys
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Annotated, NoReturn
 
@@ -58,10 +64,82 @@ def _uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
     )
 
 
-async def _serve(settings: Settings, host: str, port: int) -> None:
+class _Server(uvicorn.Server):
+    """One of the servers of this process: the process, not each server, handles signals.
+
+    uvicorn's own handlers, one set per server, chain into each other and end by
+    re-raising the signal, so a stop exited 0, 130 or -15 depending on timing.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            for sock in sockets or []:
+                host, port = sock.getsockname()[:2]
+                shown = f"[{host}]" if ":" in host else host
+                logging.getLogger("uvicorn.error").info(
+                    "listening on http://%s:%d (Ctrl+C to stop)", shown, port
+                )
+
+
+def _bind(host: str, port: int, what: str) -> socket.socket:
+    """Take the port before anything starts: a taken one is one clear line and exit 2."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        reason = "already in use" if error.errno == errno.EADDRINUSE else error.strerror
+        fail(f"configuration error: {what}: cannot listen on {host}:{port}: {reason}")
+    return sock
+
+
+async def _run_servers(servers: list[tuple[uvicorn.Server, socket.socket]]) -> int:
+    """Serve until SIGINT or SIGTERM (graceful; a second one stops at once) or until a
+    server ends; then stop the others. 0, or uvicorn's code if one did not start."""
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        for server, _ in servers:
+            server.should_exit = True
+            server.force_exit = server.force_exit or signals > 1
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal)
+
+    async def run(server: uvicorn.Server, sock: socket.socket) -> int:
+        code = 0
+        try:
+            await server.serve(sockets=[sock])
+        except SystemExit as exc:  # uvicorn's answer to an app that failed to start
+            code = exc.code if isinstance(exc.code, int) and exc.code else 1
+        finally:
+            sock.close()
+        for other, _ in servers:  # the process is one unit: one server ending ends it
+            other.should_exit = True
+        return code
+
+    return max(await asyncio.gather(*(run(server, sock) for server, sock in servers)))
+
+
+def _serve(settings: Settings, host: str, port: int) -> int:
     from app.main import create_app
 
-    servers = [uvicorn.Server(_uvicorn_config(create_app(settings), host, port))]
+    sockets = [_bind(host, port, "--port")]
+    if settings.uses_simulator:
+        sockets.append(_bind("127.0.0.1", settings.factory_sim_port, "FACTORY_SIM_PORT"))
+    servers: list[tuple[uvicorn.Server, socket.socket]] = [
+        (_Server(_uvicorn_config(create_app(settings), host, port)), sockets[0])
+    ]
     if settings.uses_simulator:
         simulator = create_simulator_app(
             SimulatorConfig(
@@ -70,9 +148,17 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
             )
         )
         servers.append(
-            uvicorn.Server(_uvicorn_config(simulator, "127.0.0.1", settings.factory_sim_port))
+            (
+                _Server(_uvicorn_config(simulator, "127.0.0.1", settings.factory_sim_port)),
+                sockets[1],
+            )
         )
-    await asyncio.gather(*(server.serve() for server in servers))
+    return asyncio.run(_run_servers(servers))
+
+
+def _stopped(code: int) -> None:
+    if code:
+        fail("error: the service did not start; the log above says why", 1)
 
 
 @cli.command()
@@ -92,8 +178,6 @@ def serve(
         os.environ["PUBLIC_URL"] = f"http://127.0.0.1:{port}"
         settings = load_settings()
     configure_logging(secrets=settings.secrets)
-    import logging
-
     log = logging.getLogger("app")
     if settings.uses_simulator:
         log.warning(
@@ -116,7 +200,7 @@ def serve(
             proxy_headers=False,
         )
         return
-    asyncio.run(_serve(settings, host, port))
+    _stopped(_serve(settings, host, port))
 
 
 async def _demo(settings: Settings) -> None:
@@ -175,7 +259,9 @@ def factory_sim(
         throttle_delay_s=throttle_delay_s,
         cors_origins=settings.cors_origins,
     )
-    asyncio.run(uvicorn.Server(_uvicorn_config(create_simulator_app(config), host, port)).serve())
+    sock = _bind(host, port, "--port")
+    server = _Server(_uvicorn_config(create_simulator_app(config), host, port))
+    _stopped(asyncio.run(_run_servers([(server, sock)])))
 
 
 @admin_cli.command("create")
@@ -208,6 +294,26 @@ async def _admin_create(settings: Settings, name: str, email: str, password: str
         await create_admin(db.session_factory(engine), name=name, email=email, password=password)
     finally:
         await engine.dispose()
+
+
+@cli.command()
+def bench(
+    out: Annotated[str, typer.Option(help="where to write the JSON report")] = "bench.json",
+    quick: Annotated[bool, typer.Option(help="the short form CI runs")] = False,
+) -> None:
+    """Benchmark the service against the factory simulator (performance.md)."""
+    from pathlib import Path
+
+    from app.bench.runner import bench_command
+
+    settings = load_settings()
+    code = bench_command(
+        database_url=settings.database_url,
+        redis_url=settings.redis_url,
+        out=Path(out),
+        quick=quick,
+    )
+    raise typer.Exit(code)
 
 
 def main() -> None:
