@@ -8,6 +8,7 @@ must act, and the breaker's reset timeout is long, so only remediation closes it
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.e2e.conftest import CHROMIUM_ARGS, Processes, isolated_env, wait_until
+from tests.e2e.conftest import CHROMIUM_ARGS, Proc, Processes, isolated_env, wait_until
 from tests.utils.servers import free_port
 
 VENDOR_KEY = "vendor-key-e2e-5ecr3t-c0ffee"
@@ -32,6 +33,7 @@ REMEDIATION_DEADLINE_S = 15.0
 class Stack:
     url: str
     factory_url: str
+    service: Proc
 
 
 @pytest.fixture
@@ -71,8 +73,8 @@ def stack(processes: Processes, tmp_path: Path) -> Iterator[Stack]:
         chosen["url"] = f"http://127.0.0.1:{port}"
         return ["serve", "--port", str(port)], env, [f"{chosen['url']}/healthz"]
 
-    processes.start_on_free_ports("pizza-serve", build_service)
-    yield Stack(chosen["url"], chosen["factory"])
+    service = processes.start_on_free_ports("pizza-serve", build_service)
+    yield Stack(chosen["url"], chosen["factory"], service)
 
 
 def sign_in(http: httpx.Client, email: str) -> dict[str, str]:
@@ -107,7 +109,9 @@ def shop(http: httpx.Client, admin: dict[str, str]) -> tuple[dict[str, Any], dic
 
 
 @pytest.mark.slow
-def test_remediate_from_the_status_page(stack: Stack, chromium: Path, tmp_path: Path) -> None:
+def test_remediate_from_the_status_page(
+    stack: Stack, chromium: Path, tmp_path: Path, processes: Processes
+) -> None:
     with (
         httpx.Client(base_url=stack.url, timeout=15.0) as http,
         httpx.Client(
@@ -210,3 +214,6 @@ def test_remediate_from_the_status_page(stack: Stack, chromium: Path, tmp_path: 
 
         wait_until(fulfilled, timeout=REMEDIATION_DEADLINE_S, what="the pending orders made")
         assert status()["pending"]["count"] == 0
+
+    # SIGTERM (what a service manager sends) is a graceful stop too, and a success.
+    assert processes.stop(stack.service, signal.SIGTERM) == 0
