@@ -32,6 +32,7 @@ _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
     "taskName",
+    "color_message",  # uvicorn's copy of the message with terminal colours
     _REDACTED,
 }
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")

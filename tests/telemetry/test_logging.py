@@ -74,8 +74,13 @@ def test_uvicorn_loggers_go_through_it() -> None:
     access.setLevel(logging.WARNING)  # as uvicorn --log-level warning leaves it
     out = io.StringIO()
     configure_logging(secrets=lambda: [KEY], stream=out)
-    access.info('%s - "%s %s HTTP/%s" %d', "1.2.3.4:5", "GET", f"/x?apiKey={KEY}", "1.1", 200)
+    access.info(
+        '%s - "%s %s HTTP/%s" %d',
+        *("1.2.3.4:5", "GET", f"/x?apiKey={KEY}", "1.1", 200),
+        extra={"color_message": "\x1b[36m...\x1b[0m"},
+    )
     [entry] = entries(out)
+    assert "color_message" not in entry
     assert entry["logger"] == "uvicorn.access"
     assert entry["message"] == '1.2.3.4:5 - "GET /x?apiKey=*** HTTP/1.1" 200'
     assert access.handlers == []
