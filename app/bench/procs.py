@@ -1,0 +1,210 @@
+"""The bench's child processes: `pizza factory-sim`, `pizza serve`, the load generator.
+
+Each runs from the bench's temporary directory (no `.env` of the checkout is read) with
+an environment stripped of every service setting, so that only what the bench chooses
+applies; each writes its own log file there. All are stopped when the bench ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+import psutil
+
+from app.bench.load import LoadResult, LoadSpec, parse_result
+from app.config import Settings
+
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+PORT_TRIES = 3
+POLL_S = 0.05
+
+
+class BenchError(Exception):
+    """The bench cannot go on (a process would not start, a step did not hold)."""
+
+
+def pizza_command() -> list[str]:
+    """The `pizza` console script of this interpreter's environment."""
+    script = Path(sys.executable).with_name("pizza")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("pizza")
+    if found is not None:
+        return [found]
+    return [sys.executable, "-c", "from app.cli import main; main()"]
+
+
+def isolated_env(**settings: str) -> dict[str, str]:
+    """This environment minus every service and OpenTelemetry setting, plus ``settings``."""
+    known = {name.upper() for name in Settings.model_fields}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key.upper() not in known and not key.upper().startswith("OTEL_")
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(settings)
+    return env
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (the start is retried if it is taken meanwhile)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _open_log(path: Path) -> IO[bytes]:
+    return path.open("ab")
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Child:
+    """One running `pizza` process and the URL it answers on."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    url: str
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def pids(self) -> list[int]:
+        """This process and its children (the workers of `pizza serve --workers N`)."""
+        try:
+            parent = psutil.Process(self.pid)
+            return [self.pid, *(c.pid for c in parent.children(recursive=True))]
+        except psutil.Error:
+            return []
+
+    def rss_bytes(self) -> int:
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(psutil.Error):
+                total += psutil.Process(pid).memory_info().rss
+        return total
+
+    def tail(self) -> str:
+        return _tail(self.log_path)
+
+
+@dataclass
+class Processes:
+    """Starts the bench's processes in ``workdir`` and guarantees they are stopped."""
+
+    workdir: Path
+    running: list[Child] = field(default_factory=list)
+
+    async def start(
+        self, name: str, args: Sequence[str], env: dict[str, str], ready_path: str
+    ) -> Child:
+        """`pizza *args --port P` on a free port; returns once ``ready_path`` answers 200."""
+        for attempt in range(PORT_TRIES):
+            port = free_port()
+            log_path = self.workdir / f"{name}.log"
+            log = _open_log(log_path)
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *pizza_command(),
+                    *args,
+                    "--port",
+                    str(port),
+                    cwd=self.workdir,
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=asyncio.subprocess.STDOUT,
+                )
+            finally:
+                log.close()
+            child = Child(name, process, f"http://127.0.0.1:{port}", log_path)
+            self.running.append(child)
+            if await self._ready(child, ready_path):
+                return child
+            await self.stop(child)
+            if "address already in use" not in child.tail().lower() or attempt == PORT_TRIES - 1:
+                raise BenchError(f"{name} did not start:\n{child.tail()}")
+        raise AssertionError("unreachable")
+
+    async def _ready(self, child: Child, path: str) -> bool:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if child.process.returncode is not None:
+                    return False
+                try:
+                    if (await client.get(child.url + path)).status_code == 200:
+                        return True
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(POLL_S)
+        return False
+
+    async def stop(self, child: Child) -> None:
+        """Ask ``child`` to stop (SIGINT, as Ctrl-C would); kill it if it does not."""
+        if child.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(child.process.wait(), STOP_TIMEOUT_S)
+            except TimeoutError:
+                for pid in reversed(child.pids()):
+                    with contextlib.suppress(psutil.Error):
+                        psutil.Process(pid).kill()
+                await child.process.wait()
+        if child in self.running:
+            self.running.remove(child)
+
+    async def stop_all(self) -> None:
+        for child in reversed(list(self.running)):
+            await self.stop(child)
+
+
+async def run_load(spec: LoadSpec, workdir: Path) -> LoadResult:
+    """One measurement by a load-generator process of its own."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app.bench.load",
+        cwd=workdir,
+        env=isolated_env(),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    bound = (spec.window_s or 0.0) + spec.warmup_s + spec.max_s + 60.0
+    try:
+        out, err = await asyncio.wait_for(
+            process.communicate(json.dumps(asdict(spec)).encode()), bound
+        )
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise BenchError(f"the load generator did not finish within {bound:g} s") from None
+    if process.returncode != 0:
+        raise BenchError(f"the load generator failed:\n{err.decode(errors='replace')[-2000:]}")
+    return parse_result(out.decode())

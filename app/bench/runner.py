@@ -1,0 +1,459 @@
+"""`pizza bench`: start everything, measure every key of performance.md in one run, report.
+
+One simulator (its normal settings) serves every measurement. The service variants
+(plain, telemetry exported, breaker in Redis, two processes) run side by side on the one
+database and are measured in interleaved rounds at concurrency 32, together with the
+simulator called directly, so that a machine slowing down shifts them all alike. The
+concurrency sweep and the open-breaker latency follow on the plain service; the drain
+runs last, on a service of its own, alone (another service's worker would drain too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import secrets
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from app.bench.load import LoadResult, LoadSpec
+from app.bench.procs import BenchError, Child, Processes, isolated_env, run_load
+from app.bench.report import Measured, checks, ratio, render_table
+from app.bench.stores import BenchDatabase, OtlpSink, bench_database, bench_redis, otlp_sink
+
+CONCURRENCY = 32
+SCALING = (1, 8, 32, 128)
+DINERS = 8
+ADMIN_EMAIL = "bench-admin@jwt.com"
+MENU_ITEM = {"title": "Veggie", "description": "A garden of delight", "price": 0.0038}
+API_TIMEOUT_S = 30.0
+POLL_S = 0.05
+# The drain: recovery must start promptly once the factory is back (resilience.md §2, §4).
+DRAIN_SETTINGS = {
+    # On, the service follows the fail chaos's link at once and ends the outage itself,
+    # so no backlog would pile up: the bench ends the chaos, as a recovering factory would.
+    "FACTORY_AUTO_REMEDIATE": "false",
+    "BREAKER_RESET_S": "1",
+    "RETRY_BASE_S": "0.2",
+    "RETRY_MAX_S": "1",
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long each measurement runs: the full bench, or the short form CI runs."""
+
+    quick: bool
+    window_s: float  # per timed measurement, after its warm-up
+    warmup_s: float
+    rounds: int  # interleaved rounds of the side-by-side measurements
+    open_requests: int  # orders at concurrency 1 with the breaker open
+    drain_orders: int
+    settle_timeout_s: float  # for a backlog to be made
+
+
+FULL = Plan(
+    quick=False,
+    window_s=4.0,
+    warmup_s=1.0,
+    rounds=3,
+    open_requests=1000,
+    drain_orders=2000,
+    settle_timeout_s=240.0,
+)
+QUICK = Plan(
+    quick=True,
+    window_s=1.0,
+    warmup_s=0.5,
+    rounds=1,
+    open_requests=100,
+    drain_orders=200,
+    settle_timeout_s=60.0,
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a measurement sends its orders, and whose CPU it reads."""
+
+    url: str
+    body: dict[str, Any]
+    headers: list[dict[str, str]]
+    pids: dict[str, list[int]]
+
+
+@dataclass
+class Shop:
+    """The menu, franchise, store, diners and admin the orders use, made through the API."""
+
+    admin: dict[str, str]
+    diners: list[dict[str, str]]
+    order: dict[str, Any]
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def _call(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    response = await client.request(method, url, **kwargs)
+    if not response.is_success:
+        raise BenchError(f"{method} {url}: HTTP {response.status_code} {response.text[:300]}")
+    return response
+
+
+async def open_shop(base: str, admin_password: str) -> Shop:
+    async with httpx.AsyncClient(base_url=base, timeout=API_TIMEOUT_S) as http:
+        login = await _call(
+            http, "PUT", "/api/auth", json={"email": ADMIN_EMAIL, "password": admin_password}
+        )
+        admin = _bearer(login.json()["token"])
+        menu = await _call(http, "PUT", "/api/order/menu", headers=admin, json=MENU_ITEM)
+        menu_id = menu.json()[-1]["id"]
+        franchise = await _call(
+            http, "POST", "/api/franchise", headers=admin, json={"name": "bench", "admins": []}
+        )
+        franchise_id = franchise.json()["id"]
+        store = await _call(
+            http,
+            "POST",
+            f"/api/franchise/{franchise_id}/store",
+            headers=admin,
+            json={"name": "bench store"},
+        )
+        diners = []
+        for index in range(DINERS):
+            account = {
+                "name": f"diner {index}",
+                "email": f"diner{index}@bench.jwt.com",
+                "password": secrets.token_urlsafe(12),
+            }
+            registered = await _call(http, "POST", "/api/auth", json=account)
+            diners.append(_bearer(registered.json()["token"]))
+    order = {
+        "franchiseId": franchise_id,
+        "storeId": store.json()["id"],
+        "items": [{"menuId": menu_id, "description": MENU_ITEM["title"], "price": 0.0038}],
+    }
+    return Shop(admin=admin, diners=diners, order=order)
+
+
+def machine(database: BenchDatabase) -> dict[str, Any]:
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "database": f"{database.kind} {database.server_version}",
+    }
+
+
+class Bench:
+    def __init__(
+        self,
+        plan: Plan,
+        procs: Processes,
+        database: BenchDatabase,
+        redis_url: str | None,
+        sink: OtlpSink,
+    ) -> None:
+        self.plan = plan
+        self.procs = procs
+        self.database = database
+        self.redis_url = redis_url
+        self.sink = sink
+        self.vendor_key = f"bench-vendor-{secrets.token_hex(8)}"
+        self.admin_password = secrets.token_urlsafe(16)
+        self.jwt_secret = secrets.token_urlsafe(48)
+        self.measurements: dict[str, Measured] = {}
+        self.settled_after_open: dict[str, Any] = {}
+
+    # -- processes -------------------------------------------------------------------------
+
+    async def start_factory(self) -> Child:
+        args = ["factory-sim", "--api-key", self.vendor_key]
+        return await self.procs.start("factory", args, isolated_env(), "/api/docs")
+
+    async def start_service(
+        self, name: str, factory: Child, *, workers: int = 1, settings: dict[str, str] | None = None
+    ) -> Child:
+        env = isolated_env(
+            DATABASE_URL=self.database.url,
+            FACTORY_URL=factory.url,
+            FACTORY_API_KEY=self.vendor_key,
+            JWT_SECRET=self.jwt_secret,
+            ADMIN_EMAIL=ADMIN_EMAIL,
+            ADMIN_PASSWORD=self.admin_password,
+            **(settings or {}),
+        )
+        args = ["serve", "--workers", str(workers)]
+        return await self.procs.start(name, args, env, "/readyz")
+
+    # -- measuring -------------------------------------------------------------------------
+
+    def factory_target(self, factory: Child, shop: Shop) -> Target:
+        order = {"id": 1, **shop.order}
+        body = {"diner": {"id": 1, "name": "diner 0", "email": "diner0@bench.jwt.com"}}
+        return Target(
+            url=f"{factory.url}/api/order",
+            body={**body, "order": order},
+            headers=[_bearer(self.vendor_key)],
+            pids={"factory": factory.pids()},
+        )
+
+    def service_target(self, service: Child, factory: Child, shop: Shop) -> Target:
+        return Target(
+            url=f"{service.url}/api/order",
+            body=shop.order,
+            headers=shop.diners,
+            pids={"service": service.pids(), "factory": factory.pids()},
+        )
+
+    async def timed(self, target: Target, concurrency: int) -> LoadResult:
+        spec = LoadSpec(
+            url=target.url,
+            body=target.body,
+            headers=target.headers,
+            concurrency=concurrency,
+            window_s=self.plan.window_s,
+            warmup_s=self.plan.warmup_s,
+            pids=target.pids,
+        )
+        return await run_load(spec, self.procs.workdir)
+
+    async def counted(self, target: Target, concurrency: int, requests: int) -> LoadResult:
+        spec = LoadSpec(
+            url=target.url,
+            body=target.body,
+            headers=target.headers,
+            concurrency=concurrency,
+            requests=requests,
+            max_s=self.plan.settle_timeout_s,
+            pids=target.pids,
+        )
+        return await run_load(spec, self.procs.workdir)
+
+    def keep(self, name: str, *results: LoadResult) -> Measured:
+        measured = self.measurements[name] = Measured(list(results))
+        return measured
+
+    async def settle(self, since_id: int = 0) -> dict[str, Any]:
+        """Wait until no order newer than ``since_id`` is pending; how long it took."""
+        started = time.monotonic()
+        deadline = started + self.plan.settle_timeout_s
+        while True:
+            counts = await self.database.orders_after(since_id)
+            if not counts.get("pending"):
+                return {"seconds": round(time.monotonic() - started, 3), "orders": counts}
+            if time.monotonic() > deadline:
+                raise BenchError(f"orders still pending after {self.plan.settle_timeout_s:g} s")
+            await asyncio.sleep(POLL_S)
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def run(self) -> dict[str, Any]:
+        factory = await self.start_factory()
+        service = await self.start_service("service", factory)  # brings the schema up first
+        shop = await open_shop(service.url, self.admin_password)
+        variants: dict[str, Child | None] = {"service": service}
+        names = {"telemetry_on": "service-telemetry", "redis": "service-redis"}
+        started = await asyncio.gather(
+            self.start_service(
+                names["telemetry_on"],
+                factory,
+                settings={"OTEL_EXPORTER_OTLP_ENDPOINT": self.sink.url},
+            ),
+            self.start_service(names["redis"], factory, settings={"REDIS_URL": self.redis_url})
+            if self.redis_url
+            else asyncio.sleep(0, None),
+            self.start_service("service-2-processes", factory, workers=2),
+        )
+        variants.update(telemetry_on=started[0], redis=started[1], processes_2=started[2])
+
+        side_by_side = await self.side_by_side(factory, shop, variants)
+        scaling = await self.scaling(service, factory, shop)
+        breaker_open = await self.breaker_open(service, factory, shop)
+        rss_mb = round(service.rss_bytes() / 2**20, 1)
+        for child in [c for c in variants.values() if c is not None]:
+            await self.procs.stop(child)
+        drain = await self.drain(factory, shop)
+        await self.procs.stop(factory)
+
+        base = self.measurements["service"]
+        alone = self.measurements["factory_alone"]
+        report: dict[str, Any] = {
+            "factory_alone_per_s": round(alone.per_s, 1),
+            "service_orders_per_s": round(base.per_s, 1),
+            "ratio_to_factory": ratio(base.per_s, alone.per_s),
+            "order_p50_ms": round(base.latency_ms(50), 2),
+            "order_p99_ms": round(base.latency_ms(99), 2),
+            "service_cpu_ms_per_order": round(base.cpu_ms_per_request("service"), 3),
+            "factory_cpu_ms_per_pizza": round(alone.cpu_ms_per_request("factory"), 3),
+            "client_cpu_ms_per_order": round(base.client_cpu_ms_per_request, 3),
+            "breaker_open_p99_ms": round(breaker_open.latency_ms(99), 2),
+            **side_by_side,
+            "drain_orders_per_s": drain["orders_per_s"],
+            "rss_mb": rss_mb,
+            "scaling": scaling,
+            "processes": {
+                "1": self.figures(base),
+                "2": self.figures(self.measurements["processes_2"]),
+            },
+            "errors": sum(m.errors for m in self.measurements.values()),
+            "drain": drain,
+            "telemetry_sink": {"requests": dict(self.sink.requests), "bytes": self.sink.bytes},
+        }
+        report["measurements"] = {k: m.summary() for k, m in self.measurements.items()}
+        return report
+
+    @staticmethod
+    def figures(measured: Measured) -> dict[str, Any]:
+        return {
+            "orders_per_s": round(measured.per_s, 1),
+            "p50_ms": round(measured.latency_ms(50), 2),
+            "p99_ms": round(measured.latency_ms(99), 2),
+            "service_cpu_ms_per_order": round(measured.cpu_ms_per_request("service"), 3),
+            "errors": measured.errors,
+        }
+
+    async def side_by_side(
+        self, factory: Child, shop: Shop, variants: dict[str, Child | None]
+    ) -> dict[str, Any]:
+        """Interleaved rounds at concurrency 32: the factory alone and each service variant."""
+        targets = {"factory_alone": self.factory_target(factory, shop)}
+        for name, child in variants.items():
+            if child is not None:
+                targets[name] = self.service_target(child, factory, shop)
+        results: dict[str, list[LoadResult]] = {name: [] for name in targets}
+        for _ in range(self.plan.rounds):
+            for name, target in targets.items():
+                results[name].append(await self.timed(target, CONCURRENCY))
+        measured = {name: self.keep(name, *rounds) for name, rounds in results.items()}
+        base = measured["service"].per_s
+        redis = measured.get("redis")
+        return {
+            "telemetry_ratio": ratio(measured["telemetry_on"].per_s, base),
+            "redis_breaker_ratio": ratio(redis.per_s, base) if redis else None,
+        }
+
+    async def scaling(self, service: Child, factory: Child, shop: Shop) -> dict[str, Any]:
+        target = self.service_target(service, factory, shop)
+        sweep: dict[str, Any] = {}
+        for concurrency in SCALING:
+            measured = self.keep(f"scaling_{concurrency}", await self.timed(target, concurrency))
+            sweep[str(concurrency)] = self.figures(measured)
+        return sweep
+
+    async def breaker_open(self, service: Child, factory: Child, shop: Shop) -> Measured:
+        """Orders at concurrency 1 while an admin holds the breaker open: no factory call."""
+        target = self.service_target(service, factory, shop)
+        since = await self.database.last_order_id()
+        async with httpx.AsyncClient(base_url=service.url, timeout=API_TIMEOUT_S) as http:
+            breaker = {"headers": shop.admin, "json": {"state": "open"}}
+            await _call(http, "PUT", "/factory/breaker", **breaker)
+            try:
+                result = await self.counted(target, 1, self.plan.open_requests)
+            finally:
+                await _call(
+                    http, "PUT", "/factory/breaker", **{**breaker, "json": {"state": "auto"}}
+                )
+        measured = self.keep("breaker_open", result)
+        # The orders it kept pending are made before anything else is measured.
+        self.settled_after_open = await self.settle(since)
+        return measured
+
+    async def drain(self, factory: Child, shop: Shop) -> dict[str, Any]:
+        """Fail chaos, a backlog of orders accepted meanwhile, chaos ended: how fast it drains."""
+        service = await self.start_service("service-drain", factory, settings=DRAIN_SETTINGS)
+        target = self.service_target(service, factory, shop)
+        since = await self.database.last_order_id()
+        vendor = _bearer(self.vendor_key)
+        async with httpx.AsyncClient(base_url=factory.url, timeout=API_TIMEOUT_S) as sim:
+            await _call(sim, "PUT", "/api/vendor/chaos/fail", headers=vendor)
+            accepted = await self.counted(target, CONCURRENCY, self.plan.drain_orders)
+            self.keep("drain_accept", accepted)
+            backlog = (await self.database.orders_after(since)).get("pending", 0)
+            async with httpx.AsyncClient(base_url=service.url, timeout=API_TIMEOUT_S) as http:
+                status = await _call(http, "GET", "/factory/status", headers=shop.admin)
+            chaos_end = datetime.now(UTC)
+            await _call(sim, "PUT", "/api/vendor/chaos/none", headers=vendor)
+        settled = await self.settle(since)
+        first, last, fulfilled = await self.database.fulfilled_after(since, chaos_end)
+        await self.procs.stop(service)
+        seconds = (last - chaos_end).total_seconds() if last else 0.0
+        return {
+            "orders_per_s": round(backlog / seconds, 1) if seconds > 0 else 0.0,
+            "backlog": backlog,
+            "fulfilled_after_chaos_end": fulfilled,
+            "breaker_at_chaos_end": status.json()["breaker"]["state"],
+            "seconds_to_last_fulfilled": round(seconds, 3),
+            "seconds_to_first_fulfilled": round((first - chaos_end).total_seconds(), 3)
+            if first
+            else None,
+            "final_statuses": settled["orders"],
+            "settings": {**DRAIN_SETTINGS, "WORKER_POLL_S": "default", "WORKER_BATCH": "default"},
+        }
+
+
+async def run_bench(
+    *, quick: bool, database_url: str, redis_url: str | None, command: str
+) -> dict[str, Any]:
+    """Run every measurement and return the report (performance.md)."""
+    plan = QUICK if quick else FULL
+    began, started_at = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
+    with tempfile.TemporaryDirectory(prefix="pizza-bench-") as tmp:
+        workdir = Path(tmp)
+        async with contextlib.AsyncExitStack() as stack:
+            database = await stack.enter_async_context(bench_database(database_url, workdir))
+            redis = await stack.enter_async_context(bench_redis(redis_url))
+            sink = stack.enter_context(otlp_sink())
+            procs = Processes(workdir)
+            stack.push_async_callback(procs.stop_all)
+            bench = Bench(plan, procs, database, redis, sink)
+            figures = await bench.run()
+            report: dict[str, Any] = {
+                "command": command,
+                "quick": quick,
+                "started_at": started_at,
+                "duration_s": round(time.monotonic() - began, 1),
+                "machine": machine(database),
+                **figures,
+                "breaker_open_backlog_settled": bench.settled_after_open,
+            }
+    report["targets"] = {c.key: {"target": c.target, "met": c.met} for c in checks(report)}
+    return report
+
+
+def bench_command(*, database_url: str, redis_url: str | None, out: Path, quick: bool) -> int:
+    """`pizza bench`: run, write the report to ``out``, print the table; the exit code."""
+    command = shlex.join(["pizza", *sys.argv[1:]])
+    try:
+        report = asyncio.run(
+            run_bench(quick=quick, database_url=database_url, redis_url=redis_url, command=command)
+        )
+    except BenchError as error:
+        print(f"bench failed: {error}", file=sys.stderr)
+        return 1
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(render_table(report))
+    print(f"report written to {out}")
+    return 0
