@@ -110,7 +110,7 @@ def shop(http: httpx.Client, admin: dict[str, str]) -> tuple[dict[str, Any], dic
 
 @pytest.mark.slow
 def test_remediate_from_the_status_page(
-    stack: Stack, chromium: Path, tmp_path: Path, processes: Processes
+    chromium: Path, stack: Stack, tmp_path: Path, processes: Processes
 ) -> None:
     with (
         httpx.Client(base_url=stack.url, timeout=15.0) as http,
@@ -137,8 +137,9 @@ def test_remediate_from_the_status_page(
 
         # The factory fails; the diners' orders are kept (202) and the breaker opens.
         assert vendor.put("/api/vendor/chaos/fail").status_code == 200
-        order_ids = []
-        for _ in range(ORDERS):
+        order_ids: list[int] = []
+
+        def order() -> None:
             answer = http.post("/api/order", headers=diner, json=body)
             assert answer.status_code == 202, answer.text
             assert answer.json()["order"]["status"] == "pending"
@@ -151,11 +152,18 @@ def test_remediate_from_the_status_page(
             result: dict[str, Any] = answer.json()
             return result
 
+        for _ in range(FAIL_MAX):
+            order()
         wait_until(
             lambda: status()["breaker"]["state"] == "open" and status()["remediation"]["link"],
             timeout=10,
             what="the breaker open with a remediation link recorded",
         )
+        # Open, it stops the bleeding: more orders are kept without calling the factory.
+        calls = vendor.get("/api/sim/stats").json()["calls"]
+        for _ in range(ORDERS - FAIL_MAX):
+            order()
+        assert vendor.get("/api/sim/stats").json()["calls"] == calls
         assert status()["pending"]["count"] == ORDERS
 
         # An operator opens the page in a browser, signs in, and remediates.
