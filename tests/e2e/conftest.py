@@ -137,7 +137,7 @@ class Processes:
         with httpx.Client(timeout=2.0) as client:
             while pending:
                 if popen.poll() is not None:
-                    if "address already in use" in proc.log().lower():
+                    if "already in use" in proc.log().lower():
                         raise PortTaken(name)
                     pytest.fail(f"{name} exited {popen.returncode} at start:\n{proc.tail()}")
                 if time.monotonic() > deadline:
