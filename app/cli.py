@@ -88,7 +88,11 @@ class _Server(uvicorn.Server):
 
 def _bind(host: str, port: int, what: str) -> socket.socket:
     """Take the port before anything starts: a taken one is one clear line and exit 2."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto
+    # says TCP. Without it every answer written in two parts (headers, then body) waits
+    # for the client's delayed ACK: 40 ms per request (pizza bench, order_p50_ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -112,6 +112,12 @@ async def bench_database(database_url: str, workdir: Path) -> AsyncIterator[Benc
         finally:
             await engine.dispose()
         return
+    # The async driver the service uses, whatever spelling of PostgreSQL's URL was given.
+    database_url = (
+        make_url(database_url)
+        .set(drivername="postgresql+asyncpg")
+        .render_as_string(hide_password=False)
+    )
     name = f"pizza_bench_{secrets.token_hex(4)}"
     version = await _on_server(database_url, f'CREATE DATABASE "{name}"')
     url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
