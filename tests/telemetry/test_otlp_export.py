@@ -1,0 +1,340 @@
+"""End to end over OTLP/HTTP (issue 4): the service, configured only by OpenTelemetry's
+standard variables, exports to a real receiver on 127.0.0.1 everything telemetry.md
+promises, through a healthy and then a failing factory, and no secret at all."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from google.protobuf import text_format
+from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from telemetry.metrics import PROMETHEUS_NAMES
+from tests.conftest import FACTORY_KEY, JWT_SECRET, make_settings, running_api
+from tests.utils.builders import PASSWORD as ADMIN_PASSWORD
+from tests.utils.builders import Account, Api, fast_password_hashing  # noqa: F401
+from tests.utils.waiting import eventually
+
+pytestmark = pytest.mark.usefixtures("restore_logging", "fast_password_hashing")
+
+DINER_PASSWORD = "otlp-diner-passw0rd-9f3e1c"
+HEALTHY_ORDERS = 3
+FAILING_ORDERS = 3
+_MESSAGES: dict[str, type[Message]] = {
+    "/v1/traces": ExportTraceServiceRequest,
+    "/v1/metrics": ExportMetricsServiceRequest,
+    "/v1/logs": ExportLogsServiceRequest,
+}
+# telemetry.md's metric table, by OpenTelemetry name (process CPU and memory included).
+EXPECTED_METRICS = {"http.server.request.duration", *PROMETHEUS_NAMES}
+
+
+@dataclass
+class Received:
+    """Every export request the receiver decoded, by path, and the raw (inflated) bodies."""
+
+    url: str
+    exports: dict[str, list[Any]] = field(default_factory=lambda: {p: [] for p in _MESSAGES})
+    bodies: list[bytes] = field(default_factory=list)
+    encodings: set[str] = field(default_factory=set)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def spans(self) -> list[Span]:
+        return [
+            span
+            for request in self.exports["/v1/traces"]
+            for resource in request.resource_spans
+            for scope in resource.scope_spans
+            for span in scope.spans
+        ]
+
+    @property
+    def metric_names(self) -> set[str]:
+        return {
+            metric.name
+            for request in self.exports["/v1/metrics"]
+            for resource in request.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+        }
+
+    @property
+    def log_records(self) -> list[Any]:
+        return [
+            record
+            for request in self.exports["/v1/logs"]
+            for resource in request.resource_logs
+            for scope in resource.scope_logs
+            for record in scope.log_records
+        ]
+
+    def text(self) -> str:
+        """Every decoded export in protobuf text form (strings shown as UTF-8)."""
+        return "\n".join(
+            text_format.MessageToString(message, as_utf8=True)
+            for messages in self.exports.values()
+            for message in messages
+        )
+
+
+@pytest.fixture
+def receiver() -> Iterator[Received]:
+    """A real OTLP/HTTP receiver (protobuf, gzip or not) on a free port of 127.0.0.1."""
+    received = Received(url="")
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the exporters expect
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            encoding = (self.headers.get("content-encoding") or "identity").lower()
+            kind = self.headers.get("content-type", "")
+            message_type = _MESSAGES.get(self.path)
+            try:
+                if message_type is None or kind != "application/x-protobuf":
+                    raise ValueError(f"unexpected {self.path} ({kind})")
+                if encoding == "gzip":
+                    body = gzip.decompress(body)
+                message = message_type()
+                message.ParseFromString(body)
+            except Exception as error:  # recorded, then asserted on by the test
+                with lock:
+                    received.errors.append(f"{self.path}: {error!r}")
+                self.send_response(400)
+                self.send_header("content-length", "0")
+                self.end_headers()
+                return
+            with lock:
+                received.exports[self.path].append(message)
+                received.bodies.append(body)
+                received.encodings.add(encoding)
+            # An empty Export*ServiceResponse: everything accepted.
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    received.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, name="otlp-receiver", daemon=True)
+    thread.start()
+    try:
+        yield received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def _attributes(span: Span) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for item in span.attributes:
+        kind = item.value.WhichOneof("value")
+        values[item.key] = getattr(item.value, kind) if kind else None
+    return values
+
+
+async def _orders(api: Api, shop: Any, diner: Account, count: int) -> list[httpx.Response]:
+    return [await api.order(shop, diner=diner) for _ in range(count)]
+
+
+def _export_to(receiver: Received, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only OpenTelemetry's own variables, as an operator would set them; set before
+    the app starts, since its lifespan builds the exporters."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "500")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
+    monkeypatch.setenv("OTEL_BLRP_SCHEDULE_DELAY", "200")
+
+
+def _events(spans: list[Span]) -> dict[str, list[Span]]:
+    """Span event name -> the spans that carry it."""
+    found: dict[str, list[Span]] = {}
+    for span in spans:
+        for event in span.events:
+            found.setdefault(event.name, []).append(span)
+    return found
+
+
+async def test_every_signal_over_otlp_and_no_secret(
+    receiver: Received,
+    factory: httpx.Client,
+    factory_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _export_to(receiver, monkeypatch)
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/pizza.db", factory_url)
+    tokens: list[str] = []
+
+    # Shutting the app down flushes every provider: all is at the receiver afterwards.
+    async with running_api(settings) as api:
+        shop = await api.shop()
+        diner = await api.register(password=DINER_PASSWORD)
+        await api.login(diner.email, DINER_PASSWORD)
+        tokens += [shop.admin.token, shop.diner.token, diner.token]
+
+        healthy = await _orders(api, shop, diner, HEALTHY_ORDERS)
+        assert [r.status_code for r in healthy] == [200] * HEALTHY_ORDERS
+        factory.put("/api/vendor/chaos/fail").raise_for_status()
+        failing = await _orders(api, shop, diner, FAILING_ORDERS)
+        assert 202 in [r.status_code for r in failing]
+        status = await api.client.get("/factory/status", headers=shop.admin.headers)
+        assert status.status_code == 200
+        history = {e["kind"] for e in status.json()["history"]}
+        assert "link_detected" in history, status.json()
+        # A bad sign-in: the failure side of pizza.auth.attempts, and one more password.
+        bad = await api.client.put(
+            "/api/auth", json={"email": diner.email, "password": DINER_PASSWORD + "-wrong"}
+        )
+        assert bad.status_code in (401, 404)
+
+    assert not receiver.errors
+    assert receiver.encodings == {"gzip"}
+
+    # Metrics: every name of telemetry.md's table.
+    missing = EXPECTED_METRICS - receiver.metric_names
+    assert not missing, f"not exported over OTLP: {sorted(missing)}"
+
+    spans = receiver.spans
+    server = [s for s in spans if s.kind == Span.SPAN_KIND_SERVER]
+    client = [s for s in spans if s.kind == Span.SPAN_KIND_CLIENT]
+    # A server span per request: every POST /api/order of the test is there.
+    order_spans = [s for s in server if s.name == "POST /api/order"]
+    assert len(order_spans) == HEALTHY_ORDERS + FAILING_ORDERS
+    assert {s.name for s in server} >= {"PUT /api/auth", "GET /factory/status"}
+    # Factory calls (httpx instrumentation) and database statements, both CLIENT spans.
+    factory_calls = [s for s in client if "http.request.method" in _attributes(s)]
+    assert any(_attributes(s).get("url.full", "").endswith("/api/order") for s in factory_calls)
+    database = [s for s in client if "db.system" in _attributes(s)]
+    assert database and {_attributes(s)["db.system"] for s in database} == {"sqlite"}
+
+    creations = [s for s in spans if s.name == "pizza.create"]
+    assert len(creations) >= HEALTHY_ORDERS + 1
+    outcomes = set()
+    for span in creations:
+        attributes = _attributes(span)
+        assert {"pizza.order.id", "pizza.order.items", "pizza.breaker.state"} <= set(attributes)
+        assert attributes["pizza.order.items"] == 1
+        outcomes.add(attributes["pizza.outcome"])
+    assert {"success", "unavailable"} <= outcomes
+    # The factory's HTTP call is a child of its pizza.create span.
+    creation_ids = {s.span_id for s in creations}
+    assert any(s.parent_span_id in creation_ids for s in factory_calls)
+
+    # The link is detected inside the pizza.create span of the call that carried it.
+    assert {s.name for s in _events(spans)["factory.remediation_link.detected"]} == {"pizza.create"}
+
+    # Logs: exported, and those written inside a request carry its trace.
+    records = receiver.log_records
+    assert records
+    traced = [r for r in records if len(r.trace_id) == 16 and any(r.trace_id)]
+    assert traced
+    server_traces = {s.trace_id for s in server}
+    assert any(r.trace_id in server_traces for r in traced)
+    [detected] = [r for r in records if "remediation link detected" in r.body.string_value]
+    assert detected.trace_id in server_traces and detected.severity_text == "WARN"
+
+    # Nothing secret anywhere: decoded text, and the raw protobuf bytes.
+    text = receiver.text()
+    secrets = {
+        "factory API key": FACTORY_KEY,
+        "JWT secret": JWT_SECRET,
+        "admin password": ADMIN_PASSWORD,
+        "diner password": DINER_PASSWORD,
+        **{f"bearer token {n}": token for n, token in enumerate(tokens)},
+    }
+    for what, secret in secrets.items():
+        assert secret not in text, f"the {what} was exported"
+        assert not any(secret.encode() in body for body in receiver.bodies), what
+
+
+async def test_breaker_and_manual_remediation_events(
+    receiver: Received,
+    factory: httpx.Client,
+    factory_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The incident as it happened (nobody follows the link automatically): the breaker
+    opens inside a customer's request, an operator remediates; both are span events."""
+    _export_to(receiver, monkeypatch)
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{tmp_path}/pizza.db",
+        factory_url,
+        factory_auto_remediate=False,
+        breaker_fail_max=2,
+        breaker_reset_s=60.0,
+    )
+    async with running_api(settings) as api:
+        shop = await api.shop()
+        factory.put("/api/vendor/chaos/fail").raise_for_status()
+        answers = [await api.order(shop) for _ in range(3)]
+        assert [a.status_code for a in answers] == [202] * 3
+        fixed = await api.client.post("/factory/remediate", headers=shop.admin.headers)
+        assert fixed.status_code == 200 and fixed.json()["attempt"]["resolved"], fixed.text
+
+    assert not receiver.errors
+    events = _events(receiver.spans)
+    assert {s.name for s in events["factory.breaker.state_change"]} >= {"POST /api/order"}
+    assert {s.name for s in events["factory.remediation.attempt"]} == {"POST /factory/remediate"}
+    # "closed -> open" is on the trace of the order that opened the breaker.
+    [change] = [
+        e
+        for s in events["factory.breaker.state_change"]
+        for e in s.events
+        if e.name == "factory.breaker.state_change" and s.name == "POST /api/order"
+    ]
+    assert {a.key: a.value.string_value for a in change.attributes} == {
+        "from": "closed",
+        "to": "open",
+    }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="app/remediation.py: auto-remediation runs in a task spawned inside the "
+    "pizza.create span, which has ended when the attempt is recorded: the SDK drops the "
+    "'factory.remediation.attempt' event ('Tried calling _add_event on an ended span')",
+)
+async def test_auto_remediation_attempt_is_a_span_event(
+    receiver: Received,
+    factory: httpx.Client,
+    factory_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _export_to(receiver, monkeypatch)
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/pizza.db", factory_url)
+    async with running_api(settings) as api:
+        shop = await api.shop()
+        factory.put("/api/vendor/chaos/fail").raise_for_status()
+        assert (await api.order(shop)).status_code == 202
+
+        async def resolved() -> bool:
+            status = await api.client.get("/factory/status", headers=shop.admin.headers)
+            return any(a["resolved"] for a in status.json()["remediation"]["attempts"])
+
+        await eventually(resolved, timeout_s=10)
+    assert "factory.remediation.attempt" in _events(receiver.spans)
