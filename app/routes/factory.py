@@ -6,7 +6,7 @@ from datetime import datetime
 from importlib.resources import files
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import func
@@ -46,12 +46,21 @@ def attempt_json(attempt: RemediationAttempt) -> dict[str, Any]:
     }
 
 
+# One URL, two bodies (page or JSON): caches must key on Accept, and must not keep the
+# JSON at all (it holds the full remediation link, vendor key included).
+PRIVATE = {"cache-control": "no-store", "vary": "Accept, Authorization"}
+PAGE_HEADERS = {**PRIVATE, "content-security-policy": "frame-ancestors 'none'"}
+
+
 @router.get("/status", summary="Factory status (admins); an HTML page for a browser")
-async def status(request: Request, services: ServicesDep, session: SessionDep) -> Any:
+async def status(
+    request: Request, response: Response, services: ServicesDep, session: SessionDep
+) -> Any:
     if "text/html" in request.headers.get("accept", ""):
         # The page holds no data: it signs the admin in and calls this endpoint as JSON.
         page = files("app").joinpath("static/status.html").read_text(encoding="utf-8")
-        return HTMLResponse(page, headers={"cache-control": "no-store"})
+        return HTMLResponse(page, headers=PAGE_HEADERS)
+    response.headers.update(PRIVATE)
     principal = await load_principal(request, services, session)
     if principal is None:
         raise Unauthorized("unauthorized")

@@ -322,3 +322,17 @@ class TestSecretsStayInside:
         assert "remediation link detected" in log
         assert "/api/support/***/report/" in log
         assert FACTORY_KEY not in log
+
+
+class TestStatusIsNeverCached:
+    async def test_the_json_with_the_link_and_the_page_are_not_stored_by_caches(
+        self, api: Api
+    ) -> None:
+        shop = await api.shop()
+        answer = await api.client.get("/factory/status", headers=shop.admin.headers)
+        assert answer.headers["cache-control"] == "no-store"
+        assert "Accept" in answer.headers["vary"]
+        page = await api.client.get("/factory/status", headers={"accept": "text/html"})
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers["cache-control"] == "no-store"
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
