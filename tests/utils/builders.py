@@ -7,13 +7,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 
+from app import security
 from app.main import create_admin
 from app.services import Services
 
 _counter = itertools.count(1)
 PASSWORD = "correct horse battery"
+
+# argon2 at its production cost takes about 0.3 s a hash on a small CI runner, and the
+# API tests sign in hundreds of times. Same algorithm, same hash format, same checks.
+_FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture
+def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cheap argon2 parameters for one test; a module opts in with
+    `pytestmark = pytest.mark.usefixtures("fast_password_hashing")` and the import."""
+    monkeypatch.setattr(security, "_hasher", _FAST_HASHER)
+    monkeypatch.setattr(security, "_DUMMY_HASH", _FAST_HASHER.hash("not a password"))
 
 
 @dataclass
