@@ -1,7 +1,9 @@
 """Pure ASGI middleware: hardening headers, a body size cap, and JSON for any crash.
 
-Each sits inside CORS, so even a refused or crashed request carries the CORS headers
-the browser needs to show the message instead of "Failed to fetch".
+`HardeningMiddleware` sits inside CORS, so even a refused or crashed request carries the
+CORS headers the browser needs to show the message instead of "Failed to fetch".
+`SecurityHeadersMiddleware` only sets headers; it belongs outside CORS, so that the answers
+CORS gives on its own (preflights) are hardened too.
 """
 
 from __future__ import annotations
@@ -12,6 +14,33 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("app.errors")
+
+
+def _hardened(message: Message) -> Message:
+    """A response start without a server banner and with `nosniff`; other messages as they are."""
+    if message["type"] != "http.response.start":
+        return message
+    drop = (b"server", b"x-content-type-options")
+    headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in drop]
+    headers.append((b"x-content-type-options", b"nosniff"))
+    return {**message, "headers": headers}
+
+
+class SecurityHeadersMiddleware:
+    """`nosniff` and no `server` header on every answer, whoever inside wrote it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_hardened(message: Message) -> None:
+            await send(_hardened(message))
+
+        await self.app(scope, receive, send_hardened)
 
 
 class HardeningMiddleware:
@@ -25,36 +54,28 @@ class HardeningMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
-            await _too_large(scope, receive, send)
-            return
         started = False
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise _BodyTooLarge
-            return message
 
         async def send_hardened(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"server"]
-                headers.append((b"x-content-type-options", b"nosniff"))
-                message = {**message, "headers": headers}
-            await send(message)
+            await send(_hardened(message))
 
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            await _too_large(scope, receive, send_hardened)
+            return
+        # The whole body is read here, before the app: a streamed (chunked) body has no
+        # Content-Length to check, and an error raised while the app reads it would reach
+        # the app's own body parser, which answers 400 rather than 413.
         try:
-            await self.app(scope, limited_receive, send_hardened)
+            app_receive = await _buffered_body(receive, self.max_body_bytes)
         except _BodyTooLarge:
-            if not started:
-                await _too_large(scope, receive, send_hardened)
+            await _too_large(scope, receive, send_hardened)
+            return
+        try:
+            await self.app(scope, app_receive, send_hardened)
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:
@@ -64,6 +85,35 @@ class HardeningMiddleware:
 
 class _BodyTooLarge(Exception):
     pass
+
+
+async def _buffered_body(receive: Receive, limit: int) -> Receive:
+    """Read the request body (at most `limit` bytes); hand it to the app as one message."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            first: Message = message  # the client went away: the app learns it at once
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            first = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            break
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return first
+        return await receive()
+
+    return replay
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -78,8 +128,6 @@ def _content_length(scope: Scope) -> int | None:
 
 async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
     response = JSONResponse(
-        {"message": "request body too large"},
-        413,
-        headers={"x-content-type-options": "nosniff", "connection": "close"},
+        {"message": "request body too large"}, 413, headers={"connection": "close"}
     )
     await response(scope, receive, send)
