@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -61,6 +62,12 @@ class Principal:
         return {r.object_id for r in self.roles if r.role == Role.FRANCHISEE and r.object_id}
 
 
+# Declares the bearer token in /openapi.json for the operations that need one;
+# auto_error=False because a refusal must be our 401 {"message"}, not FastAPI's 403.
+_bearer_scheme = HTTPBearer(auto_error=False, description="the token from /api/auth")
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)]
+
+
 def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -95,7 +102,12 @@ async def load_principal(
     return Principal(user=row[0], roles=roles, jti=jti)
 
 
-async def current_user(request: Request, services: ServicesDep, session: SessionDep) -> Principal:
+async def current_user(
+    request: Request,
+    services: ServicesDep,
+    session: SessionDep,
+    _declared: BearerCredentials,  # for the schema only; load_principal reads the header
+) -> Principal:
     principal = await load_principal(request, services, session)
     if principal is None:
         raise Unauthorized("unauthorized")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
@@ -43,6 +46,37 @@ class TooManyRequests(AppError):
 
 class BadGateway(AppError):
     status_code = 502
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: the front end shows `message` as a banner."""
+
+    message: str
+
+
+_MEANINGS = {
+    400: "A field is missing or malformed; the message names it",
+    401: "No token, or a malformed, expired or revoked one",
+    403: "Signed in, without the role this needs",
+    404: "No such thing (or not yours to see)",
+    409: "Conflicts with what exists",
+    413: "Request body too large",
+    429: "Too many failed sign-ins; try again after Retry-After seconds",
+    502: "The pizza factory refused the order; it was not made and not charged",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the errors a route gives, all shaped `{"message"}`.
+
+    "4XX" covers the rest (405, ...) and keeps FastAPI from advertising a 422 that this
+    service never sends: bad input is a 400 here, as in the reference.
+    """
+    responses: dict[int | str, dict[str, Any]] = {
+        code: {"model": ErrorBody, "description": _MEANINGS[code]} for code in codes
+    }
+    responses["4XX"] = {"model": ErrorBody, "description": "Any other client error"}
+    return responses
 
 
 def _field_name(loc: tuple[int | str, ...]) -> str:

@@ -2,18 +2,169 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Annotated, Any
+import re
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Annotated, Any, Literal
 
+from email_validator import EmailNotValidError, validate_email
 from fastapi import Path, Query
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from app.models import DinerOrder, OrderItem, User, UserRole
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Password = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
+# Each input type below is checked by one function and described to /openapi.json by a
+# schema that accepts exactly the same values, so a client (and the schema fuzz test)
+# can tell from the schema alone what will be a 400.
+
+# What str.strip() removes (every such character is below U+3001): a name made only of
+# these is blank.
+_SPACE_CLASS = "".join(f"\\u{ord(c):04x}" for c in map(chr, range(0x3001)) if c.isspace())
+_NO_NUL = "^[^\\u0000]*$"
+_NOT_BLANK = f"^[^\\u0000]*[^\\u0000{_SPACE_CLASS}][^\\u0000]*$"
+
+
+def _storable(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded at all:
+    # both are a 400 here rather than a database error.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not _storable(value).strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _string_schema(pattern: str, min_length: int, max_length: int) -> WithJsonSchema:
+    schema: dict[str, Any] = {"type": "string", "maxLength": max_length, "pattern": pattern}
+    if min_length:
+        schema["minLength"] = min_length
+    return WithJsonSchema(schema)
+
+
+# Lengths count what the client sent; surrounding spaces are then dropped.
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=100),
+    AfterValidator(_not_blank),
+    AfterValidator(str.strip),
+    _string_schema(_NOT_BLANK, 1, 100),
+]
+Text = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=500),
+    AfterValidator(_not_blank),
+    AfterValidator(str.strip),
+    _string_schema(_NOT_BLANK, 1, 500),
+]
+OptionalText = Annotated[
+    str,
+    StringConstraints(max_length=500),
+    AfterValidator(_storable),
+    AfterValidator(str.strip),
+    _string_schema(_NO_NUL, 0, 500),
+]
+Password = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128),
+    AfterValidator(_not_blank),
+    _string_schema(_NOT_BLANK, 1, 128),
+]
+# Sign-in takes what it is given (a wrong value is a 404, as for a wrong password).
+LoginText = Annotated[
+    str,
+    StringConstraints(max_length=254),
+    AfterValidator(_storable),
+    _string_schema(_NO_NUL, 0, 254),
+]
+
+# email-validator refuses special-use domains even where the email format allows them.
+_SPECIAL_USE = ("arpa", "invalid", "local", "localhost", "onion", "test")
+_EMAIL_PATTERN = "^(?!.*\\.(?:{})$)".format(
+    "|".join("".join(f"[{c}{c.upper()}]" for c in name) for name in _SPECIAL_USE)
+)
+
+
+def _email(value: str) -> str:
+    try:
+        return validate_email(_storable(value), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"value is not a valid email address: {exc}") from None
+
+
+Email = Annotated[
+    str,
+    StringConstraints(max_length=254),
+    AfterValidator(_email),
+    WithJsonSchema(
+        {"type": "string", "format": "email", "maxLength": 254, "pattern": _EMAIL_PATTERN}
+    ),
+]
+
+MAX_ID = 2**31 - 1
+# 1 to 2147483647 written plainly: the front end sends ids as it has them, e.g. "1".
+_ID_DIGITS = (
+    "^(?:[1-9][0-9]{0,8}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}"
+    "|2147[0-3][0-9]{5}|21474[0-7][0-9]{4}|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}"
+    "|21474836[0-3][0-9]|214748364[0-7])$"
+)
+
+
+def _id(value: object) -> int:
+    if isinstance(value, str) and re.fullmatch(_ID_DIGITS, value):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID:
+        return value
+    raise ValueError(f"must be a whole number from 1 to {MAX_ID}")
+
+
+Id = Annotated[
+    int,
+    PlainValidator(_id),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                {"type": "string", "pattern": _ID_DIGITS},
+            ]
+        }
+    ),
+]
+
+# BTC has eight decimals: a price is rounded to them, and must stay above zero.
+PRICE_STEP = Decimal("0.00000001")
+MAX_PRICE = Decimal(1_000_000)
+
+
+def _price(value: object) -> Decimal:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        price = Decimal(str(value))  # str(): 0.0038 stays 0.0038, not its binary expansion
+        if price.is_finite() and PRICE_STEP <= price <= MAX_PRICE:
+            return price.quantize(PRICE_STEP, rounding=ROUND_HALF_EVEN)
+    raise ValueError(f"must be a number from {PRICE_STEP} to {MAX_PRICE}")
+
+
+Price = Annotated[
+    Decimal,
+    PlainValidator(_price),
+    WithJsonSchema({"type": "number", "minimum": float(PRICE_STEP), "maximum": float(MAX_PRICE)}),
+]
 
 
 class Body(BaseModel):
@@ -23,40 +174,26 @@ class Body(BaseModel):
 
 class RegisterBody(Body):
     name: Name
-    email: EmailStr
+    email: Email
     password: Password
-
-    @field_validator("password")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
 
 
 class LoginBody(Body):
-    email: Annotated[str, StringConstraints(max_length=254)]
-    password: Annotated[str, StringConstraints(max_length=128)]
+    email: LoginText
+    password: LoginText
 
 
 class UserUpdateBody(Body):
     name: Name | None = None
-    email: EmailStr | None = None
+    email: Email | None = None
     password: Password | None = None
-
-    @field_validator("password")
-    @classmethod
-    def _not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("must not be blank")
-        return value
 
 
 class MenuItemBody(Body):
     title: Name
     description: Text
-    image: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] = ""
-    price: Annotated[Decimal, Field(gt=0, le=Decimal(1_000_000), decimal_places=8)]
+    image: OptionalText = ""
+    price: Price
 
 
 class OrderItemBody(Body):
@@ -73,7 +210,8 @@ class OrderBody(Body):
 
 
 class AdminEmail(Body):
-    email: EmailStr
+    # Only looked up: an address nobody has is a 404 that names it.
+    email: LoginText
 
 
 class FranchiseBody(Body):
@@ -83,6 +221,116 @@ class FranchiseBody(Body):
 
 class StoreBody(Body):
     name: Name
+
+
+class Out(BaseModel):
+    """An answer's shape, for /openapi.json and for checking what a route returns.
+
+    Routes still build plain dicts; fields a dict leaves out stay out of the answer
+    (routes use `response_model_exclude_unset`), so optional means "may be absent".
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RoleOut(Out):
+    role: Literal["diner", "franchisee", "admin"]
+    objectId: int | None = Field(None, description="the franchise, for a franchisee")
+
+
+class UserOut(Out):
+    id: int
+    name: str
+    email: str
+    roles: list[RoleOut]
+
+
+class AuthOut(Out):
+    user: UserOut
+    token: str
+
+
+class MessageOut(Out):
+    message: str
+
+
+class UserListOut(Out):
+    users: list[UserOut]
+    more: bool
+
+
+class MenuItemOut(Out):
+    id: int
+    title: str
+    image: str
+    price: float
+    description: str
+
+
+class OrderItemOut(Out):
+    id: int
+    menuId: int
+    description: str
+    price: float
+
+
+class OrderOut(Out):
+    id: int
+    franchiseId: int
+    storeId: int
+    date: str
+    items: list[OrderItemOut]
+    status: Literal["pending", "fulfilled", "failed"]
+    jwt: str | None = Field(description="the pizza; null until it is made")
+
+
+class OrderHistoryOut(Out):
+    dinerId: int
+    orders: list[OrderOut]
+    page: int
+    more: bool
+
+
+class OrderAnswerOut(Out):
+    order: OrderOut
+    jwt: str | None
+    message: str | None = Field(None, description="why the pizza is not made yet (202, 502)")
+
+
+class AdminOut(Out):
+    id: int
+    name: str
+    email: str
+
+
+class StoreOut(Out):
+    id: int
+    name: str
+    totalRevenue: float | None = Field(None, description="fulfilled orders; admins only")
+
+
+class FranchiseOut(Out):
+    id: int
+    name: str
+    admins: list[AdminOut] | None = Field(None, description="admins and the franchise's own")
+    stores: list[StoreOut]
+
+
+class FranchiseListOut(Out):
+    franchises: list[FranchiseOut]
+    more: bool
+
+
+class NewFranchiseOut(Out):
+    id: int
+    name: str
+    admins: list[AdminOut]
+
+
+class NewStoreOut(Out):
+    id: int
+    franchiseId: int
+    name: str
 
 
 def money(value: Decimal) -> float:
@@ -124,10 +372,15 @@ def order_json(order: DinerOrder, items: list[OrderItem]) -> dict[str, Any]:
 IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Page0 = Annotated[int, Query(ge=0, le=100_000)]
 Limit = Annotated[int, Query(ge=1, le=100)]
-NameFilter = Annotated[str, Query(max_length=100)]
+NameFilter = Annotated[
+    str, Query(max_length=100), AfterValidator(_storable), _string_schema(_NO_NUL, 0, 100)
+]
 
 
 def like_pattern(name: str) -> str:
-    """`*` is the API's wildcard; SQL's own wildcards in a name are matched literally."""
+    """`*` is the API's wildcard; SQL's own wildcards in a name are matched literally.
+
+    Used with ILIKE: the reference (MySQL) matched without regard to case, and so must
+    both of our databases (PostgreSQL's LIKE alone is case-sensitive, SQLite's is not)."""
     escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped.replace("*", "%")

@@ -11,14 +11,14 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.deps import CurrentUser, ServicesDep, SessionDep
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, NotFound, error_responses
 from app.logins import check_allowed, client_address, record_failure
 from app.models import AuthSession, Role, User, UserRole
-from app.schemas import LoginBody, RegisterBody, user_json
+from app.schemas import AuthOut, LoginBody, MessageOut, RegisterBody, user_json
 from app.security import hash_password, issue_token, verify_password
 from app.services import Services
 
-router = APIRouter(prefix="/api/auth", tags=["auth"])
+router = APIRouter(prefix="/api/auth", tags=["auth"], responses=error_responses(400, 413))
 
 
 async def start_session(session: AsyncSession, services: Services, user_id: int) -> str:
@@ -33,7 +33,13 @@ async def roles_of(session: AsyncSession, user_id: int) -> list[UserRole]:
     return list(await session.exec(select(UserRole).where(UserRole.user_id == user_id)))
 
 
-@router.post("", summary="Register a diner")
+@router.post(
+    "",
+    summary="Register a diner",
+    response_model=AuthOut,
+    response_model_exclude_unset=True,
+    responses=error_responses(409),
+)
 async def register(
     body: RegisterBody, session: SessionDep, services: ServicesDep
 ) -> dict[str, Any]:
@@ -54,7 +60,13 @@ async def register(
     return {"user": user_json(user, await roles_of(session, user.id)), "token": token}
 
 
-@router.put("", summary="Sign in")
+@router.put(
+    "",
+    summary="Sign in",
+    response_model=AuthOut,
+    response_model_exclude_unset=True,
+    responses=error_responses(404, 429),
+)
 async def login(
     body: LoginBody, request: Request, session: SessionDep, services: ServicesDep
 ) -> dict[str, Any]:
@@ -73,7 +85,12 @@ async def login(
     return {"user": user_json(user, await roles_of(session, user.id)), "token": token}
 
 
-@router.delete("", summary="Sign out: the token stops working at once")
+@router.delete(
+    "",
+    summary="Sign out: the token stops working at once",
+    response_model=MessageOut,
+    responses=error_responses(401),
+)
 async def logout(principal: CurrentUser, session: SessionDep) -> dict[str, str]:
     await session.exec(delete(AuthSession).where(col(AuthSession.jti) == principal.jti))
     await session.commit()

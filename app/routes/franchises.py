@@ -14,21 +14,26 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.deps import AdminUser, CurrentUser, OptionalUser, Principal, SessionDep
-from app.errors import Conflict, Forbidden, NotFound
+from app.errors import Conflict, Forbidden, NotFound, error_responses
 from app.models import DinerOrder, Franchise, Money, OrderStatus, Role, Store, User, UserRole
 from app.orders.cancel import fail_pending
 from app.schemas import (
     FranchiseBody,
+    FranchiseListOut,
+    FranchiseOut,
     IdPath,
     Limit,
+    MessageOut,
     NameFilter,
+    NewFranchiseOut,
+    NewStoreOut,
     Page0,
     StoreBody,
     like_pattern,
     money,
 )
 
-router = APIRouter(prefix="/api/franchise", tags=["franchise"])
+router = APIRouter(prefix="/api/franchise", tags=["franchise"], responses=error_responses(400, 413))
 
 
 async def _revenue(session: AsyncSession, store_ids: list[int]) -> dict[int, Decimal]:
@@ -89,7 +94,12 @@ async def _describe(
     return result
 
 
-@router.get("", summary="List franchises; admins also see admins and revenue")
+@router.get(
+    "",
+    summary="List franchises; admins also see admins and revenue",
+    response_model=FranchiseListOut,
+    response_model_exclude_unset=True,
+)
 async def list_franchises(
     session: SessionDep,
     principal: OptionalUser,
@@ -100,7 +110,7 @@ async def list_franchises(
     rows = list(
         await session.exec(
             select(Franchise)
-            .where(col(Franchise.name).like(like_pattern(name), escape="\\"))
+            .where(col(Franchise.name).ilike(like_pattern(name), escape="\\"))
             .order_by(col(Franchise.id))
             .offset(page * limit)
             .limit(limit + 1)
@@ -113,7 +123,13 @@ async def list_franchises(
     }
 
 
-@router.get("/{userId}", summary="The franchises a user administers")
+@router.get(
+    "/{userId}",
+    summary="The franchises a user administers",
+    response_model=list[FranchiseOut],
+    response_model_exclude_unset=True,
+    responses=error_responses(401, 403),
+)
 async def user_franchises(
     userId: IdPath, principal: CurrentUser, session: SessionDep
 ) -> list[dict[str, Any]]:
@@ -128,7 +144,12 @@ async def user_franchises(
     return await _describe(session, list(rows), full=True)
 
 
-@router.post("", summary="Create a franchise (admin)")
+@router.post(
+    "",
+    summary="Create a franchise (admin)",
+    response_model=NewFranchiseOut,
+    responses=error_responses(401, 403, 404, 409),
+)
 async def create_franchise(
     body: FranchiseBody, _admin: AdminUser, session: SessionDep
 ) -> dict[str, Any]:
@@ -158,7 +179,12 @@ async def create_franchise(
     }
 
 
-@router.delete("/{franchiseId}", summary="Delete a franchise (admin)")
+@router.delete(
+    "/{franchiseId}",
+    summary="Delete a franchise (admin)",
+    response_model=MessageOut,
+    responses=error_responses(401, 403, 404),
+)
 async def delete_franchise(
     franchiseId: IdPath, _admin: AdminUser, session: SessionDep
 ) -> dict[str, str]:
@@ -188,7 +214,12 @@ async def _managed_franchise(
     return franchise
 
 
-@router.post("/{franchiseId}/store", summary="Create a store (admin or franchisee)")
+@router.post(
+    "/{franchiseId}/store",
+    summary="Create a store (admin or franchisee)",
+    response_model=NewStoreOut,
+    responses=error_responses(401, 403, 404),
+)
 async def create_store(
     franchiseId: IdPath, body: StoreBody, principal: CurrentUser, session: SessionDep
 ) -> dict[str, Any]:
@@ -199,7 +230,12 @@ async def create_store(
     return {"id": store.id, "franchiseId": franchiseId, "name": store.name}
 
 
-@router.delete("/{franchiseId}/store/{storeId}", summary="Delete a store (admin or franchisee)")
+@router.delete(
+    "/{franchiseId}/store/{storeId}",
+    summary="Delete a store (admin or franchisee)",
+    response_model=MessageOut,
+    responses=error_responses(401, 403, 404),
+)
 async def delete_store(
     franchiseId: IdPath, storeId: IdPath, principal: CurrentUser, session: SessionDep
 ) -> dict[str, str]:

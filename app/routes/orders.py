@@ -9,14 +9,23 @@ from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 
 from app.deps import AdminUser, CurrentUser, ServicesDep, SessionDep
-from app.errors import NotFound
+from app.errors import NotFound, error_responses
 from app.models import DinerOrder, MenuItem, OrderItem
 from app.orders.placement import place_order
 from app.orders.workflow import items_of
-from app.schemas import MenuItemBody, OrderBody, money, order_json
+from app.schemas import (
+    MenuItemBody,
+    MenuItemOut,
+    OrderAnswerOut,
+    OrderBody,
+    OrderHistoryOut,
+    OrderOut,
+    money,
+    order_json,
+)
 from clients.schemas import DinerInfo
 
-router = APIRouter(prefix="/api/order", tags=["order"])
+router = APIRouter(prefix="/api/order", tags=["order"], responses=error_responses(400, 413))
 ORDERS_PAGE_SIZE = 10
 
 
@@ -34,12 +43,17 @@ async def _menu(session: SessionDep) -> list[dict[str, Any]]:
     return [menu_json(m) for m in await session.exec(select(MenuItem).order_by(col(MenuItem.id)))]
 
 
-@router.get("/menu", summary="The menu")
+@router.get("/menu", summary="The menu", response_model=list[MenuItemOut])
 async def get_menu(session: SessionDep) -> list[dict[str, Any]]:
     return await _menu(session)
 
 
-@router.put("/menu", summary="Add a menu item (admin)")
+@router.put(
+    "/menu",
+    summary="Add a menu item (admin)",
+    response_model=list[MenuItemOut],
+    responses=error_responses(401, 403),
+)
 async def add_menu_item(
     body: MenuItemBody, session: SessionDep, _admin: AdminUser
 ) -> list[dict[str, Any]]:
@@ -48,7 +62,12 @@ async def add_menu_item(
     return await _menu(session)
 
 
-@router.get("", summary="The caller's orders, newest first")
+@router.get(
+    "",
+    summary="The caller's orders, newest first",
+    response_model=OrderHistoryOut,
+    responses=error_responses(401),
+)
 async def list_orders(
     principal: CurrentUser,
     session: SessionDep,
@@ -79,7 +98,12 @@ async def list_orders(
     }
 
 
-@router.get("/{orderId}", summary="One order, to follow a pending one")
+@router.get(
+    "/{orderId}",
+    summary="One order, to follow a pending one",
+    response_model=OrderOut,
+    responses=error_responses(401, 404),
+)
 async def get_order(
     orderId: Annotated[int, Path(ge=1, le=2**31 - 1)],
     principal: CurrentUser,
@@ -98,14 +122,24 @@ async def get_order(
 @router.post(
     "",
     summary="Order pizzas",
-    responses={202: {"description": "accepted; the pizza will be made later"}},
+    response_model=OrderAnswerOut,
+    responses={
+        202: {
+            "model": OrderAnswerOut,
+            "description": "Accepted: the order is kept and the pizza made later",
+        },
+        **error_responses(401, 409),
+        502: {"model": OrderAnswerOut, "description": error_responses(502)[502]["description"]},
+    },
 )
 async def create_order(
     body: OrderBody,
     principal: CurrentUser,
     session: SessionDep,
     services: ServicesDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+    ] = None,
 ) -> JSONResponse:
     user = principal.user
     diner = DinerInfo(id=principal.id, name=user.name, email=user.email)

@@ -12,13 +12,42 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.deps import ServicesDep, bearer_token, current_user
-from app.errors import NotFound, Unauthorized
+from app.errors import NotFound, Unauthorized, error_responses
+from app.schemas import MessageOut, Out
 from app.version import VERSION
 
-router = APIRouter(tags=["service"])
+router = APIRouter(tags=["service"], responses=error_responses(413))
 
 
-@router.get("/", summary="Welcome")
+class WelcomeOut(MessageOut):
+    version: str
+
+
+class EndpointOut(Out):
+    method: str
+    path: str
+    description: str
+    example: str
+    response: str
+    requiresAuth: bool
+
+
+class DocsConfigOut(Out):
+    factory: str
+
+
+class DocsOut(Out):
+    version: str
+    endpoints: list[EndpointOut]
+    config: DocsConfigOut
+
+
+class StatusOut(Out):
+    status: str
+    message: str | None = None
+
+
+@router.get("/", summary="Welcome", response_model=WelcomeOut)
 async def welcome() -> dict[str, str]:
     return {"message": "welcome to JWT Pizza", "version": VERSION}
 
@@ -27,7 +56,7 @@ def _needs_auth(dependant: Dependant) -> bool:
     return any(d.call is current_user or _needs_auth(d) for d in dependant.dependencies)
 
 
-@router.get("/api/docs", summary="The endpoints of this service")
+@router.get("/api/docs", summary="The endpoints of this service", response_model=DocsOut)
 async def api_docs(request: Request, services: ServicesDep) -> dict[str, Any]:
     base = services.settings.public_url or str(request.base_url).rstrip("/")
     endpoints = []
@@ -56,12 +85,22 @@ async def api_docs(request: Request, services: ServicesDep) -> dict[str, Any]:
     }
 
 
-@router.get("/healthz", summary="The process is alive")
+@router.get(
+    "/healthz",
+    summary="The process is alive",
+    response_model=StatusOut,
+    response_model_exclude_unset=True,
+)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database answers")
+@router.get(
+    "/readyz",
+    summary="The database answers",
+    response_model=StatusOut,
+    responses={503: {"model": StatusOut, "description": "The database does not answer"}},
+)
 async def readyz(services: ServicesDep) -> JSONResponse:
     try:
         async with services.engine.connect() as connection:

@@ -10,22 +10,45 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from app.deps import AdminUser, CurrentUser, ServicesDep, SessionDep, bearer_token
-from app.errors import Conflict, Forbidden, NotFound
+from app.errors import Conflict, Forbidden, NotFound, error_responses
 from app.models import AuthSession, DinerOrder, User, UserRole
 from app.orders.cancel import fail_pending
 from app.routes.auth import roles_of, start_session
-from app.schemas import IdPath, Limit, NameFilter, Page0, UserUpdateBody, like_pattern, user_json
+from app.schemas import (
+    AuthOut,
+    IdPath,
+    Limit,
+    MessageOut,
+    NameFilter,
+    Page0,
+    UserListOut,
+    UserOut,
+    UserUpdateBody,
+    like_pattern,
+    user_json,
+)
 from app.security import hash_password
 
-router = APIRouter(prefix="/api/user", tags=["user"])
+router = APIRouter(prefix="/api/user", tags=["user"], responses=error_responses(400, 401, 413))
 
 
-@router.get("/me", summary="The signed-in user")
+@router.get(
+    "/me",
+    summary="The signed-in user",
+    response_model=UserOut,
+    response_model_exclude_unset=True,
+)
 async def me(principal: CurrentUser) -> dict[str, Any]:
     return user_json(principal.user, principal.roles)
 
 
-@router.put("/{userId}", summary="Update a user (that user or an admin)")
+@router.put(
+    "/{userId}",
+    summary="Update a user (that user or an admin)",
+    response_model=AuthOut,
+    response_model_exclude_unset=True,
+    responses=error_responses(403, 404, 409),
+)
 async def update_user(
     userId: IdPath,
     body: UserUpdateBody,
@@ -69,7 +92,13 @@ async def update_user(
     return {"user": user_json(user, roles), "token": token}
 
 
-@router.get("", summary="List users (admin)")
+@router.get(
+    "",
+    summary="List users (admin)",
+    response_model=UserListOut,
+    response_model_exclude_unset=True,
+    responses=error_responses(403),
+)
 async def list_users(
     _admin: AdminUser,
     session: SessionDep,
@@ -80,7 +109,7 @@ async def list_users(
     users = list(
         await session.exec(
             select(User)
-            .where(col(User.name).like(like_pattern(name), escape="\\"))
+            .where(col(User.name).ilike(like_pattern(name), escape="\\"))
             .order_by(col(User.id))
             .offset(page * limit)
             .limit(limit + 1)
@@ -97,7 +126,12 @@ async def list_users(
     }
 
 
-@router.delete("/{userId}", summary="Delete a user (admin)")
+@router.delete(
+    "/{userId}",
+    summary="Delete a user (admin)",
+    response_model=MessageOut,
+    responses=error_responses(403, 404),
+)
 async def delete_user(userId: IdPath, _admin: AdminUser, session: SessionDep) -> dict[str, str]:
     user = await session.get(User, userId)
     if user is None:
