@@ -26,6 +26,8 @@ from telemetry.logging import configure_logging
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="JWT Pizza service")
 admin_cli = typer.Typer(no_args_is_help=True, help="Accounts")
 cli.add_typer(admin_cli, name="admin")
+incident_cli = typer.Typer(no_args_is_help=True, help="Recorded factory incidents")
+cli.add_typer(incident_cli, name="incident")
 
 DEMO_MENU = [
     ("Veggie", "A garden of delight", "pizza1.png", "0.0038"),
@@ -298,6 +300,26 @@ async def _admin_create(settings: Settings, name: str, email: str, password: str
         await create_admin(db.session_factory(engine), name=name, email=email, password=password)
     finally:
         await engine.dispose()
+
+
+@incident_cli.command("report")
+def incident_report(
+    incident_id: Annotated[
+        int | None, typer.Argument(min=1, help="the incident's id (default: the latest)")
+    ] = None,
+) -> None:
+    """A Markdown postmortem draft of a recorded incident (the latest by default)."""
+    from app.incident_report import report_from_settings
+
+    settings = load_settings()
+    text = asyncio.run(report_from_settings(settings, incident_id))
+    if text is None:
+        fail(
+            "no incident is recorded in this database"
+            if incident_id is None
+            else f"no incident {incident_id}: `GET /factory/incidents` lists them"
+        )
+    typer.echo(text, nl=False)
 
 
 @cli.command()

@@ -20,12 +20,13 @@ from starlette.middleware.cors import CORSMiddleware
 from app import db
 from app.config import Settings
 from app.errors import install_error_handlers
+from app.incidents import create_recorder
 from app.middleware import HardeningMiddleware
 from app.models import AppSetting, Role, User, UserRole
 from app.orders.worker import RetryWorker
 from app.orders.workflow import OrderWorkflow
 from app.remediation import FactoryOps
-from app.routes import auth, factory, franchises, orders, root, users
+from app.routes import auth, factory, franchises, incidents, orders, root, users
 from app.security import hash_password
 from app.services import Services
 from app.version import VERSION
@@ -149,6 +150,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis_url=settings.redis_url,
     )
     await breaker.start()
+    recorder = create_recorder(
+        sessions=sessions,
+        webhook_url=settings.alert_webhook_url,
+        public_url=settings.public_url,
+        api_key=api_key,
+    )
+    recorder.start()
     ops = FactoryOps(
         settings=settings,
         sessions=sessions,
@@ -157,6 +165,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics=telemetry.metrics,
         factory_url=factory_url,
         api_key=api_key,
+        incidents=recorder,
     )
     breaker.add_refused_listener(telemetry.metrics.call_refused)
     telemetry.metrics.set_breaker_state(str(breaker.state))
@@ -188,6 +197,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ops=ops,
         orders=workflow,
         worker=worker,
+        incidents=recorder,
     )
     log.info(
         "JWT Pizza %s ready: database %s, factory %s%s",
@@ -199,6 +209,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     background = [
         asyncio.create_task(worker.run_forever(), name="retry-worker"),
         asyncio.create_task(ops.probe_forever(), name="factory-probe"),
+        asyncio.create_task(recorder.watch_forever(ops.conditions), name="incident-watch"),
     ]
     try:
         yield
@@ -210,6 +221,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await task
         await workflow.shutdown()
         await ops.shutdown()
+        await recorder.aclose()
         await breaker.stop()
         await http.aclose()
         await engine.dispose()
@@ -228,7 +240,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.state.routers = [m.router for m in (root, auth, users, orders, franchises, factory)]
+    app.state.routers = [
+        m.router for m in (root, auth, users, orders, franchises, factory, incidents)
+    ]
     for router in app.state.routers:
         app.include_router(router)
     app.add_middleware(HardeningMiddleware, max_body_bytes=settings.max_body_bytes)

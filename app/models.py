@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -125,6 +125,9 @@ class DinerOrder(SQLModel, table=True):
         Index("ix_order_due", "status", "next_attempt_at"),
         Index("ix_order_diner", "diner_id", "id"),
         Index("ix_order_store", "store_id", "status"),
+        # An incident's impact is read over these two (app/incident_view.py).
+        Index("ix_order_deferred", "deferred_at"),
+        Index("ix_order_finished", "finished_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
     diner_id: int
@@ -141,6 +144,8 @@ class DinerOrder(SQLModel, table=True):
     finished_at: datetime | None = None
     idempotency_key: str | None = Field(default=None, sa_column=Column(String(255)))
     request_hash: str | None = Field(default=None, sa_column=Column(String(64)))
+    # When the order was first answered 202 (the factory did not make it at once).
+    deferred_at: datetime | None = None
 
 
 class OrderItem(SQLModel, table=True):
@@ -187,3 +192,22 @@ class FactoryEvent(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, index=True)
     kind: str = Field(sa_column=Column(String(40), nullable=False))
     detail: str = Field(sa_column=Column(Text, nullable=False, default=""))
+    incident_id: int | None = Field(
+        default=None, foreign_key="incident.id", index=True, ondelete="SET NULL"
+    )
+    user_id: int | None = None  # the operator who acted, if a person did
+
+
+class Incident(SQLModel, table=True):
+    """A factory outage as the service saw it (app/incidents.py)."""
+
+    __tablename__ = "incident"
+    id: int | None = Field(default=None, primary_key=True)
+    opened_at: datetime  # the first sign of the fault the service saw
+    started_at: datetime  # the first customer impact: the first order answered 202, if earlier
+    closed_at: datetime | None = None
+    # 1 while open, NULL once closed: unique, so at most one incident is open at a time.
+    open_slot: int | None = Field(default=None, sa_column=Column(Integer, unique=True))
+    trigger: str = Field(sa_column=Column(String(20), nullable=False))
+    fault: str = Field(sa_column=Column(Text, nullable=False, default=""))
+    reopened: int = 0

@@ -25,6 +25,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
+from app.incidents import Conditions, IncidentRecorder
 from app.models import (
     DinerOrder,
     FactoryEvent,
@@ -66,6 +67,7 @@ class FactoryOps:
         factory_url: str,
         api_key: str,
         clock: Callable[[], float] = time.monotonic,
+        incidents: IncidentRecorder | None = None,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
@@ -75,6 +77,7 @@ class FactoryOps:
         self.factory_url = factory_url
         self._api_key = api_key
         self._clock = clock
+        self.incidents = incidents
         self.config_fault: str | None = None
         self.chaos_scheduled: dict[str, Any] | None = None
         self.last_success: datetime | None = None
@@ -242,7 +245,9 @@ class FactoryOps:
         trace.get_current_span().add_event(
             "factory.remediation.attempt", {"mode": mode, "result": result}
         )
-        await self._event("remediation", f"{mode} by {user_id or 'service'}: {attempt.message}")
+        await self._event(
+            "remediation", f"{mode} by {user_id or 'service'}: {attempt.message}", user_id=user_id
+        )
         if attempt.resolved:
             await self._after_resolution()
         return attempt
@@ -304,15 +309,28 @@ class FactoryOps:
 
     async def note_operator(self, user_id: int, action: str) -> None:
         log.warning("operator %s: %s", user_id, action)
-        await self._event("operator", f"user {user_id}: {action}")
+        await self._event("operator", f"user {user_id}: {action}", user_id=user_id)
 
     def _event_soon(self, kind: str, detail: str) -> None:
         self._spawn(self._event(kind, detail))
 
-    async def _event(self, kind: str, detail: str) -> None:
+    async def _event(self, kind: str, detail: str, *, user_id: int | None = None) -> None:
+        event = FactoryEvent(kind=kind, detail=self.redact(detail), user_id=user_id)
         async with self._sessions() as session:
-            session.add(FactoryEvent(kind=kind, detail=self.redact(detail)))
+            session.add(event)
             await session.commit()
+        if self.incidents is not None:
+            # Every factory event is a fact of an incident's timeline, or opens/closes one.
+            await self.incidents.on_event(event, self.conditions())
+
+    def conditions(self) -> Conditions:
+        """What this replica knows now, for the incident recorder."""
+        failure = self.last_failure
+        return Conditions(
+            breaker=self._breaker.state,
+            config_fault=self.config_fault,
+            last_failure=f"{failure.outcome}: {failure.reason}" if failure else None,
+        )
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

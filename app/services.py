@@ -16,6 +16,7 @@ from telemetry.metrics import PizzaMetrics
 from telemetry.setup import Telemetry
 
 if TYPE_CHECKING:
+    from app.incidents import IncidentRecorder
     from app.orders.worker import RetryWorker
     from app.orders.workflow import OrderWorkflow
     from app.remediation import FactoryOps
@@ -34,6 +35,7 @@ class Services:
     ops: FactoryOps
     orders: OrderWorkflow
     worker: RetryWorker
+    incidents: IncidentRecorder
 
     @property
     def metrics(self) -> PizzaMetrics:

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import Tracer
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -57,6 +57,11 @@ class Attempt:
     outcome: Outcome | None
     jwt: str | None = None
     reason: str = ""
+
+
+def _deferred(now: datetime) -> Any:
+    """`deferred_at` keeps the first time an order was answered 202 (incident impact)."""
+    return func.coalesce(col(DinerOrder.deferred_at), now)
 
 
 def backoff_s(attempts: int, *, base_s: float, max_s: float, rand: Callable[[], float]) -> float:
@@ -130,8 +135,10 @@ class OrderWorkflow:
                     # answer, whenever it comes, only feeds the order and the link.
                     wait.over = True
                     ticket.record(Outcome.TIMEOUT)
-                    reason = f"no answer within FACTORY_TIMEOUT_S ({self._settings.factory_timeout_s:g} s)"
+                    limit = self._settings.factory_timeout_s
+                    reason = f"no answer within FACTORY_TIMEOUT_S ({limit:g} s)"
                     self._ops.observe_timeout(reason)
+                    await self._defer(order.id)
                     self._metrics.creation_failure(Outcome.TIMEOUT)
                     return Attempt(OrderStatus.PENDING, Outcome.TIMEOUT, reason=reason)
                 assert result.outcome is not None
@@ -214,6 +221,7 @@ class OrderWorkflow:
                     last_reason=result.reason[:300],
                     next_attempt_at=self.next_attempt(now, order.attempts + 1),
                     claimed_until=None,
+                    deferred_at=_deferred(now),
                 )
             )
             await session.commit()
@@ -239,7 +247,18 @@ class OrderWorkflow:
                     claimed_until=None,
                     last_reason=reason,
                     next_attempt_at=now,
+                    deferred_at=_deferred(now),
                 )
+            )
+            await session.commit()
+
+    async def _defer(self, order_id: int) -> None:
+        """The customer's wait ended (answered 202) while the call runs on."""
+        async with self._sessions() as session:
+            await session.execute(
+                update(DinerOrder)
+                .where(col(DinerOrder.id) == order_id)
+                .values(deferred_at=_deferred(utcnow()))
             )
             await session.commit()
 

@@ -1,0 +1,76 @@
+"""Recorded incidents, for operators (admins only): JSON, and a postmortem draft."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import PlainTextResponse
+
+from app.deps import ServicesDep, SessionDep, admin_user
+from app.errors import NotFound
+from app.incident_report import render_report
+from app.incident_view import earlier_alike, list_incidents, load_view
+from app.models import Incident, utcnow
+
+router = APIRouter(
+    prefix="/factory/incidents",
+    tags=["factory operations"],
+    dependencies=[Depends(admin_user)],
+)
+MAX_LISTED = 100
+
+
+async def incident_or_404(incident_id: int, session: SessionDep) -> Incident:
+    incident = await session.get(Incident, incident_id)
+    if incident is None:
+        raise NotFound(f"no incident {incident_id}")
+    return incident
+
+
+IncidentDep = Annotated[Incident, Depends(incident_or_404)]
+
+
+def _links(incident_id: int) -> dict[str, str]:
+    return {
+        "url": f"/factory/incidents/{incident_id}",
+        "reportUrl": f"/factory/incidents/{incident_id}/report",
+    }
+
+
+@router.get("", summary="Recorded factory incidents, newest first (admins)")
+async def incidents(
+    session: SessionDep, limit: Annotated[int, Query(ge=1, le=MAX_LISTED)] = 20
+) -> dict[str, Any]:
+    now = utcnow()
+    listed = []
+    for incident in await list_incidents(session, limit):
+        view = await load_view(session, incident, now)
+        listed.append({**view.to_json(timeline=False), **_links(view.id)})
+    return {"incidents": listed}
+
+
+@router.get("/{incident_id}", summary="One incident: timeline and impact (admins)")
+async def incident(incident: IncidentDep, session: SessionDep) -> dict[str, Any]:
+    view = await load_view(session, incident, utcnow())
+    return {**view.to_json(), **_links(view.id)}
+
+
+@router.get(
+    "/{incident_id}/report",
+    summary="A Markdown postmortem draft of one incident (admins)",
+    response_class=PlainTextResponse,
+)
+async def report(
+    incident: IncidentDep, session: SessionDep, services: ServicesDep
+) -> PlainTextResponse:
+    now = utcnow()
+    view = await load_view(session, incident, now)
+    text = render_report(
+        view,
+        earlier=await earlier_alike(session, incident),
+        status_page=services.incidents.status_page,
+        secrets=services.settings.secrets(),
+        written_at=now,
+    )
+    return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
