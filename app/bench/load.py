@@ -1,8 +1,8 @@
 """The load generator: one measurement, driven from its own process.
 
-``python -m app.bench.load`` reads a `LoadSpec` as JSON on stdin, sends ``POST`` requests
-with a fixed number of concurrent workers (closed loop: each sends its next request when
-its last one is answered), and prints one `LoadResult` as JSON on stdout.
+``python -m app.bench.load`` reads `LoadSpec` lines (JSON) on stdin; for each it sends
+``POST`` requests with a fixed number of concurrent workers (closed loop: each sends its
+next request when its last one is answered) and prints one `LoadResult` line on stdout.
 
 Two shapes: a timed window after a warm-up (throughput and latency at a steady load), or
 a fixed number of requests (the breaker-open latency, the drain's backlog). Both are
@@ -13,6 +13,7 @@ this one) is read at the window's edges, so that a starved server shows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -24,6 +25,7 @@ import psutil
 
 REQUEST_TIMEOUT_S = 30.0
 MAX_ERROR_SAMPLES = 5
+WORKERS_PER_CLIENT = 4
 # A timed window still stops after this many requests: a bound if a target answers at once.
 MAX_TIMED_REQUESTS = 1_000_000
 
@@ -36,10 +38,13 @@ class LoadSpec:
     body: dict[str, Any]
     headers: list[dict[str, str]]  # cycled over the workers (several diners)
     concurrency: int
-    window_s: float | None = None  # a timed window after the warm-up ...
+    # A timed window after the warm-up, both stretched until each holds `answers_per_worker`
+    # answers per worker: at 128 callers an answer may take longer than a short window ...
+    window_s: float | None = None
     warmup_s: float = 0.0
+    answers_per_worker: int = 2
     requests: int | None = None  # ... or exactly this many requests, no warm-up
-    max_s: float = 300.0  # a count-bounded run stops after this long whatever happens
+    max_s: float = 300.0  # each phase stops after this long whatever happens
     pids: dict[str, list[int]] = field(default_factory=dict)  # CPU measured per group
 
     def __post_init__(self) -> None:
@@ -99,6 +104,8 @@ class _Load:
         self.records: list[_Record] = []
         self.issued = 0
         self.stop = asyncio.Event()
+        self.answered = asyncio.Event()  # `wanted` answers are in
+        self.wanted = 0
         self.limit = spec.requests if spec.requests is not None else MAX_TIMED_REQUESTS
 
     async def worker(self, client: httpx.AsyncClient, index: int) -> None:
@@ -115,21 +122,48 @@ class _Load:
                 status, ok, detail = type(exc).__name__, False, f"{type(exc).__name__}: {exc}"
             ended = time.perf_counter()
             self.records.append(_Record(ended, ended - started, status, ok, detail))
+            if len(self.records) >= self.wanted:
+                self.answered.set()
+
+    async def until(self, seconds: float, answers: int) -> None:
+        """Wait ``seconds``, and longer until ``answers`` more requests are answered
+        (at most ``max_s``)."""
+        self.wanted = len(self.records) + answers
+        self.answered.clear()
+        await asyncio.sleep(seconds)
+        if len(self.records) < self.wanted:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.answered.wait(), self.spec.max_s - seconds)
 
     async def run(self) -> LoadResult:
         spec = self.spec
-        limits = httpx.Limits(
-            max_connections=spec.concurrency, max_keepalive_connections=spec.concurrency
-        )
         me = psutil.Process()
-        async with httpx.AsyncClient(limits=limits, timeout=REQUEST_TIMEOUT_S) as client:
-            workers = [asyncio.create_task(self.worker(client, i)) for i in range(spec.concurrency)]
+        async with contextlib.AsyncExitStack() as stack:
+            # A few workers per client: httpcore scans its whole pool on every request, so
+            # one pool of 128 connections would cost the client more CPU than the server.
+            clients = [
+                await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        limits=httpx.Limits(
+                            max_connections=WORKERS_PER_CLIENT,
+                            max_keepalive_connections=WORKERS_PER_CLIENT,
+                        ),
+                        timeout=REQUEST_TIMEOUT_S,
+                    )
+                )
+                for _ in range(0, spec.concurrency, WORKERS_PER_CLIENT)
+            ]
+            workers = [
+                asyncio.create_task(self.worker(clients[i // WORKERS_PER_CLIENT], i))
+                for i in range(spec.concurrency)
+            ]
             try:
                 if spec.window_s is not None:
-                    await asyncio.sleep(spec.warmup_s)
+                    # Warm: connections open and every caller answered once (steady state).
+                    await self.until(spec.warmup_s, spec.concurrency)
                 start, cpu0, me0 = time.perf_counter(), _cpu_snapshot(spec.pids), me.cpu_times()
                 if spec.window_s is not None:
-                    await asyncio.sleep(spec.window_s)
+                    await self.until(spec.window_s, spec.answers_per_worker * spec.concurrency)
                 else:
                     await asyncio.wait(workers, timeout=spec.max_s)
                 end, cpu1, me1 = time.perf_counter(), _cpu_snapshot(spec.pids), me.cpu_times()
@@ -161,9 +195,12 @@ def parse_result(text: str) -> LoadResult:
 
 
 def main() -> None:
-    spec = LoadSpec(**json.loads(sys.stdin.read()))
-    result = asyncio.run(_Load(spec).run())
-    sys.stdout.write(json.dumps(asdict(result)))
+    """One `LoadSpec` per line on stdin, one `LoadResult` per line on stdout, until EOF."""
+    for line in sys.stdin:
+        if line.strip():
+            result = asyncio.run(_Load(LoadSpec(**json.loads(line))).run())
+            sys.stdout.write(json.dumps(asdict(result)) + "\n")
+            sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -164,6 +164,14 @@ class Processes:
                 await asyncio.sleep(POLL_S)
         return False
 
+    async def wait_for_workers(self, child: Child, workers: int) -> None:
+        """With ``--workers N``: until the N worker processes are up (the first is serving)."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while workers > 1 and len(child.pids()) <= workers:
+            if time.monotonic() > deadline:
+                raise BenchError(f"{child.name}: {workers} workers not up:\n{child.tail()}")
+            await asyncio.sleep(POLL_S)
+
     async def stop(self, child: Child) -> None:
         """Ask ``child`` to stop (SIGINT, as Ctrl-C would); kill it if it does not."""
         if child.process.returncode is None:
@@ -184,27 +192,60 @@ class Processes:
             await self.stop(child)
 
 
-async def run_load(spec: LoadSpec, workdir: Path) -> LoadResult:
-    """One measurement by a load-generator process of its own."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "app.bench.load",
-        cwd=workdir,
-        env=isolated_env(),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    bound = (spec.window_s or 0.0) + spec.warmup_s + spec.max_s + 60.0
-    try:
-        out, err = await asyncio.wait_for(
-            process.communicate(json.dumps(asdict(spec)).encode()), bound
-        )
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise BenchError(f"the load generator did not finish within {bound:g} s") from None
-    if process.returncode != 0:
-        raise BenchError(f"the load generator failed:\n{err.decode(errors='replace')[-2000:]}")
-    return parse_result(out.decode())
+class LoadGenerator:
+    """The load-generator process, one for the whole bench: a measurement per request."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.process: asyncio.subprocess.Process | None = None
+        self.stderr_path = workdir / "load.log"
+
+    async def start(self) -> None:
+        log = _open_log(self.stderr_path)
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "app.bench.load",
+                cwd=self.workdir,
+                env=isolated_env(),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                limit=2**26,  # a result line carries every latency of its window
+            )
+        finally:
+            log.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    async def run(self, spec: LoadSpec) -> LoadResult:
+        """One measurement: the spec goes out on a line, its result comes back on one."""
+        process = self.process
+        if process is None or process.stdin is None or process.stdout is None:
+            raise BenchError("the load generator is not running")
+        bound = 2 * spec.max_s + 60.0  # warm-up and window are each bounded by max_s
+        process.stdin.write(json.dumps(asdict(spec)).encode() + b"\n")
+        try:
+            await process.stdin.drain()
+            line = await asyncio.wait_for(process.stdout.readline(), bound)
+        except (TimeoutError, ConnectionError):
+            line = b""
+        if not line:
+            await self.stop()
+            raise BenchError(f"the load generator stopped or hung:\n{_tail(self.stderr_path)}")
+        return parse_result(line.decode())
+
+    async def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.returncode is not None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            process.kill()
+            await process.wait()

@@ -29,7 +29,7 @@ import httpx
 import psutil
 
 from app.bench.load import LoadResult, LoadSpec
-from app.bench.procs import BenchError, Child, Processes, isolated_env, run_load
+from app.bench.procs import BenchError, Child, LoadGenerator, Processes, isolated_env
 from app.bench.report import Measured, checks, ratio, render_table
 from app.bench.stores import BenchDatabase, OtlpSink, bench_database, bench_redis, otlp_sink
 
@@ -59,6 +59,7 @@ class Plan:
     window_s: float  # per timed measurement, after its warm-up
     warmup_s: float
     rounds: int  # interleaved rounds of the side-by-side measurements
+    answers_per_worker: int  # a timed window holds at least this many answers per caller
     open_requests: int  # orders at concurrency 1 with the breaker open
     drain_orders: int
     settle_timeout_s: float  # for a backlog to be made
@@ -68,17 +69,19 @@ FULL = Plan(
     quick=False,
     window_s=4.0,
     warmup_s=1.0,
-    rounds=3,
+    rounds=2,
+    answers_per_worker=3,
     open_requests=1000,
     drain_orders=2000,
     settle_timeout_s=240.0,
 )
 QUICK = Plan(
     quick=True,
-    window_s=1.0,
-    warmup_s=0.5,
+    window_s=0.5,
+    warmup_s=0.3,
     rounds=1,
-    open_requests=100,
+    answers_per_worker=1,
+    open_requests=50,
     drain_orders=200,
     settle_timeout_s=60.0,
 )
@@ -91,7 +94,11 @@ class Target:
     url: str
     body: dict[str, Any]
     headers: list[dict[str, str]]
-    pids: dict[str, list[int]]
+    cpu_of: dict[str, Child]
+
+    def pids(self) -> dict[str, list[int]]:
+        # Read at each measurement: the workers of `--workers N` come and go with it.
+        return {name: child.pids() for name, child in self.cpu_of.items()}
 
 
 @dataclass
@@ -175,7 +182,9 @@ class Bench:
         database: BenchDatabase,
         redis_url: str | None,
         sink: OtlpSink,
+        load: LoadGenerator,
     ) -> None:
+        self.load = load
         self.plan = plan
         self.procs = procs
         self.database = database
@@ -186,6 +195,8 @@ class Bench:
         self.jwt_secret = secrets.token_urlsafe(48)
         self.measurements: dict[str, Measured] = {}
         self.settled_after_open: dict[str, Any] = {}
+        self.phases_s: dict[str, float] = {}
+        self.lap_started = 0.0
 
     # -- processes -------------------------------------------------------------------------
 
@@ -217,7 +228,7 @@ class Bench:
             url=f"{factory.url}/api/order",
             body={**body, "order": order},
             headers=[_bearer(self.vendor_key)],
-            pids={"factory": factory.pids()},
+            cpu_of={"factory": factory},
         )
 
     def service_target(self, service: Child, factory: Child, shop: Shop) -> Target:
@@ -225,7 +236,7 @@ class Bench:
             url=f"{service.url}/api/order",
             body=shop.order,
             headers=shop.diners,
-            pids={"service": service.pids(), "factory": factory.pids()},
+            cpu_of={"service": service, "factory": factory},
         )
 
     async def timed(self, target: Target, concurrency: int) -> LoadResult:
@@ -236,9 +247,11 @@ class Bench:
             concurrency=concurrency,
             window_s=self.plan.window_s,
             warmup_s=self.plan.warmup_s,
-            pids=target.pids,
+            answers_per_worker=self.plan.answers_per_worker,
+            max_s=self.plan.settle_timeout_s,
+            pids=target.pids(),
         )
-        return await run_load(spec, self.procs.workdir)
+        return await self.load.run(spec)
 
     async def counted(self, target: Target, concurrency: int, requests: int) -> LoadResult:
         spec = LoadSpec(
@@ -248,9 +261,9 @@ class Bench:
             concurrency=concurrency,
             requests=requests,
             max_s=self.plan.settle_timeout_s,
-            pids=target.pids,
+            pids=target.pids(),
         )
-        return await run_load(spec, self.procs.workdir)
+        return await self.load.run(spec)
 
     def keep(self, name: str, *results: LoadResult) -> Measured:
         measured = self.measurements[name] = Measured(list(results))
@@ -270,33 +283,28 @@ class Bench:
 
     # -- the run ---------------------------------------------------------------------------
 
+    def lap(self, phase: str) -> None:
+        now = time.monotonic()
+        self.phases_s[phase] = round(now - self.lap_started, 1)
+        self.lap_started = now
+
     async def run(self) -> dict[str, Any]:
+        self.lap_started = time.monotonic()
         factory = await self.start_factory()
         service = await self.start_service("service", factory)  # brings the schema up first
         shop = await open_shop(service.url, self.admin_password)
-        variants: dict[str, Child | None] = {"service": service}
-        names = {"telemetry_on": "service-telemetry", "redis": "service-redis"}
-        started = await asyncio.gather(
-            self.start_service(
-                names["telemetry_on"],
-                factory,
-                settings={"OTEL_EXPORTER_OTLP_ENDPOINT": self.sink.url},
-            ),
-            self.start_service(names["redis"], factory, settings={"REDIS_URL": self.redis_url})
-            if self.redis_url
-            else asyncio.sleep(0, None),
-            self.start_service("service-2-processes", factory, workers=2),
-        )
-        variants.update(telemetry_on=started[0], redis=started[1], processes_2=started[2])
-
-        side_by_side = await self.side_by_side(factory, shop, variants)
+        self.lap("start")
+        side_by_side = await self.side_by_side(factory, service, shop)
+        self.lap("side_by_side")
         scaling = await self.scaling(service, factory, shop)
+        self.lap("scaling")
         breaker_open = await self.breaker_open(service, factory, shop)
+        self.lap("breaker_open")
         rss_mb = round(service.rss_bytes() / 2**20, 1)
-        for child in [c for c in variants.values() if c is not None]:
-            await self.procs.stop(child)
+        await self.procs.stop(service)
         drain = await self.drain(factory, shop)
         await self.procs.stop(factory)
+        self.lap("drain")
 
         base = self.measurements["service"]
         alone = self.measurements["factory_alone"]
@@ -321,6 +329,7 @@ class Bench:
             "errors": sum(m.errors for m in self.measurements.values()),
             "drain": drain,
             "telemetry_sink": {"requests": dict(self.sink.requests), "bytes": self.sink.bytes},
+            "phases_s": self.phases_s,
         }
         report["measurements"] = {k: m.summary() for k, m in self.measurements.items()}
         return report
@@ -335,24 +344,46 @@ class Bench:
             "errors": measured.errors,
         }
 
-    async def side_by_side(
-        self, factory: Child, shop: Shop, variants: dict[str, Child | None]
-    ) -> dict[str, Any]:
-        """Interleaved rounds at concurrency 32: the factory alone and each service variant."""
-        targets = {"factory_alone": self.factory_target(factory, shop)}
-        for name, child in variants.items():
-            if child is not None:
-                targets[name] = self.service_target(child, factory, shop)
-        results: dict[str, list[LoadResult]] = {name: [] for name in targets}
-        for _ in range(self.plan.rounds):
-            for name, target in targets.items():
-                results[name].append(await self.timed(target, CONCURRENCY))
-        measured = {name: self.keep(name, *rounds) for name, rounds in results.items()}
-        base = measured["service"].per_s
-        redis = measured.get("redis")
+    def variants(self) -> list[tuple[str, int, dict[str, str]]]:
+        """The service variants compared with the plain service: name, processes, settings."""
+        variants = [("telemetry_on", 1, {"OTEL_EXPORTER_OTLP_ENDPOINT": self.sink.url})]
+        if self.redis_url is not None:
+            variants.append(("redis", 1, {"REDIS_URL": self.redis_url}))
+        variants.append(("processes_2", 2, {}))
+        return variants
+
+    async def side_by_side(self, factory: Child, service: Child, shop: Shop) -> dict[str, Any]:
+        """Each variant against the plain service and the factory alone, in interleaved rounds
+        at concurrency 32.
+
+        One variant runs at a time beside the plain service: every idle service keeps a pool
+        of database connections, and PostgreSQL's default of 100 would not hold them all.
+        """
+        alone = self.factory_target(factory, shop)
+        plain = self.service_target(service, factory, shop)
+        results: dict[str, list[LoadResult]] = {"factory_alone": [], "service": []}
+        ratios: dict[str, float] = {}
+        for name, workers, settings in self.variants():
+            child = await self.start_service(
+                f"service-{name}", factory, workers=workers, settings=settings
+            )
+            try:
+                await self.procs.wait_for_workers(child, workers)
+                variant = self.service_target(child, factory, shop)
+                results[name], paired = [], []
+                for _ in range(self.plan.rounds):
+                    results["factory_alone"].append(await self.timed(alone, CONCURRENCY))
+                    paired.append(await self.timed(plain, CONCURRENCY))
+                    results[name].append(await self.timed(variant, CONCURRENCY))
+            finally:
+                await self.procs.stop(child)
+            results["service"].extend(paired)
+            ratios[name] = ratio(Measured(results[name]).per_s, Measured(paired).per_s)
+        for name, rounds in results.items():
+            self.keep(name, *rounds)
         return {
-            "telemetry_ratio": ratio(measured["telemetry_on"].per_s, base),
-            "redis_breaker_ratio": ratio(redis.per_s, base) if redis else None,
+            "telemetry_ratio": ratios["telemetry_on"],
+            "redis_breaker_ratio": ratios.get("redis"),
         }
 
     async def scaling(self, service: Child, factory: Child, shop: Shop) -> dict[str, Any]:
@@ -428,7 +459,10 @@ async def run_bench(
             sink = stack.enter_context(otlp_sink())
             procs = Processes(workdir)
             stack.push_async_callback(procs.stop_all)
-            bench = Bench(plan, procs, database, redis, sink)
+            load = LoadGenerator(workdir)
+            await load.start()
+            stack.push_async_callback(load.stop)
+            bench = Bench(plan, procs, database, redis, sink, load)
             figures = await bench.run()
             report: dict[str, Any] = {
                 "command": command,

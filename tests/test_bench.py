@@ -1,0 +1,94 @@
+"""`pizza bench --quick` (performance.md) runs end to end and reports every key.
+
+A benchmark is not a test: nothing here asserts a timing, only that each figure is there,
+of the right type and positive, and that no request failed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import isolated_env, pizza_command
+
+pytestmark = pytest.mark.slow
+
+BENCH_TIMEOUT_S = 110
+POSITIVE = (
+    "factory_alone_per_s",
+    "service_orders_per_s",
+    "ratio_to_factory",
+    "order_p50_ms",
+    "order_p99_ms",
+    "service_cpu_ms_per_order",
+    "factory_cpu_ms_per_pizza",
+    "client_cpu_ms_per_order",
+    "breaker_open_p99_ms",
+    "telemetry_ratio",
+    "redis_breaker_ratio",
+    "drain_orders_per_s",
+    "rss_mb",
+)
+
+
+def positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    """One quick run, on SQLite in a temporary directory (DATABASE_URL stripped)."""
+    workdir = tmp_path_factory.mktemp("bench")
+    out = workdir / "report.json"
+    done = subprocess.run(
+        [*pizza_command(), "bench", "--quick", "--out", str(out)],
+        cwd=workdir,
+        env=isolated_env(),
+        capture_output=True,
+        text=True,
+        timeout=BENCH_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, f"pizza bench exited {done.returncode}\n{done.stderr[-3000:]}"
+    report: dict[str, Any] = json.loads(Path(out).read_text(encoding="utf-8"))
+    return report, done.stdout
+
+
+class TestQuickBench:
+    def test_every_figure_is_a_positive_number(self, bench: tuple[dict[str, Any], str]) -> None:
+        report, _ = bench
+        wrong = {key: report.get(key) for key in POSITIVE if not positive(report.get(key))}
+        assert not wrong
+
+    def test_no_request_failed(self, bench: tuple[dict[str, Any], str]) -> None:
+        report, _ = bench
+        assert report["errors"] == 0
+        assert all(m["errors"] == 0 for m in report["measurements"].values())
+
+    def test_scaling_and_processes_by_level(self, bench: tuple[dict[str, Any], str]) -> None:
+        report, _ = bench
+        assert set(report["scaling"]) == {"1", "8", "32", "128"}
+        assert set(report["processes"]) == {"1", "2"}
+        for figures in [*report["scaling"].values(), *report["processes"].values()]:
+            assert positive(figures["orders_per_s"]) and positive(figures["p99_ms"])
+
+    def test_the_drain_made_every_accepted_order(self, bench: tuple[dict[str, Any], str]) -> None:
+        drain = bench[0]["drain"]
+        assert drain["backlog"] > 0
+        assert drain["fulfilled_after_chaos_end"] == drain["backlog"]
+        assert drain["final_statuses"] == {"fulfilled": drain["backlog"]}
+
+    def test_machine_command_and_table(self, bench: tuple[dict[str, Any], str]) -> None:
+        report, stdout = bench
+        machine = report["machine"]
+        assert positive(machine["cpu_count"]) and machine["cpu_model"] and machine["python"]
+        assert machine["database"].startswith("sqlite")
+        assert "bench --quick" in report["command"]
+        assert report["quick"] is True
+        assert {"ratio_to_factory", "breaker_open_p99_ms", "errors"} <= set(report["targets"])
+        for key in ("service_orders_per_s", "ratio_to_factory", "drain_orders_per_s"):
+            assert key in stdout
