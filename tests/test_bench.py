@@ -18,6 +18,7 @@ from tests.e2e.conftest import isolated_env, pizza_command
 pytestmark = pytest.mark.slow
 
 BENCH_TIMEOUT_S = 110
+STOP_TIMEOUT_S = 60
 POSITIVE = (
     "factory_alone_per_s",
     "service_orders_per_s",
@@ -44,18 +45,24 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str
     """One quick run, on SQLite in a temporary directory (DATABASE_URL stripped)."""
     workdir = tmp_path_factory.mktemp("bench")
     out = workdir / "report.json"
-    done = subprocess.run(
+    bench = subprocess.Popen(
         [*pizza_command(), "bench", "--quick", "--out", str(out)],
         cwd=workdir,
         env=isolated_env(),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=BENCH_TIMEOUT_S,
-        check=False,
     )
-    assert done.returncode == 0, f"pizza bench exited {done.returncode}\n{done.stderr[-3000:]}"
+    try:
+        stdout, stderr = bench.communicate(timeout=BENCH_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        # SIGTERM, not SIGKILL: the bench stops the processes it started on its way out.
+        bench.terminate()
+        stdout, stderr = bench.communicate(timeout=STOP_TIMEOUT_S)
+        pytest.fail(f"pizza bench --quick took over {BENCH_TIMEOUT_S} s\n{stderr[-3000:]}")
+    assert bench.returncode == 0, f"pizza bench exited {bench.returncode}\n{stderr[-3000:]}"
     report: dict[str, Any] = json.loads(Path(out).read_text(encoding="utf-8"))
-    return report, done.stdout
+    return report, stdout
 
 
 class TestQuickBench:
