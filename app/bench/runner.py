@@ -68,11 +68,11 @@ class Plan:
 
 FULL = Plan(
     quick=False,
-    window_s=4.0,
+    window_s=2.5,
     warmup_s=1.0,
     rounds=2,
-    answers_per_worker=3,
-    open_requests=1000,
+    answers_per_worker=2,
+    open_requests=500,
     drain_orders=2000,
     settle_timeout_s=240.0,
 )
