@@ -20,6 +20,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from app.config import Settings, describe_errors
+from app.drill import Mode as DrillMode
 from clients.simulator import SimulatorConfig, create_simulator_app
 from telemetry.logging import configure_logging
 
@@ -340,6 +341,17 @@ def bench(
         quick=quick,
     )
     raise typer.Exit(code)
+
+
+@cli.command()
+def drill(
+    mode: Annotated[DrillMode, typer.Option(help="the chaos to inject")] = DrillMode.ALL,
+    quick: Annotated[bool, typer.Option(help="the short form CI runs")] = False,
+) -> None:
+    """Replay the 2024-12-05 incident against the simulator: detection, alerts, postmortem."""
+    from app.drill.runner import drill_command
+
+    raise typer.Exit(drill_command(mode=mode, quick=quick))
 
 
 def main() -> None:

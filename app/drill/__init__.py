@@ -1,0 +1,20 @@
+"""`pizza drill`: the 2024-12-05 incident replayed against the simulator (telemetry.md,
+"The drill"; the postmortem's action item 2).
+
+runner.py starts the processes and runs the phases, traffic.py is the customers,
+timeline.py reads what the service recorded, samples.py records ``/metrics`` once a
+second, and alerts.py replays those samples through ``promtool test rules``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Mode(StrEnum):
+    """Which chaos ``pizza drill --mode`` injects (``all``: each in turn)."""
+
+    FAIL = "fail"
+    THROTTLE = "throttle"
+    BADJWT = "badjwt"
+    ALL = "all"

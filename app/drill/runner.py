@@ -1,0 +1,361 @@
+"""`pizza drill`: start a simulator and one fresh service per phase, replay the incident,
+and report what was detected when, which alerts fire, and the postmortem draft.
+
+Each chaos mode runs twice. "As it happened": FACTORY_AUTO_REMEDIATE=false and nobody
+clicks for a while (the 2024-12-05 incident; this phase must page), then one click on
+"remediate", as the person paged would. "Auto-remediated": the service follows the link
+itself (this phase should end before anyone is paged). Every phase has its own service
+process and SQLite database, so its metrics, history and incident are its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import secrets
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.bench.procs import BenchError, Child, Processes, isolated_env
+from app.drill import Mode
+from app.drill.alerts import ReplayError, Window, replay
+from app.drill.plan import (
+    ADMIN_EMAIL,
+    FULL,
+    QUICK,
+    SERVICE_SETTINGS,
+    THROTTLE_DELAY_S,
+    Phase,
+    PhaseResult,
+    Plan,
+    phases_for,
+)
+from app.drill.samples import MetricsRecorder, Recording
+from app.drill.timeline import (
+    Timeline,
+    breaker_opened_at,
+    build_timeline,
+    resolved_attempt,
+    steady_cycle,
+)
+from app.drill.traffic import DrillError, Shop, Traffic, bearer, call, open_shop, settle
+
+API_TIMEOUT_S = 30.0
+POLL_S = 0.25
+REPLAYS_AT_ONCE = 2
+
+_STARTED = time.monotonic()
+
+
+def progress(message: str) -> None:
+    """A line on stderr, so that stdout is the report alone."""
+    print(f"[drill {time.monotonic() - _STARTED:5.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def _index(recording: Recording, moment: datetime, *, up: bool) -> int:
+    at = recording.index_at(moment)
+    return max(math.ceil(at) if up else math.floor(at), 0)
+
+
+class Drill:
+    def __init__(self, plan: Plan, phases: list[Phase], procs: Processes) -> None:
+        self.plan = plan
+        self.phases = phases
+        self.procs = procs
+        self.vendor_key = f"drill-vendor-{secrets.token_hex(8)}"
+        self.admin_password = secrets.token_urlsafe(16)
+        self.factory: Child | None = None
+
+    # -- processes -------------------------------------------------------------------------
+
+    async def start_factory(self) -> Child:
+        args = ["factory-sim", "--api-key", self.vendor_key]
+        args += ["--throttle-delay-s", f"{THROTTLE_DELAY_S:g}"]
+        self.factory = await self.procs.start("factory", args, isolated_env(), "/api/docs")
+        return self.factory
+
+    async def start_service(self, phase: Phase, factory: Child) -> tuple[Child, Shop]:
+        env = isolated_env(
+            DATABASE_URL=f"sqlite+aiosqlite:///{self.procs.workdir / phase.slug}.db",
+            FACTORY_URL=factory.url,
+            FACTORY_API_KEY=self.vendor_key,
+            JWT_SECRET=secrets.token_urlsafe(48),
+            ADMIN_EMAIL=ADMIN_EMAIL,
+            ADMIN_PASSWORD=self.admin_password,
+            FACTORY_AUTO_REMEDIATE="true" if phase.auto else "false",
+            BREAKER_RESET_S=f"{self.plan.breaker_reset_s:g}",
+            **SERVICE_SETTINGS,
+        )
+        service = await self.procs.start(f"service-{phase.slug}", ["serve"], env, "/readyz")
+        async with httpx.AsyncClient(base_url=service.url, timeout=API_TIMEOUT_S) as http:
+            shop = await open_shop(
+                http,
+                admin_email=ADMIN_EMAIL,
+                admin_password=self.admin_password,
+                diners=self.plan.diners,
+            )
+        return service, shop
+
+    # -- one phase -------------------------------------------------------------------------
+
+    async def run_phase(self, phase: Phase, service: Child, shop: Shop) -> PhaseResult:
+        assert self.factory is not None
+        plan = self.plan
+        notes: list[str] = []
+        limits = httpx.Limits(max_connections=plan.max_inflight + 8)
+        async with (
+            httpx.AsyncClient(base_url=service.url, timeout=API_TIMEOUT_S, limits=limits) as http,
+            httpx.AsyncClient(
+                base_url=self.factory.url, headers=bearer(self.vendor_key), timeout=API_TIMEOUT_S
+            ) as factory,
+        ):
+            await call(factory, "PUT", "/api/vendor/chaos/none")
+            recorder = MetricsRecorder(http, "/metrics")
+            recorder.start()
+            stop = asyncio.Event()
+            traffic = Traffic(http, shop, plan.rate_per_s, plan.max_inflight, plan.max_orders)
+            customers = asyncio.create_task(traffic.run(stop), name="drill-traffic")
+            clicked_at: datetime | None = None
+            steady_at: datetime | None = None
+            try:
+                await asyncio.sleep(plan.baseline_s)
+                await call(
+                    factory,
+                    "PUT",
+                    f"/api/vendor/chaos/{phase.chaos}",
+                    params={"throttle_delay_s": THROTTLE_DELAY_S},
+                )
+                chaos_at = datetime.now(UTC)
+                if phase.auto:
+                    fixed_at = await self._remediated(http, shop, chaos_at, factory, notes)
+                else:
+                    clicked_at = await self._hold_then_click(
+                        http, shop, chaos_at, factory, notes, phase.settle_in_s
+                    )
+                    fixed_at = clicked_at
+                await self._first_pizza_after(traffic, fixed_at, notes)
+                steady_at = await self._steady(http, shop, notes)
+                await asyncio.sleep(plan.tail_s)
+            finally:
+                recording = await recorder.stop()
+                stop.set()
+                await customers
+                with contextlib.suppress(httpx.HTTPError, DrillError):
+                    await call(factory, "PUT", "/api/vendor/chaos/none")
+            counts = await settle(http, shop.admin, traffic, plan.settle_timeout_s)
+            status = (await call(http, "GET", "/factory/status", headers=shop.admin)).json()
+            incident = await self._incident_report(http, shop.admin, notes)
+        timeline = build_timeline(status, traffic.answers, chaos_at, steady_at)
+        window = self._window(phase, recording, timeline, clicked_at, status)
+        return PhaseResult(phase, timeline, counts, recording, window, notes, incident)
+
+    async def _status(self, http: httpx.AsyncClient, shop: Shop) -> dict[str, Any]:
+        status: dict[str, Any] = (
+            await call(http, "GET", "/factory/status", headers=shop.admin)
+        ).json()
+        return status
+
+    async def _remediated(
+        self,
+        http: httpx.AsyncClient,
+        shop: Shop,
+        chaos_at: datetime,
+        factory: httpx.AsyncClient,
+        notes: list[str],
+    ) -> datetime:
+        """Auto-remediation: wait for the service to end the chaos itself."""
+        deadline = time.monotonic() + self.plan.recover_timeout_s
+        while time.monotonic() < deadline:
+            attempt = resolved_attempt(await self._status(http, shop), chaos_at)
+            if attempt is not None:
+                return attempt[0]
+            await asyncio.sleep(POLL_S)
+        notes.append(
+            f"no resolved remediation within {self.plan.recover_timeout_s:g} s:"
+            " the drill ended the chaos itself"
+        )
+        await call(factory, "PUT", "/api/vendor/chaos/none")
+        return datetime.now(UTC)
+
+    async def _hold_then_click(
+        self,
+        http: httpx.AsyncClient,
+        shop: Shop,
+        chaos_at: datetime,
+        factory: httpx.AsyncClient,
+        notes: list[str],
+        settle_in_s: float,
+    ) -> datetime:
+        """Nobody clicks until the hold is over and the breaker has been through a whole
+        cycle of the steady chaos; then one click on "remediate", as the person paged
+        would."""
+        plan = self.plan
+        began = time.monotonic()
+        deadline = began + plan.hold_s + plan.recover_timeout_s + 3 * plan.breaker_reset_s
+        while time.monotonic() < deadline:
+            status = await self._status(http, shop)
+            cycle = steady_cycle(status, chaos_at, settle_in_s, datetime.now(UTC))
+            if time.monotonic() - began >= plan.hold_s and cycle is not None:
+                break
+            await asyncio.sleep(POLL_S * 2)
+        else:
+            notes.append(
+                "the breaker went through no whole cycle: the alert replay repeats"
+                " the chaos since the breaker opened"
+            )
+        clicked_at = datetime.now(UTC)
+        answer = await http.post("/factory/remediate", headers=shop.admin)
+        if answer.status_code == 200 and answer.json()["attempt"]["resolved"]:
+            return clicked_at
+        notes.append(
+            f"POST /factory/remediate: HTTP {answer.status_code} {answer.text[:200]};"
+            " the drill ended the chaos itself"
+        )
+        await call(factory, "PUT", "/api/vendor/chaos/none")
+        return clicked_at
+
+    async def _steady(
+        self, http: httpx.AsyncClient, shop: Shop, notes: list[str]
+    ) -> datetime | None:
+        """When the breaker is closed and no order pending: the backlog, late answers
+        included, is made (a late answer's order counts as pending until it comes)."""
+        deadline = time.monotonic() + self.plan.recover_timeout_s
+        while time.monotonic() < deadline:
+            status = await self._status(http, shop)
+            if status["breaker"]["state"] == "closed" and not status["pending"]["count"]:
+                return datetime.now(UTC)
+            await asyncio.sleep(POLL_S)
+        notes.append(f"not steady again within {self.plan.recover_timeout_s:g} s")
+        return None
+
+    async def _first_pizza_after(
+        self, traffic: Traffic, moment: datetime, notes: list[str]
+    ) -> None:
+        deadline = time.monotonic() + self.plan.recover_timeout_s
+        while time.monotonic() < deadline:
+            if any(a.status == 200 and a.answered_at >= moment for a in traffic.answers):
+                return
+            await asyncio.sleep(POLL_S)
+        notes.append(f"no pizza within {self.plan.recover_timeout_s:g} s of remediation")
+
+    def _window(
+        self,
+        phase: Phase,
+        recording: Recording,
+        timeline: Timeline,
+        clicked_at: datetime | None,
+        status: dict[str, Any],
+    ) -> Window:
+        """Where the alert replay cuts the recording and what it repeats (alerts.py)."""
+        chaos_at = timeline.chaos_at
+        chaos = _index(recording, chaos_at, up=True)
+        if clicked_at is None:
+            # Auto-remediated: replayed in full; the healthy tail after the first pizza repeats.
+            cut = len(recording.scrapes)
+            recovered = timeline.at(timeline.steady)
+            start = cut - 2 if recovered is None else _index(recording, recovered, up=True) + 1
+            return Window(chaos, cut, (max(chaos, min(start, cut - 2)), cut))
+        cut = max(_index(recording, clicked_at, up=False), chaos + 1)
+        cycle = steady_cycle(status, chaos_at, phase.settle_in_s, clicked_at)
+        if cycle is not None:
+            start, end = (_index(recording, at, up=True) for at in cycle)
+        else:
+            opened = breaker_opened_at(status, chaos_at)
+            start = chaos if opened is None else _index(recording, opened, up=True) + 1
+            end = cut
+        end = min(end, cut)
+        start = max(chaos, min(start, end - 2))
+        return Window(chaos, cut, (start, end))
+
+    async def _incident_report(
+        self, http: httpx.AsyncClient, admin: dict[str, str], notes: list[str]
+    ) -> str | None:
+        """The postmortem draft of the incident this phase caused, from the service."""
+        listed = await http.get("/factory/incidents", headers=admin, params={"limit": 1})
+        if listed.status_code == 404:
+            notes.append("this service records no incidents (GET /factory/incidents: 404)")
+            return None
+        if listed.status_code != 200 or not listed.json().get("incidents"):
+            notes.append(f"no incident recorded (GET /factory/incidents: {listed.status_code})")
+            return None
+        latest = listed.json()["incidents"][0]
+        url = latest.get("reportUrl") or f"/factory/incidents/{latest['id']}/report"
+        report = await http.get(url, headers=admin)
+        if report.status_code != 200:
+            notes.append(f"GET {url}: HTTP {report.status_code}")
+            return None
+        return report.text
+
+    # -- the whole drill -------------------------------------------------------------------
+
+    async def run(self) -> list[PhaseResult]:
+        factory = await self.start_factory()
+        progress(f"simulator on {factory.url}")
+        # Each phase's service starts while the phase before runs (and the first two
+        # together), and promtool replays a phase while the next one runs: both are light
+        # next to a few orders a second, and the drill is half as long.
+        starts = [asyncio.create_task(self.start_service(p, factory)) for p in self.phases[:2]]
+        results: list[PhaseResult] = []
+        replays: list[asyncio.Task[None]] = []
+        limit = asyncio.Semaphore(REPLAYS_AT_ONCE)
+        try:
+            for number, phase in enumerate(self.phases):
+                service, shop = await starts[number]
+                following = number + 1
+                if len(starts) == following < len(self.phases):
+                    next_phase = self.phases[following]
+                    starts.append(asyncio.create_task(self.start_service(next_phase, factory)))
+                progress(f"phase {phase.name} ({service.url})")
+                began = time.monotonic()
+                result = await self.run_phase(phase, service, shop)
+                results.append(result)
+                await self.procs.stop(service)
+                progress(f"phase {phase.name}: done in {time.monotonic() - began:.0f} s")
+                replays.append(asyncio.create_task(self.replay_alerts(result, limit)))
+            progress("waiting for the alert replays (promtool)")
+            await asyncio.gather(*replays)
+        finally:
+            for task in [*starts, *replays]:
+                task.cancel()
+            await asyncio.gather(*starts, *replays, return_exceptions=True)
+        progress("replayed")
+        return results
+
+    async def replay_alerts(self, result: PhaseResult, limit: asyncio.Semaphore) -> None:
+        async with limit:
+            try:
+                result.alerts = await replay(result.recording, result.window)
+            except ReplayError as error:
+                result.alert_error = str(error)
+
+
+async def run_drill(mode: Mode, plan: Plan) -> list[PhaseResult]:
+    with tempfile.TemporaryDirectory(prefix="pizza-drill-") as tmp:
+        procs = Processes(Path(tmp))
+        try:
+            return await Drill(plan, phases_for(mode), procs).run()
+        finally:
+            await procs.stop_all()
+
+
+def drill_command(*, mode: Mode, quick: bool) -> int:
+    """`pizza drill`: run, print the report; 0 when nothing was lost and the alerts held."""
+    from app.drill.report import render
+
+    plan = QUICK if quick else FULL
+    began = time.monotonic()
+    try:
+        results = asyncio.run(run_drill(mode, plan))
+    except (BenchError, DrillError, httpx.HTTPError) as error:
+        print(f"drill failed: {error}", file=sys.stderr)
+        return 1
+    text, ok = render(results, plan, mode=mode, seconds=time.monotonic() - began)
+    print(text)
+    return 0 if ok else 1
