@@ -139,10 +139,10 @@ def render_report(
         f"From {utc(incident.started_at)} to {utc(end) if end else 'now'} "
         f"({duration(seconds(incident.started_at, end or impact.as_of))}) the pizza factory did "
         f"not make every order at once. The first sign the service saw: {trigger}, at "
-        f"{utc(incident.opened_at)}. {impact.orders_affected} orders from "
-        f"{impact.customers_affected} customers were answered 202 and kept pending instead of "
-        f"being made at once: {impact.fulfilled_late} were made later, {impact.pending} are "
-        f"still pending, {impact.failed} failed (never charged). {state}",
+        f"{utc(incident.opened_at)}. Orders answered 202 and kept pending instead of being "
+        f"made at once: {impact.orders_affected} (customers: {impact.customers_affected}); "
+        f"made later: {impact.fulfilled_late}, still pending: {impact.pending}, failed (never "
+        f"charged): {impact.failed}. {state}",
         "",
         f"The factory's answer: `{incident.fault}`.",
         "",
