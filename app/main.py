@@ -166,6 +166,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         factory_url=factory_url,
         api_key=api_key,
         incidents=recorder,
+        tracer=telemetry.tracer,
     )
     breaker.add_refused_listener(telemetry.metrics.call_refused)
     telemetry.metrics.set_breaker_state(str(breaker.state))
@@ -184,6 +185,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         workflow=workflow,
         breaker=breaker,
         metrics=telemetry.metrics,
+        tracer=telemetry.tracer,
     )
     app.state.services = Services(
         settings=settings,

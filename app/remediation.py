@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.trace import Tracer
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -68,6 +69,7 @@ class FactoryOps:
         api_key: str,
         clock: Callable[[], float] = time.monotonic,
         incidents: IncidentRecorder | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
@@ -78,6 +80,7 @@ class FactoryOps:
         self._api_key = api_key
         self._clock = clock
         self.incidents = incidents
+        self._tracer = tracer or trace.get_tracer(__name__)
         self.config_fault: str | None = None
         self.chaos_scheduled: dict[str, Any] | None = None
         self.last_success: datetime | None = None
@@ -204,6 +207,16 @@ class FactoryOps:
         return await self._follow(link.id, mode=mode, user_id=user_id)
 
     async def _follow(self, link_id: int, *, mode: str, user_id: int | None) -> RemediationAttempt:
+        # Its own span: an auto-remediation outlives the order's span that spawned it, and
+        # an event on an ended span is dropped.
+        with self._tracer.start_as_current_span(
+            "factory.remediate", attributes={"pizza.remediation.mode": mode}
+        ):
+            return await self._attempt_link(link_id, mode=mode, user_id=user_id)
+
+    async def _attempt_link(
+        self, link_id: int, *, mode: str, user_id: int | None
+    ) -> RemediationAttempt:
         async with self._sessions() as session:
             link = await session.get(RemediationLink, link_id)
             assert link is not None

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from datetime import timedelta
 
+from opentelemetry.trace import Tracer
 from sqlalchemy import func, or_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -32,12 +33,14 @@ class RetryWorker:
         workflow: OrderWorkflow,
         breaker: FactoryBreaker,
         metrics: PizzaMetrics,
+        tracer: Tracer,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
         self._workflow = workflow
         self._breaker = breaker
         self._metrics = metrics
+        self._tracer = tracer
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -91,7 +94,12 @@ class RetryWorker:
         diner = DinerInfo(
             id=order.diner_id, name=user.name if user else "", email=user.email if user else ""
         )
-        await self._workflow.attempt(order, diner, items)
+        # A span per retry, so the attempt's spans and events (a breaker change, a link
+        # found) have a trace of their own outside any request.
+        with self._tracer.start_as_current_span("pizza.retry") as span:
+            span.set_attribute("pizza.order.id", order_id)
+            span.set_attribute("pizza.order.attempts", order.attempts)
+            await self._workflow.attempt(order, diner, items)
 
     async def _claim(self, limit: int) -> list[int]:
         """Lease due orders to this process, oldest first; no lock outlives this transaction."""
