@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 from typing import TYPE_CHECKING
 
-from app.drill.alerts import HORIZON_S, PREFIX_S
+from app.drill.alerts import EVALUATION_S, HORIZON_S, PREFIX_S
 from app.drill.plan import SERVICE_SETTINGS, THROTTLE_DELAY_S, PhaseResult, Plan
 
 if TYPE_CHECKING:
@@ -14,21 +14,25 @@ if TYPE_CHECKING:
 
 WIDTH = 92
 
-METHOD = f"""\
-How the alerts were found: the service's /metrics was recorded once a second during each
-phase, and the samples were replayed through `promtool test rules` against
-telemetry/alerts/pizza.rules.yaml, evaluated every second. One recorded second is one
-second of rule time (nothing is sped up); because the rules' windows are minutes long,
-the recording is framed: first {PREFIX_S // 60} minutes of the recorded healthy baseline repeated
-(the windows start full, as for a service that has been running; an alert firing there
-would be a false alarm), then the recording. For "as it happened" the recording is cut
-at the click and the last whole breaker cycle recorded before it (the steady chaos) is
-repeated until {HORIZON_S // 60} minutes after the chaos started, as if nobody ever clicked:
-counters and the pending-order gauges keep growing by the recorded increments, other
-gauges repeat their recorded values. Times marked * fall in that repetition, not in
-seconds the drill lived through. An auto-remediated phase is replayed in full and its
-healthy tail repeated to the same horizon. A real Prometheus that scrapes every 15 s and
-evaluates every minute adds up to a minute or so to each time."""
+METHOD = textwrap.fill(
+    "How the alerts were found: the service's /metrics was recorded once a second during"
+    " each phase, and the samples were replayed through `promtool test rules` against"
+    f" telemetry/alerts/pizza.rules.yaml, evaluated every {EVALUATION_S} s. One recorded"
+    " second is one second of rule time (nothing is sped up); because the rules' windows"
+    " are minutes long, the recording is framed: first"
+    f" {PREFIX_S // 60} minutes of the recorded healthy baseline repeated (the windows"
+    " start full, as for a service that has been running; an alert firing there would be"
+    " a false alarm), then the recording. For 'as it happened' the recording is cut at the"
+    " click, and the last whole breaker cycle recorded before it (the steady chaos) is"
+    f" repeated until {HORIZON_S // 60} minutes after the chaos started, as if nobody ever"
+    " clicked: counters and the pending-order count keep growing by the recorded"
+    " increments, the oldest order's age by a second a second, other gauges repeat their"
+    " recorded values. Times marked * fall in that repetition, not in seconds the drill"
+    " lived through. An auto-remediated phase is replayed in full and its healthy tail"
+    " repeated to the same horizon. A real Prometheus that scrapes every 15 s and"
+    " evaluates every minute adds up to a minute or so to each time.",
+    WIDTH,
+)
 
 
 def _seconds(value: float | None) -> str:
@@ -110,7 +114,7 @@ def render(
         f"JWT Pizza drill: the 2024-12-05 incident replayed (mode {mode.value}"
         f"{', quick' if plan.quick else ''}; {seconds:.0f} s)",
         *textwrap.wrap(
-            f"Simulator (throttle answers after {THROTTLE_DELAY_S:g} s) and one fresh service per"
+            f"A simulator (throttle answers after {THROTTLE_DELAY_S:g} s) and a fresh service per"
             f" phase on SQLite: {settings} BREAKER_RESET_S={plan.breaker_reset_s:g};"
             f" {plan.rate_per_s:g} orders/s from {plan.diners} signed-in diners, "
             f"{plan.baseline_s:g} s before the chaos. 'As it happened': "

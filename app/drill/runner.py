@@ -1,11 +1,12 @@
 """`pizza drill`: start a simulator and one fresh service per phase, replay the incident,
 and report what was detected when, which alerts fire, and the postmortem draft.
 
-Each chaos mode runs twice. "As it happened": FACTORY_AUTO_REMEDIATE=false and nobody
-clicks for a while (the 2024-12-05 incident; this phase must page), then one click on
-"remediate", as the person paged would. "Auto-remediated": the service follows the link
-itself (this phase should end before anyone is paged). Every phase has its own service
-process and SQLite database, so its metrics, history and incident are its own.
+Each chaos mode runs twice, side by side. "As it happened": FACTORY_AUTO_REMEDIATE=false
+and nobody clicks for a while (the 2024-12-05 incident; this phase must page), then one
+click on "remediate", as the person paged would. "Auto-remediated": the service follows
+the link itself (this phase should end before anyone is paged). Every phase has its own
+simulator, service process and SQLite database, so its chaos, metrics, history and
+incident are its own.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import secrets
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ from app.drill.traffic import DrillError, Shop, Traffic, bearer, call, open_shop
 API_TIMEOUT_S = 30.0
 POLL_S = 0.25
 REPLAYS_AT_ONCE = 2
+CYCLE_MARGIN_S = 2.0
 
 _STARTED = time.monotonic()
 
@@ -64,6 +67,16 @@ def _index(recording: Recording, moment: datetime, *, up: bool) -> int:
     return max(math.ceil(at) if up else math.floor(at), 0)
 
 
+@dataclass
+class Stack:
+    """One phase's own processes: a simulator (its chaos is the phase's alone), a service
+    on a fresh database, and the shop made in it."""
+
+    factory: Child
+    service: Child
+    shop: Shop
+
+
 class Drill:
     def __init__(self, plan: Plan, phases: list[Phase], procs: Processes) -> None:
         self.plan = plan
@@ -71,17 +84,13 @@ class Drill:
         self.procs = procs
         self.vendor_key = f"drill-vendor-{secrets.token_hex(8)}"
         self.admin_password = secrets.token_urlsafe(16)
-        self.factory: Child | None = None
 
     # -- processes -------------------------------------------------------------------------
 
-    async def start_factory(self) -> Child:
+    async def start_stack(self, phase: Phase) -> Stack:
         args = ["factory-sim", "--api-key", self.vendor_key]
         args += ["--throttle-delay-s", f"{THROTTLE_DELAY_S:g}"]
-        self.factory = await self.procs.start("factory", args, isolated_env(), "/api/docs")
-        return self.factory
-
-    async def start_service(self, phase: Phase, factory: Child) -> tuple[Child, Shop]:
+        factory = await self.procs.start(f"factory-{phase.slug}", args, isolated_env(), "/api/docs")
         env = isolated_env(
             DATABASE_URL=f"sqlite+aiosqlite:///{self.procs.workdir / phase.slug}.db",
             FACTORY_URL=factory.url,
@@ -101,19 +110,22 @@ class Drill:
                 admin_password=self.admin_password,
                 diners=self.plan.diners,
             )
-        return service, shop
+        return Stack(factory, service, shop)
+
+    async def stop_stack(self, stack: Stack) -> None:
+        await self.procs.stop(stack.service)
+        await self.procs.stop(stack.factory)
 
     # -- one phase -------------------------------------------------------------------------
 
-    async def run_phase(self, phase: Phase, service: Child, shop: Shop) -> PhaseResult:
-        assert self.factory is not None
-        plan = self.plan
+    async def run_phase(self, phase: Phase, stack: Stack) -> PhaseResult:
+        plan, service, shop = self.plan, stack.service, stack.shop
         notes: list[str] = []
         limits = httpx.Limits(max_connections=plan.max_inflight + 8)
         async with (
             httpx.AsyncClient(base_url=service.url, timeout=API_TIMEOUT_S, limits=limits) as http,
             httpx.AsyncClient(
-                base_url=self.factory.url, headers=bearer(self.vendor_key), timeout=API_TIMEOUT_S
+                base_url=stack.factory.url, headers=bearer(self.vendor_key), timeout=API_TIMEOUT_S
             ) as factory,
         ):
             await call(factory, "PUT", "/api/vendor/chaos/none")
@@ -201,8 +213,11 @@ class Drill:
         deadline = began + plan.hold_s + plan.recover_timeout_s + 3 * plan.breaker_reset_s
         while time.monotonic() < deadline:
             status = await self._status(http, shop)
-            cycle = steady_cycle(status, chaos_at, settle_in_s, datetime.now(UTC))
-            if time.monotonic() - began >= plan.hold_s and cycle is not None:
+            now = datetime.now(UTC)
+            cycle = steady_cycle(status, chaos_at, settle_in_s, now)
+            # A couple of scrapes after the cycle ended, so that the recording holds it all.
+            recorded = cycle is not None and (now - cycle[1]).total_seconds() >= CYCLE_MARGIN_S
+            if time.monotonic() - began >= plan.hold_s and recorded:
                 break
             await asyncio.sleep(POLL_S * 2)
         else:
@@ -265,7 +280,10 @@ class Drill:
         cut = max(_index(recording, clicked_at, up=False), chaos + 1)
         cycle = steady_cycle(status, chaos_at, phase.settle_in_s, clicked_at)
         if cycle is not None:
-            start, end = (_index(recording, at, up=True) for at in cycle)
+            # A sample's increments happened in the second before it: the samples from the
+            # one after the first opening to the one after the next hold one whole cycle,
+            # the probe that reopened the breaker included.
+            start, end = (_index(recording, at, up=True) + 1 for at in cycle)
         else:
             opened = breaker_opened_at(status, chaos_at)
             start = chaos if opened is None else _index(recording, opened, up=True) + 1
@@ -296,29 +314,35 @@ class Drill:
     # -- the whole drill -------------------------------------------------------------------
 
     async def run(self) -> list[PhaseResult]:
-        factory = await self.start_factory()
-        progress(f"simulator on {factory.url}")
-        # Each phase's service starts while the phase before runs (and the first two
-        # together), and promtool replays a phase while the next one runs: both are light
-        # next to a few orders a second, and the drill is half as long.
-        starts = [asyncio.create_task(self.start_service(p, factory)) for p in self.phases[:2]]
+        # The phases of one chaos mode run side by side, each on its own stack; the next
+        # mode's stacks start meanwhile, and promtool replays a mode's phases while the
+        # next mode runs. A few orders a second per phase leave the machine mostly idle.
+        groups: list[list[Phase]] = []
+        for phase in self.phases:
+            if groups and groups[-1][0].chaos == phase.chaos:
+                groups[-1].append(phase)
+            else:
+                groups.append([phase])
+        starts = [asyncio.create_task(self._start_group(groups[0]))]
         results: list[PhaseResult] = []
         replays: list[asyncio.Task[None]] = []
         limit = asyncio.Semaphore(REPLAYS_AT_ONCE)
         try:
-            for number, phase in enumerate(self.phases):
-                service, shop = await starts[number]
-                following = number + 1
-                if len(starts) == following < len(self.phases):
-                    next_phase = self.phases[following]
-                    starts.append(asyncio.create_task(self.start_service(next_phase, factory)))
-                progress(f"phase {phase.name} ({service.url})")
+            for number, group in enumerate(groups):
+                stacks = await starts[number]
+                if number + 1 < len(groups):
+                    starts.append(asyncio.create_task(self._start_group(groups[number + 1])))
+                names = " and ".join(p.name for p in group)
+                progress(f"phases {names}")
                 began = time.monotonic()
-                result = await self.run_phase(phase, service, shop)
-                results.append(result)
-                await self.procs.stop(service)
-                progress(f"phase {phase.name}: done in {time.monotonic() - began:.0f} s")
-                replays.append(asyncio.create_task(self.replay_alerts(result, limit)))
+                done = await asyncio.gather(
+                    *(self.run_phase(p, s) for p, s in zip(group, stacks, strict=True))
+                )
+                for stack in stacks:
+                    await self.stop_stack(stack)
+                progress(f"phases {names}: done in {time.monotonic() - began:.0f} s")
+                results += done
+                replays += [asyncio.create_task(self.replay_alerts(r, limit)) for r in done]
             progress("waiting for the alert replays (promtool)")
             await asyncio.gather(*replays)
         finally:
@@ -327,6 +351,10 @@ class Drill:
             await asyncio.gather(*starts, *replays, return_exceptions=True)
         progress("replayed")
         return results
+
+    async def _start_group(self, group: list[Phase]) -> list[Stack]:
+        stacks = await asyncio.gather(*(self.start_stack(p) for p in group))
+        return list(stacks)
 
     async def replay_alerts(self, result: PhaseResult, limit: asyncio.Semaphore) -> None:
         async with limit:
