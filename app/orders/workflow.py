@@ -263,11 +263,27 @@ class OrderWorkflow:
             await session.commit()
 
     async def shutdown(self) -> None:
-        """Stop in-flight calls; their orders stay pending and are picked up again."""
+        """Stop in-flight calls; their orders stay pending and are picked up again.
+
+        Their claims are released, so the next start (or another replica) retries them
+        at once instead of waiting out the lease. Only a killed process leaves a lease.
+        """
+        interrupted = list(self.inflight)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if interrupted:
+            async with self._sessions() as session:
+                await session.execute(
+                    update(DinerOrder)
+                    .where(
+                        col(DinerOrder.id).in_(interrupted),
+                        col(DinerOrder.status) == OrderStatus.PENDING,
+                    )
+                    .values(claimed_until=None)
+                )
+                await session.commit()
 
 
 async def diner_of(session: AsyncSession, diner_id: int) -> DinerInfo:
