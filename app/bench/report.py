@@ -163,7 +163,8 @@ def render_table(report: dict[str, Any]) -> str:
     lines = [
         f"pizza bench{' --quick' if report['quick'] else ''}: {machine['database']}, "
         f"{machine['cpu_count']} CPUs ({machine['cpu_model']}), Python {machine['python']}, "
-        f"{report['duration_s']:.0f} s",
+        f"{report['duration_s']:.0f} s, load average {machine['load_average_at_start'][0]:g}"
+        f" -> {machine['load_average_at_end'][0]:g}",
         f"{'key':<28}{'value':>12}  target",
     ]
 
@@ -189,6 +190,8 @@ def render_table(report: dict[str, Any]) -> str:
         "errors",
     ):
         row(key, report[key])
+    busy = report["cores_busy"]
+    row("cores busy: service/client", f"{busy.get('service', 0):.2f}/{busy.get('client', 0):.2f}")
     for concurrency, figures in report["scaling"].items():
         row(
             f"scaling[{concurrency}] /s, p99",

@@ -172,6 +172,9 @@ def machine(database: BenchDatabase) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "database": f"{database.kind} {database.server_version}",
+        # Others' work on a shared machine: with the 1-minute load far above the CPU count,
+        # every process here waits for a core, and throughput says more about them than us.
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -318,6 +321,9 @@ class Bench:
             "service_cpu_ms_per_order": round(base.cpu_ms_per_request("service"), 3),
             "factory_cpu_ms_per_pizza": round(alone.cpu_ms_per_request("factory"), 3),
             "client_cpu_ms_per_order": round(base.client_cpu_ms_per_request, 3),
+            # Cores each process kept busy during the service's measurements: a service far
+            # below 1.0 while its latency grows is waiting for a CPU, not working.
+            "cores_busy": base.summary()["cores_busy"],
             "breaker_open_p99_ms": round(breaker_open.latency_ms(99), 2),
             **side_by_side,
             "drain_orders_per_s": drain["orders_per_s"],
@@ -452,6 +458,7 @@ async def run_bench(
     """Run every measurement and return the report (performance.md)."""
     plan = QUICK if quick else FULL
     began, started_at = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="pizza-bench-") as tmp:
         workdir = Path(tmp)
         async with contextlib.AsyncExitStack() as stack:
@@ -470,7 +477,7 @@ async def run_bench(
                 "quick": quick,
                 "started_at": started_at,
                 "duration_s": round(time.monotonic() - began, 1),
-                "machine": machine(database),
+                "machine": {**machine(database), "load_average_at_start": load_at_start},
                 **figures,
                 "breaker_open_backlog_settled": bench.settled_after_open,
             }
