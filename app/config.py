@@ -125,7 +125,9 @@ class Settings(BaseSettings):
         """Every configured secret, for the log redaction filter."""
         values = [self.jwt_secret, self.factory_api_key, self.metrics_token, self.admin_password]
         values.append(self.factory_sim_api_key)
-        return [v.get_secret_value() for v in values if v and v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v and v.get_secret_value()]
+        # A webhook URL is often a credential itself (Slack's are): httpx logs every URL.
+        return found + ([self.alert_webhook_url] if self.alert_webhook_url else [])
 
 
 def describe_errors(error: ValidationError) -> list[str]:

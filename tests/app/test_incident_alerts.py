@@ -3,6 +3,7 @@ in order; a dead or slow webhook costs an order nothing (issue 6)."""
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import time
@@ -18,12 +19,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app.webhook import Delivery, WebhookPager
+from telemetry.logging import configure_logging
 from tests.app.test_resilience import all_fulfilled, pending_orders
 from tests.conftest import FACTORY_KEY, JWT_SECRET, make_settings, running_api
 from tests.utils.servers import serve_in_thread
 from tests.utils.waiting import eventually
 
 PUBLIC_URL = "https://pizza.example"
+WEBHOOK_TOKEN = "T0-webhook-s3cr3t"
 
 
 @dataclass
@@ -43,8 +46,9 @@ def receiver_server() -> Iterator[Receiver]:
         receiver.messages.append(await request.json())
         return JSONResponse({"ok": True})
 
-    with serve_in_thread(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as url:
-        receiver.url = f"{url}/hook"
+    routes = [Route("/hook/{token}", hook, methods=["POST"])]
+    with serve_in_thread(Starlette(routes=routes)) as url:
+        receiver.url = f"{url}/hook/{WEBHOOK_TOKEN}"  # such URLs are credentials (Slack's)
         yield receiver
 
 
@@ -62,6 +66,11 @@ class TestWebhookReceivesTheIncident:
             database_url, factory_url, alert_webhook_url=receiver.url, public_url=PUBLIC_URL
         )
         async with running_api(settings) as api:
+            written = io.StringIO()
+            services = api.services
+            configure_logging(
+                secrets=services.settings.secrets, telemetry=services.telemetry, stream=written
+            )
             shop = await api.shop()
             factory.put("/api/vendor/chaos/fail").raise_for_status()
             ids = await pending_orders(api, shop, 1)  # auto-remediation ends it
@@ -101,6 +110,12 @@ class TestWebhookReceivesTheIncident:
 
             for detail in await eventually(pages):
                 assert "delivered (HTTP 200, 1 try)" in detail
+            # The service's own lines; the receiver's access log runs in this process too.
+            lines = [json.loads(line) for line in written.getvalue().splitlines()]
+            ours = "\n".join(str(x) for x in lines if x["logger"] != "uvicorn.access")
+            assert "alert webhook: incident.closed delivered" in ours
+            assert "HTTP Request: POST ***" in ours  # httpx logs each URL: masked
+            assert WEBHOOK_TOKEN not in ours and WEBHOOK_TOKEN not in everything
 
 
 @pytest.fixture
