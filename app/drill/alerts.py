@@ -10,10 +10,11 @@ is sped up):
    been running, and a rule that fires here is a false alarm on a healthy service;
 2. the recording itself, up to the cut (for the "as it happened" phase: the click);
 3. then until ``HORIZON_S`` after the chaos started, the recording's loop window
-   repeated: for "as it happened" the steady chaos between the breaker opening and the
-   click (nobody clicks: the chaos goes on as recorded), for an auto-remediated phase
-   its healthy tail. Counters, and the pending-order gauges, go on growing by the
-   increments recorded in that window; every other gauge repeats its recorded values.
+   repeated: for "as it happened" the last whole breaker cycle (open, a probe, open
+   again) of the steady chaos before the click (nobody clicks: the chaos goes on as
+   recorded), for an auto-remediated phase its healthy tail. Counters, and the
+   pending-order count, go on growing by the increments recorded in that window, the
+   oldest order's age by a second a second; every other gauge repeats its values.
 
 Every alert's first firing is read back from promtool's ``ALERTS`` series. A firing
 later than the recorded chaos is marked as coming from the repetition in step 3.
