@@ -167,7 +167,9 @@ class FactoryOps:
                 self._spawn(self._auto_remediate(link.id))
             return
         self._metrics.set_remediation_pending(True)
-        log.warning(
+        # An error, not a warning: the factory is down until someone (or the automation)
+        # follows it, and the postmortem asked for an error-log alert that says so.
+        log.error(
             "factory remediation link detected: %s (outcome %s, auto-remediation %s)",
             redacted,
             outcome,
@@ -314,7 +316,8 @@ class FactoryOps:
     def _on_transition(self, old: BreakerState, new: BreakerState, origin: bool) -> None:
         self._metrics.set_breaker_state(str(new))
         if origin:
-            log.warning("factory breaker %s -> %s", old, new)
+            level = logging.ERROR if new is BreakerState.OPEN else logging.WARNING
+            log.log(level, "factory breaker %s -> %s", old, new)
             trace.get_current_span().add_event(
                 "factory.breaker.state_change", {"from": str(old), "to": str(new)}
             )

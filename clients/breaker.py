@@ -455,9 +455,18 @@ class FactoryBreaker:
             log.warning("breaker %s: force(%s) kept losing to other replicas", self._name, mode)
 
     async def half_open(self) -> None:
-        """Remediation succeeded: if automatic and open, let a probe in now."""
+        """Remediation succeeded: if automatic and open, let a probe in now.
+
+        If a probe admitted during the fault is still in flight, it is retired: its
+        failure says nothing about the factory now and must not re-open the breaker, and
+        the next caller may probe at once.
+        """
         async with self._lock:
             await self._refresh_locked()
+            if self._current() is BreakerState.HALF_OPEN and self._probe is not None:
+                stale, self._probe = self._probe, None
+                await self._release_shared_probe(stale.token)
+                return
             for _ in range(CAS_ATTEMPTS):
                 if self._current() is not BreakerState.OPEN or await self._open_to_half_open():
                     return

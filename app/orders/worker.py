@@ -64,7 +64,9 @@ class RetryWorker:
         await self._expire()
         await self._measure()
         state = self._breaker.state
-        if state is BreakerState.FORCED_OPEN:
+        if state in (BreakerState.OPEN, BreakerState.FORCED_OPEN):
+            # No call would be let through: claiming an order now would only be refused
+            # (and counted as a refused call). HALF_OPEN means a probe is due.
             return 0
         # While not closed, one order at a time: it is the half-open probe.
         limit = (

@@ -303,6 +303,19 @@ class TestRemediation:
         await call(breaker, Outcome.SUCCESS)
         assert breaker.state is CLOSED
 
+    async def test_half_open_retires_a_probe_sent_during_the_fault(
+        self, breaker: FactoryBreaker, clock: FakeClock
+    ) -> None:
+        await open_breaker(breaker)
+        clock.advance(RESET_S)
+        async with breaker.guard() as stale:  # the probe, sent while the chaos still runs
+            await breaker.half_open()  # meanwhile an operator fixed the factory
+            # A fresh probe may go at once, and its success closes the breaker.
+            await call(breaker, Outcome.SUCCESS)
+            assert breaker.state is CLOSED
+            stale.record(Outcome.TIMEOUT)
+        assert breaker.state is CLOSED  # the stale probe's failure counted for nothing
+
     async def test_half_open_does_nothing_when_closed_or_forced(
         self, breaker: FactoryBreaker
     ) -> None:

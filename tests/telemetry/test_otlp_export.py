@@ -254,7 +254,7 @@ async def test_every_signal_over_otlp_and_no_secret(
     server_traces = {s.trace_id for s in server}
     assert any(r.trace_id in server_traces for r in traced)
     [detected] = [r for r in records if "remediation link detected" in r.body.string_value]
-    assert detected.trace_id in server_traces and detected.severity_text == "WARN"
+    assert detected.trace_id in server_traces and detected.severity_text == "ERROR"
 
     # Nothing secret anywhere: decoded text, and the raw protobuf bytes.
     text = receiver.text()
