@@ -31,6 +31,7 @@ from app.incident_view import (
     AttemptEntry,
     IncidentView,
     TimelineEntry,
+    decimal_text,
     earlier_alike,
     get_incident,
     load_view,
@@ -73,8 +74,7 @@ def duration(value: float | None) -> str:
 
 
 def money(value: Decimal) -> str:
-    text = format(value.normalize(), "f") if value else "0"
-    return f"{text} ₿"
+    return f"{decimal_text(value)} ₿"
 
 
 def _prompt(text: str) -> str:

@@ -43,6 +43,11 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
+def decimal_text(value: Decimal) -> str:
+    """Exact, without the storage's trailing zeros: `0.019`, not `0.01900000`."""
+    return format(value.normalize(), "f") if value else "0"
+
+
 def seconds(start: datetime | None, end: datetime | None) -> float | None:
     if start is None or end is None:
         return None
@@ -73,8 +78,8 @@ class Impact:
             "fulfilledLate": self.fulfilled_late,
             "customersAffected": self.customers_affected,
             "ordersMadeAtOnce": self.orders_made_at_once,
-            "revenueDelayed": str(self.revenue_delayed),
-            "revenueLost": str(self.revenue_lost),
+            "revenueDelayed": decimal_text(self.revenue_delayed),
+            "revenueLost": decimal_text(self.revenue_lost),
             "longestWaitS": round(self.longest_wait_s, 3),
             "longestWaitOrderId": self.longest_wait_order_id,
             "allMadeAt": iso(self.all_made_at),
