@@ -98,7 +98,7 @@ def _may_close(event: FactoryEvent) -> bool:
     if event.kind == "breaker":
         change = breaker_change(event.detail)
         return change is not None and change[1] is BreakerState.CLOSED
-    return event.kind in ("remediation", "config_fault_cleared", "operator")
+    return event.kind in ("remediation", "config_fault_cleared", "operator", "links_cleared")
 
 
 def create_recorder(

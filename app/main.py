@@ -168,6 +168,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         incidents=recorder,
         tracer=telemetry.tracer,
     )
+    await ops.load()
     breaker.add_refused_listener(telemetry.metrics.call_refused)
     telemetry.metrics.set_breaker_state(str(breaker.state))
     workflow = OrderWorkflow(

@@ -87,6 +87,9 @@ class FactoryOps:
         self.last_failure: LastFailure | None = None
         self._recent: deque[tuple[float, Outcome]] = deque(maxlen=10_000)
         self._known_links: dict[str, int] = {}
+        # Whether a link may still wait (this process saw one, or found one at start):
+        # keeps the clean-pizza path free of a database query.
+        self._links_waiting = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock = asyncio.Lock()
         breaker.add_listener(self._on_transition)
@@ -109,6 +112,8 @@ class FactoryOps:
             self._set_config_fault(result.reason)
         if result.report_url:
             await self.record_link(result.report_url, result.outcome)
+        elif result.outcome is Outcome.SUCCESS and self._links_waiting:
+            await self._clear_links()
 
     def observe_timeout(self, reason: str) -> None:
         """The customer's wait ended before the factory answered."""
@@ -159,6 +164,7 @@ class FactoryOps:
                     new = False
             assert link.id is not None
             self._known_links[url] = link.id
+        self._links_waiting = True
         auto = self._settings.factory_auto_remediate and followable
         if not new:
             # Whoever stored it reported it; following it again is harmless ("No chaos
@@ -188,6 +194,32 @@ class FactoryOps:
             factory_url=self.factory_url,
             allowed_hosts=self._settings.factory_remediation_hosts,
         )
+
+    async def load(self) -> None:
+        """At start: remember whether links wait from before (another replica, a restart)."""
+        async with self._sessions() as session:
+            self._links_waiting = await self.waiting_link(session) is not None
+        self._metrics.set_remediation_pending(self._links_waiting)
+
+    async def _clear_links(self) -> None:
+        """The factory made a clean pizza, without a link: whatever link waited is moot.
+
+        A link the service may not follow (another host) can only be followed by a
+        person; if they did, or the factory recovered by itself, this is how it ends.
+        """
+        self._links_waiting = False
+        async with self._sessions() as session:
+            cleared = await session.execute(
+                update(RemediationLink)
+                .where(col(RemediationLink.resolved_at).is_(None))
+                .values(resolved_at=utcnow())
+            )
+            await session.commit()
+        self._metrics.set_remediation_pending(False)
+        if cleared.rowcount:  # type: ignore[attr-defined]
+            await self._event(
+                "links_cleared", "the factory made a pizza without a link: the chaos is over"
+            )
 
     async def waiting_link(self, session: AsyncSession) -> RemediationLink | None:
         return (

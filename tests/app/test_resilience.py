@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,10 +16,11 @@ import pytest
 
 import app.orders.worker as worker_module
 from app.config import Settings
+from clients.simulator import SimulatorConfig, create_simulator_app
 from telemetry.logging import configure_logging
 from tests.conftest import FACTORY_KEY, make_settings, running_api
 from tests.utils.builders import Api, Shop
-from tests.utils.servers import free_port
+from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.waiting import eventually
 
 
@@ -354,3 +356,43 @@ class TestGracefulShutdown:
         async with running_api(settings) as api:
             # Not after the 35 s lease: the claim was handed back at shutdown.
             await eventually(lambda: all_fulfilled(api, shop, ids), timeout_s=10)
+
+
+class TestLinksTheServiceMayNotFollow:
+    @pytest.fixture
+    def foreign_link_factory(self) -> Iterator[tuple[str, httpx.Client]]:
+        """A factory whose links point at its operators' own host (factory.md)."""
+        config = SimulatorConfig(
+            api_key=FACTORY_KEY,
+            link_style="query",
+            resolve_url="https://ops.vendor.example/resolve",
+        )
+        auth = {"Authorization": f"Bearer {FACTORY_KEY}"}
+        with (
+            serve_in_thread(create_simulator_app(config)) as url,
+            httpx.Client(base_url=url, headers=auth) as vendor,
+        ):
+            yield url, vendor
+
+    async def test_a_foreign_link_is_shown_never_fetched_and_ends_when_pizzas_flow(
+        self, database_url: str, foreign_link_factory: tuple[str, httpx.Client]
+    ) -> None:
+        url, vendor = foreign_link_factory
+        async with running_api(make_settings(database_url, url, breaker_fail_max=50)) as api:
+            shop = await api.shop()
+            vendor.put("/api/vendor/chaos/fail").raise_for_status()
+            await pending_orders(api, shop, 1)
+            state = await status(api, shop)
+            assert state["remediation"]["link"].startswith(
+                "https://ops.vendor.example/resolve?apiKey="
+            )
+            assert state["remediation"]["followable"] is False
+            answer = await api.client.post("/factory/remediate", headers=shop.admin.headers)
+            assert answer.json()["attempt"]["resolved"] is False
+            assert "FACTORY_REMEDIATION_HOSTS" in answer.json()["attempt"]["message"]
+            # A person follows it in their browser; the factory makes pizzas again.
+            vendor.put("/api/vendor/chaos/none").raise_for_status()
+            assert (await api.order(shop)).status_code == 200
+            state = await status(api, shop)
+            assert state["remediation"]["link"] is None
+            assert "links_cleared" in [e["kind"] for e in state["history"]]
