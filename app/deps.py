@@ -86,20 +86,22 @@ async def load_principal(
     if decoded is None:
         return None
     user_id, jti = decoded
-    row = (
+    # One statement for the session, the user and its roles (a row per role): every
+    # signed-in request pays for it, and each statement costs about a millisecond of CPU.
+    rows = (
         await session.exec(
-            select(User, col(AuthSession.expires_at))
+            select(User, col(AuthSession.expires_at), UserRole)
             .join(AuthSession, col(AuthSession.user_id) == col(User.id))
+            .outerjoin(UserRole, col(UserRole.user_id) == col(User.id))
             .where(col(AuthSession.jti) == jti, col(User.id) == user_id)
+            .order_by(col(UserRole.id))
         )
-    ).first()
-    if row is None or row[1] <= utcnow():
+    ).all()
+    if not rows or rows[0][1] <= utcnow():
         return None
-    roles = list(
-        (await session.execute(select(UserRole).where(UserRole.user_id == user_id))).scalars()
-    )
+    roles = [role for _, _, role in rows if role is not None]
     services.metrics.user_seen(user_id)
-    return Principal(user=row[0], roles=roles, jti=jti)
+    return Principal(user=rows[0][0], roles=roles, jti=jti)
 
 
 async def current_user(
