@@ -21,7 +21,7 @@ from app import db
 from app.config import Settings
 from app.errors import install_error_handlers
 from app.incidents import create_recorder
-from app.middleware import HardeningMiddleware
+from app.middleware import HardeningMiddleware, SecurityHeadersMiddleware
 from app.models import AppSetting, Role, User, UserRole
 from app.orders.worker import RetryWorker
 from app.orders.workflow import OrderWorkflow
@@ -249,7 +249,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in app.state.routers:
         app.include_router(router)
     app.add_middleware(HardeningMiddleware, max_body_bytes=settings.max_body_bytes)
-    # Added last, so outermost: every answer, errors included, carries the CORS headers.
+    # Outside the app's own handling: every answer, errors included, carries CORS headers.
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -258,4 +258,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["content-type", "authorization", "idempotency-key"],
         max_age=600,
     )
+    # Outermost of all: the answers CORS gives by itself (preflights) are hardened too.
+    app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -44,7 +44,7 @@ class SecurityHeadersMiddleware:
 
 
 class HardeningMiddleware:
-    """`nosniff` on every answer, 413 for oversized bodies, JSON 500 for unhandled errors."""
+    """413 for oversized bodies, JSON 500 for unhandled errors (headers: see above)."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -56,15 +56,15 @@ class HardeningMiddleware:
             return
         started = False
 
-        async def send_hardened(message: Message) -> None:
+        async def send_tracked(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-            await send(_hardened(message))
+            await send(message)
 
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
-            await _too_large(scope, receive, send_hardened)
+            await _too_large(scope, receive, send_tracked)
             return
         # The whole body is read here, before the app: a streamed (chunked) body has no
         # Content-Length to check, and an error raised while the app reads it would reach
@@ -72,15 +72,15 @@ class HardeningMiddleware:
         try:
             app_receive = await _buffered_body(receive, self.max_body_bytes)
         except _BodyTooLarge:
-            await _too_large(scope, receive, send_hardened)
+            await _too_large(scope, receive, send_tracked)
             return
         try:
-            await self.app(scope, app_receive, send_hardened)
+            await self.app(scope, app_receive, send_tracked)
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
-            await JSONResponse({"message": "internal error"}, 500)(scope, receive, send_hardened)
+            await JSONResponse({"message": "internal error"}, 500)(scope, receive, send_tracked)
 
 
 class _BodyTooLarge(Exception):

@@ -41,6 +41,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Ids that other rows keep as plain numbers (orders keep diner, store, franchise and menu
+# ids; the factory keeps order ids) must never be handed out twice: SQLite reuses the
+# highest deleted rowid unless the table is AUTOINCREMENT. PostgreSQL never reuses them.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
 class Role(StrEnum):
     DINER = "diner"
     FRANCHISEE = "franchisee"
@@ -54,6 +60,7 @@ class OrderStatus(StrEnum):
 
 
 class User(SQLModel, table=True):
+    __table_args__ = NEVER_REUSE_IDS
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(sa_column=Column(String(100), nullable=False))
     email: str = Field(sa_column=Column(String(254), nullable=False, unique=True))
@@ -97,6 +104,7 @@ class AppSetting(SQLModel, table=True):
 
 class MenuItem(SQLModel, table=True):
     __tablename__ = "menu_item"
+    __table_args__ = NEVER_REUSE_IDS
     id: int | None = Field(default=None, primary_key=True)
     title: str = Field(sa_column=Column(String(100), nullable=False))
     description: str = Field(sa_column=Column(String(500), nullable=False))
@@ -105,11 +113,13 @@ class MenuItem(SQLModel, table=True):
 
 
 class Franchise(SQLModel, table=True):
+    __table_args__ = NEVER_REUSE_IDS
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(sa_column=Column(String(100), nullable=False, unique=True))
 
 
 class Store(SQLModel, table=True):
+    __table_args__ = NEVER_REUSE_IDS
     id: int | None = Field(default=None, primary_key=True)
     franchise_id: int = Field(foreign_key="franchise.id", index=True, ondelete="CASCADE")
     name: str = Field(sa_column=Column(String(100), nullable=False))
@@ -128,6 +138,7 @@ class DinerOrder(SQLModel, table=True):
         # An incident's impact is read over these two (app/incident_view.py).
         Index("ix_order_deferred", "deferred_at"),
         Index("ix_order_finished", "finished_at"),
+        NEVER_REUSE_IDS,
     )
     id: int | None = Field(default=None, primary_key=True)
     diner_id: int

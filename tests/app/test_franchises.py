@@ -325,17 +325,7 @@ class TestStores:
         assert no_store.status_code == wrong_franchise.status_code == 404
         assert no_store.json() == {"message": "unknown store"}
 
-    async def test_a_new_store_never_shows_a_deleted_store_s_revenue(
-        self, api: Api, database_url: str, request: pytest.FixtureRequest
-    ) -> None:
-        if database_url.startswith("sqlite"):
-            request.applymarker(
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="SQLite reuses the highest deleted rowid: tables need AUTOINCREMENT "
-                    "(models.py and a migration; see the report)",
-                )
-            )
+    async def test_a_new_store_never_shows_a_deleted_store_s_revenue(self, api: Api) -> None:
         shop = await api.shop()
         assert (await api.order(shop)).status_code == 200
         path = f"/api/franchise/{shop.franchise['id']}/store"

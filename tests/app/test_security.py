@@ -832,11 +832,6 @@ class TestItem14HardenedHttp:
             assert answer.json() == {"message": "request body too large"}
         assert "content-length" not in streamed.request.headers
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="CORS answers preflights itself, outside HardeningMiddleware: create_app must "
-        "add app.middleware.SecurityHeadersMiddleware after CORSMiddleware (see the report)",
-    )
     async def test_preflights_carry_nosniff_too(self, api: Api) -> None:
         answer = await api.client.options(
             "/api/auth", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "PUT"}

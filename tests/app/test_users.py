@@ -203,17 +203,7 @@ class TestDelete:
         # The email is free again.
         await api.register(email=diner.email)
 
-    async def test_a_new_account_never_inherits_a_deleted_one_s_orders(
-        self, api: Api, database_url: str, request: pytest.FixtureRequest
-    ) -> None:
-        if database_url.startswith("sqlite"):
-            request.applymarker(
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="SQLite reuses the highest deleted rowid: tables need AUTOINCREMENT "
-                    "(models.py and a migration; see the report)",
-                )
-            )
+    async def test_a_new_account_never_inherits_a_deleted_one_s_orders(self, api: Api) -> None:
         shop = await api.shop()
         assert (await api.order(shop)).status_code == 200
         await api.client.delete(f"/api/user/{shop.diner.id}", headers=shop.admin.headers)
