@@ -117,3 +117,21 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
     """The service on a fresh database, talking to the simulator."""
     async with running_api(settings) as running:
         yield running
+
+
+@pytest.fixture
+def calm_settings(database_url: str, factory_url: str, factory: httpx.Client) -> Settings:
+    """A person must act: no auto-remediation, and the breaker stays open once open."""
+    return make_settings(
+        database_url,
+        factory_url,
+        factory_auto_remediate=False,
+        breaker_fail_max=3,
+        breaker_reset_s=600,
+    )
+
+
+@pytest.fixture
+async def manual_api(calm_settings: Settings) -> AsyncIterator[Api]:
+    async with running_api(calm_settings) as running:
+        yield running

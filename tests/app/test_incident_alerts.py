@@ -20,8 +20,8 @@ from starlette.routing import Route
 
 from app.webhook import Delivery, WebhookPager
 from telemetry.logging import configure_logging
-from tests.app.test_resilience import all_fulfilled, pending_orders
 from tests.conftest import FACTORY_KEY, JWT_SECRET, make_settings, running_api
+from tests.utils.orders import all_fulfilled, pending_orders
 from tests.utils.servers import serve_in_thread
 from tests.utils.waiting import eventually
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
@@ -18,27 +17,11 @@ from app.incident_report import SECTIONS, TO_FILL, duration, utc
 from app.incidents import Conditions, IncidentRecorder
 from app.models import FactoryEvent
 from clients.breaker import BreakerState
-from tests.app.test_resilience import all_fulfilled, pending_orders
-from tests.conftest import FACTORY_KEY, JWT_SECRET, make_settings, running_api
+from tests.conftest import FACTORY_KEY, JWT_SECRET
 from tests.utils.builders import PASSWORD, Api
 from tests.utils.incidents import async_url, closed_incident, when
+from tests.utils.orders import all_fulfilled, pending_orders
 from tests.utils.waiting import eventually
-
-
-@pytest.fixture
-async def manual_api(
-    database_url: str, factory_url: str, factory: httpx.Client
-) -> AsyncIterator[Api]:
-    """A person must act: no auto-remediation, and the breaker stays open once open."""
-    settings = make_settings(
-        database_url,
-        factory_url,
-        factory_auto_remediate=False,
-        breaker_fail_max=3,
-        breaker_reset_s=600,
-    )
-    async with running_api(settings) as running:
-        yield running
 
 
 def sections(report: str) -> list[str]:

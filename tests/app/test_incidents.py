@@ -17,14 +17,13 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import db
-from app.config import Settings
 from app.incidents import Conditions, IncidentRecorder
 from app.models import DinerOrder, FactoryEvent, Incident
 from clients.breaker import BreakerState
-from tests.app.test_resilience import all_fulfilled, pending_orders
 from tests.conftest import FACTORY_KEY, make_settings, running_api
 from tests.utils.builders import Api
 from tests.utils.incidents import async_url, closed_incident, listed, when
+from tests.utils.orders import all_fulfilled, pending_orders
 from tests.utils.waiting import eventually
 
 HEALTHY = Conditions(breaker=BreakerState.CLOSED)
@@ -79,24 +78,6 @@ async def assert_impact(api: Api, body: dict[str, Any], ids: list[int]) -> None:
     assert body["timeline"][position(body, "first_failed_order")]["orderId"] == first.id
     assert first.deferred_at is not None
     assert when(body["startedAt"]) <= first.deferred_at
-
-
-@pytest.fixture
-def calm_settings(database_url: str, factory_url: str, factory: httpx.Client) -> Settings:
-    """A person must act: no auto-remediation, and the breaker stays open once open."""
-    return make_settings(
-        database_url,
-        factory_url,
-        factory_auto_remediate=False,
-        breaker_fail_max=3,
-        breaker_reset_s=600,
-    )
-
-
-@pytest.fixture
-async def manual_api(calm_settings: Settings) -> AsyncIterator[Api]:
-    async with running_api(calm_settings) as running:
-        yield running
 
 
 class TestFailChaos:

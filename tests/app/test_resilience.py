@@ -15,61 +15,13 @@ import httpx
 import pytest
 
 import app.orders.worker as worker_module
-from app.config import Settings
 from clients.simulator import SimulatorConfig, create_simulator_app
 from telemetry.logging import configure_logging
 from tests.conftest import FACTORY_KEY, make_settings, running_api
-from tests.utils.builders import Api, Shop
+from tests.utils.builders import Api
+from tests.utils.orders import all_fulfilled, order_status, pending_orders, status
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.waiting import eventually
-
-
-async def status(api: Api, shop: Shop) -> dict[str, Any]:
-    answer = await api.client.get("/factory/status", headers=shop.admin.headers)
-    assert answer.status_code == 200, answer.text
-    body: dict[str, Any] = answer.json()
-    return body
-
-
-async def order_status(api: Api, shop: Shop, order_id: int) -> str:
-    answer = await api.client.get(f"/api/order/{order_id}", headers=shop.diner.headers)
-    assert answer.status_code == 200
-    return str(answer.json()["status"])
-
-
-async def all_fulfilled(api: Api, shop: Shop, ids: list[int]) -> bool:
-    return all([await order_status(api, shop, i) == "fulfilled" for i in ids])
-
-
-async def pending_orders(api: Api, shop: Shop, count: int) -> list[int]:
-    ids = []
-    for _ in range(count):
-        answer = await api.order(shop)
-        assert answer.status_code == 202, answer.text
-        body = answer.json()
-        assert body["order"]["status"] == "pending"
-        assert body["jwt"] is None
-        assert "factory" in body["message"].lower()
-        ids.append(body["order"]["id"])
-    return ids
-
-
-@pytest.fixture
-def calm_settings(database_url: str, factory_url: str, factory: httpx.Client) -> Settings:
-    """A person must act: no auto-remediation, and the breaker stays open once open."""
-    return make_settings(
-        database_url,
-        factory_url,
-        factory_auto_remediate=False,
-        breaker_fail_max=3,
-        breaker_reset_s=600,
-    )
-
-
-@pytest.fixture
-async def manual_api(calm_settings: Settings):
-    async with running_api(calm_settings) as running:
-        yield running
 
 
 class TestFailChaos:
