@@ -76,6 +76,15 @@ class Settings(BaseSettings):
             raise ValueError("needs an http:// or https:// URL with a host")
         return value.rstrip("/")
 
+    @field_validator("factory_url", "public_url")
+    @classmethod
+    def _no_credentials(cls, value: str | None) -> str | None:
+        # These addresses are shown (/api/docs, logs, pages); the factory's key has its
+        # own variable. ALERT_WEBHOOK_URL may carry credentials: it is kept secret.
+        if value is not None and (urlsplit(value).username or urlsplit(value).password):
+            raise ValueError("must not carry credentials (user:password@)")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:

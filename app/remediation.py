@@ -20,7 +20,9 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Tracer
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -42,6 +44,13 @@ from clients.schemas import FactoryResult, Outcome
 from telemetry.metrics import PizzaMetrics
 
 log = logging.getLogger("app.factory")
+
+
+def dialect_insert(session: AsyncSession) -> Any:
+    """INSERT for this session's database, with its ON CONFLICT clause."""
+    dialect = session.get_bind().dialect.name
+    table = RemediationLink.__table__  # type: ignore[attr-defined]
+    return sqlite_insert(table) if dialect == "sqlite" else postgresql_insert(table)
 
 AUTO_REMEDIATION_TRIES = 5
 RECENT_WINDOW_S = 900.0
@@ -146,22 +155,28 @@ class FactoryOps:
             redacted = self.redact(url)
             followable = self._followable(url) is not None
             async with self._sessions() as session:
-                link = RemediationLink(
-                    url=url, redacted=redacted, outcome=str(outcome), followable=followable
+                # ON CONFLICT, not a caught IntegrityError: the database's duplicate-key
+                # message would quote the link, key and all, into the error and its span.
+                insert = dialect_insert(session).values(
+                    url=url,
+                    redacted=redacted,
+                    outcome=str(outcome),
+                    followable=followable,
+                    first_seen=utcnow(),
+                    last_seen=utcnow(),
+                    seen_count=1,
                 )
-                session.add(link)
-                try:
-                    await session.commit()
-                    new = True
-                except IntegrityError:
-                    # Stored before: by another replica, or by this service before a restart.
-                    await session.rollback()
-                    link = (
-                        await session.exec(
-                            select(RemediationLink).where(RemediationLink.url == url)
-                        )
-                    ).one()
-                    new = False
+                inserted = await session.execute(
+                    insert.on_conflict_do_nothing(index_elements=["url"]).returning(
+                        col(RemediationLink.id)
+                    )
+                )
+                new = inserted.first() is not None
+                await session.commit()
+                # Stored before when not new: by another replica, or before a restart.
+                link = (
+                    await session.exec(select(RemediationLink).where(RemediationLink.url == url))
+                ).one()
             assert link.id is not None
             self._known_links[url] = link.id
         self._links_waiting = True
@@ -253,38 +268,33 @@ class FactoryOps:
     ) -> RemediationAttempt:
         async with self._sessions() as session:
             link = await session.get(RemediationLink, link_id)
-            assert link is not None
-            target = self._followable(link.url)
-            if link.resolved_at is not None:
-                attempt = RemediationAttempt(
-                    link_id=link_id,
-                    mode=mode,
-                    by_user_id=user_id,
-                    message="already resolved",
-                    resolved=True,
-                )
-            elif target is None:
-                attempt = RemediationAttempt(
-                    link_id=link_id,
-                    mode=mode,
-                    by_user_id=user_id,
-                    message="link host is not the factory's nor in FACTORY_REMEDIATION_HOSTS; "
-                    "open it yourself if you trust it",
-                )
-            else:
-                answer = await self._client.follow_link(target)
-                attempt = RemediationAttempt(
-                    link_id=link_id,
-                    mode=mode,
-                    by_user_id=user_id,
-                    status_code=answer.status_code,
-                    message=answer.message[:300],
-                    resolved=answer.resolved,
-                )
+        assert link is not None
+        # No session is held while the factory answers (up to 10 s).
+        attempt = RemediationAttempt(link_id=link_id, mode=mode, by_user_id=user_id, message="")
+        target = self._followable(link.url)
+        if link.resolved_at is not None:
+            attempt.message, attempt.resolved = "already resolved", True
+        elif target is None:
+            attempt.message = (
+                "link host is not the factory's nor in FACTORY_REMEDIATION_HOSTS; "
+                "open it yourself if you trust it"
+            )
+        else:
+            answer = await self._client.follow_link(target)
+            attempt.status_code = answer.status_code
+            attempt.message = answer.message[:300]
+            attempt.resolved = answer.resolved
+        async with self._sessions() as session:
             session.add(attempt)
-            if attempt.resolved and link.resolved_at is None:
-                link.resolved_at = utcnow()
-                session.add(link)
+            if attempt.resolved:
+                await session.execute(
+                    update(RemediationLink)
+                    .where(
+                        col(RemediationLink.id) == link_id,
+                        col(RemediationLink.resolved_at).is_(None),
+                    )
+                    .values(resolved_at=utcnow())
+                )
             await session.commit()
         result = "resolved" if attempt.resolved else "unresolved"
         self._metrics.remediation_attempt(mode, result)
@@ -329,17 +339,21 @@ class FactoryOps:
         self.chaos_scheduled = answer.chaos
         if answer.outcome is Outcome.UNAUTHORIZED:
             self._set_config_fault(answer.reason)
-        elif answer.outcome is Outcome.SUCCESS:
-            if self.config_fault is not None:
-                log.warning("the factory accepts our FACTORY_API_KEY again")
-                await self._event("config_fault_cleared", "the factory accepts our key again")
-            self.config_fault = None
-        else:
+        elif answer.outcome is not Outcome.SUCCESS:
             log.warning("factory probe: %s", answer.reason)
+        elif self.config_fault is not None:
+            # Cleared first: orders must flow again even if recording the event fails.
+            self.config_fault = None
+            log.warning("the factory accepts our FACTORY_API_KEY again")
+            await self._event("config_fault_cleared", "the factory accepts our key again")
 
     async def probe_forever(self) -> None:
         while True:
-            await self.probe()
+            try:
+                await self.probe()
+            except (SQLAlchemyError, OSError) as exc:
+                # Recording the probe's news failed; the probe itself goes on.
+                log.error("factory probe: could not record its result: %s", exc)
             period = PROBE_PERIOD_FAULT_S if self.config_fault else PROBE_PERIOD_S
             await asyncio.sleep(period)
 

@@ -12,6 +12,7 @@ from app.errors import NotFound
 from app.incident_report import render_report
 from app.incident_view import earlier_alike, list_incidents, load_view
 from app.models import Incident, utcnow
+from app.schemas import IdPath
 
 router = APIRouter(
     prefix="/factory/incidents",
@@ -21,7 +22,7 @@ router = APIRouter(
 MAX_LISTED = 100
 
 
-async def incident_or_404(incident_id: int, session: SessionDep) -> Incident:
+async def incident_or_404(incident_id: IdPath, session: SessionDep) -> Incident:
     incident = await session.get(Incident, incident_id)
     if incident is None:
         raise NotFound(f"no incident {incident_id}")

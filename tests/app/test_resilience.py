@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 import app.orders.worker as worker_module
+from clients.schemas import Outcome
 from clients.simulator import SimulatorConfig, create_simulator_app
 from telemetry.logging import configure_logging
 from tests.conftest import FACTORY_KEY, make_settings, running_api
@@ -348,3 +349,28 @@ class TestLinksTheServiceMayNotFollow:
             state = await status(api, shop)
             assert state["remediation"]["link"] is None
             assert "links_cleared" in [e["kind"] for e in state["history"]]
+
+
+class TestLinksSeenAgain:
+    async def test_a_link_seen_again_after_a_restart_is_stored_once_and_quietly(
+        self, manual_api: Api, factory: httpx.Client
+    ) -> None:
+        api = manual_api
+        shop = await api.shop()
+        factory.put("/api/vendor/chaos/fail").raise_for_status()
+        await pending_orders(api, shop, 1)
+        ops = api.services.ops
+        link = (await status(api, shop))["remediation"]["link"]
+        ops._known_links.clear()  # what a restarted process (or another replica) knows
+        await ops.record_link(link, Outcome.UNAVAILABLE)
+        state = await status(api, shop)
+        assert [item["link"] for item in state["remediation"]["links"]] == [
+            link.replace(FACTORY_KEY, "***")
+        ]
+        assert [e["kind"] for e in state["history"]].count("link_detected") == 1
+
+
+class TestAddressesCarryNoCredentials:
+    def test_factory_url_with_user_and_password_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="credentials"):
+            make_settings("sqlite:///x.db", "http://user:pw@127.0.0.1:3100")
