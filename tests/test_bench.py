@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import isolated_env, pizza_command
+from app.bench.procs import isolated_env
+from tests.e2e.conftest import pizza_command
 
 pytestmark = pytest.mark.slow
 

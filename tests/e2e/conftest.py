@@ -20,8 +20,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.config import Settings
-
 ORIGIN = "http://localhost:5173"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
@@ -47,19 +45,6 @@ def pizza_command() -> list[str]:
     if found is None:
         pytest.fail("the `pizza` console script is not installed: pip install -e '.[test]'")
     return [found]
-
-
-def isolated_env(**settings: str) -> dict[str, str]:
-    """This environment minus every service setting (and OTel's), plus ``settings``."""
-    known = {name.upper() for name in Settings.model_fields}
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key.upper() not in known and not key.upper().startswith("OTEL_")
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(settings)
-    return env
 
 
 def wait_until(

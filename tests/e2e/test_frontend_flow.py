@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import ORIGIN, Proc, Processes, isolated_env, pizza_command
+from app.bench.procs import isolated_env
+from tests.e2e.conftest import ORIGIN, Proc, Processes, pizza_command
 from tests.utils.servers import free_port
 
 PASSWORD = "correct horse battery staple"

@@ -14,8 +14,9 @@ import psycopg
 import pytest
 import redis
 
+from app.bench.procs import isolated_env
 from tests.conftest import reset_pg_schema
-from tests.e2e.conftest import Proc, Processes, isolated_env, wait_until
+from tests.e2e.conftest import Proc, Processes, wait_until
 from tests.utils.servers import free_port
 
 pytestmark = pytest.mark.slow

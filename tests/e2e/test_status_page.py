@@ -18,7 +18,8 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.e2e.conftest import CHROMIUM_ARGS, Proc, Processes, isolated_env, wait_until
+from app.bench.procs import isolated_env
+from tests.e2e.conftest import CHROMIUM_ARGS, Proc, Processes, wait_until
 from tests.utils.servers import free_port
 
 VENDOR_KEY = "vendor-key-e2e-5ecr3t-c0ffee"

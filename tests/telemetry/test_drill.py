@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.bench.procs import isolated_env
 from app.drill.alerts import (
     EVALUATION_S,
     PREFIX_S,
@@ -31,7 +32,7 @@ from app.drill.runner import Drill
 from app.drill.samples import Recording, SeriesKey, parse_page
 from app.drill.timeline import build_timeline
 from app.drill.traffic import Answer
-from tests.e2e.conftest import isolated_env, pizza_command
+from tests.e2e.conftest import pizza_command
 
 # The service's incidents (another module): the drill prints their postmortem draft.
 HAS_INCIDENTS = importlib.util.find_spec("app.routes.incidents") is not None
