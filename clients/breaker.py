@@ -320,9 +320,24 @@ class FactoryBreaker:
                 log.exception("breaker %s: transition listener failed", self._name)
 
     def _refuse(self, state: BreakerState) -> NoReturn:
+        self.count_refused()
+        raise CallRefused(state)
+
+    def refuses(self) -> bool:
+        """Would a call be refused now, without a probe being claimed? (open, forced open,
+        or the half-open probe already out). A caller that then skips the call reports it
+        with `count_refused()`, as `guard()` would have."""
+        if self._forced is not None:
+            return self._forced == "open"
+        state = self.state
+        if state is BreakerState.CLOSED:
+            return False
+        return state is BreakerState.OPEN or self._probe is not None
+
+    def count_refused(self) -> None:
+        """One call refused by this breaker: the refused listeners count it."""
         for listener in self._refused_listeners:
             listener()
-        raise CallRefused(state)
 
     # -- guarding a call -------------------------------------------------------------------
 

@@ -107,6 +107,19 @@ class OrderWorkflow:
         )
         return now + timedelta(seconds=delay)
 
+    def refusal(self) -> str | None:
+        """Why no factory call can be made now (our key refused, the breaker open), if so."""
+        if self._ops.config_fault:
+            return self._ops.config_fault
+        if self._breaker.refuses():
+            return BREAKER_OPEN_REASON
+        return None
+
+    def refused(self, reason: str) -> None:
+        """An order kept pending for `refusal()` without calling: counted as `attempt()` would."""
+        if reason == BREAKER_OPEN_REASON:
+            self._breaker.count_refused()  # pizza.factory.calls.refused
+
     async def attempt(self, order: DinerOrder, diner: DinerInfo, items: list[OrderItem]) -> Attempt:
         """One guarded factory attempt for a stored, claimed, pending order."""
         assert order.id is not None
@@ -190,6 +203,7 @@ class OrderWorkflow:
                         attempts=DinerOrder.attempts + 1,
                         last_reason=None,
                     )
+                    .execution_options(synchronize_session=False)
                 )
                 await session.commit()
                 if done.rowcount == 1:  # type: ignore[attr-defined]
@@ -209,6 +223,7 @@ class OrderWorkflow:
                         claimed_until=None,
                         last_reason=f"rejected by factory: {result.reason}"[:300],
                     )
+                    .execution_options(synchronize_session=False)
                 )
                 await session.commit()
                 return Attempt(OrderStatus.FAILED, result.outcome, reason=result.reason)
@@ -223,6 +238,7 @@ class OrderWorkflow:
                     claimed_until=None,
                     deferred_at=_deferred(now),
                 )
+                .execution_options(synchronize_session=False)
             )
             await session.commit()
         return Attempt(OrderStatus.PENDING, result.outcome, reason=result.reason)
@@ -249,6 +265,7 @@ class OrderWorkflow:
                     next_attempt_at=now,
                     deferred_at=_deferred(now),
                 )
+                .execution_options(synchronize_session=False)
             )
             await session.commit()
 
@@ -259,6 +276,7 @@ class OrderWorkflow:
                 update(DinerOrder)
                 .where(col(DinerOrder.id) == order_id)
                 .values(deferred_at=_deferred(utcnow()))
+                .execution_options(synchronize_session=False)
             )
             await session.commit()
 
