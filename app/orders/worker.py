@@ -49,12 +49,17 @@ class RetryWorker:
 
     async def run_forever(self) -> None:
         while True:
+            retried = 0
             try:
-                await self.run_once()
+                retried = await self.run_once()
             except (SQLAlchemyError, OSError) as exc:
                 # The database went away or was busy for a moment: the orders are safe in
                 # it, and the next cycle tries again. The worker itself must not die.
                 log.error("retry worker cycle failed: %s", exc)
+            if retried >= self._settings.worker_batch:
+                # A full batch: more are likely due (a backlog after an outage). Go on at
+                # once; the pause comes back as soon as a batch is not full.
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.worker_poll_s)
             self._wake.clear()
@@ -77,29 +82,47 @@ class RetryWorker:
         claimed = await self._claim(limit)
         if not claimed:
             return 0
-        await asyncio.gather(*(self._retry(order_id) for order_id in claimed))
+        await asyncio.gather(*(self._retry(*loaded) for loaded in await self._load(claimed)))
         return len(claimed)
 
-    async def _retry(self, order_id: int) -> None:
+    async def _load(self, ids: list[int]) -> list[tuple[DinerOrder, DinerInfo, list[OrderItem]]]:
+        """The claimed orders still pending, with their diners and items: two statements."""
         async with self._sessions() as session:
-            order = await session.get(DinerOrder, order_id)
-            if order is None or order.status != OrderStatus.PENDING:
-                return
-            items = list(
+            rows = (
                 await session.exec(
-                    select(OrderItem)
-                    .where(OrderItem.order_id == order_id)
-                    .order_by(col(OrderItem.id))
+                    select(DinerOrder, col(User.name), col(User.email))
+                    .outerjoin(User, col(User.id) == col(DinerOrder.diner_id))
+                    .where(
+                        col(DinerOrder.id).in_(ids),
+                        col(DinerOrder.status) == OrderStatus.PENDING,
+                    )
+                    .order_by(col(DinerOrder.id))
                 )
+            ).all()
+            if not rows:
+                return []
+            items: dict[int, list[OrderItem]] = {order.id: [] for order, _, _ in rows if order.id}
+            for item in await session.exec(
+                select(OrderItem)
+                .where(col(OrderItem.order_id).in_(items))
+                .order_by(col(OrderItem.id))
+            ):
+                items[item.order_id].append(item)
+        return [
+            (
+                order,
+                DinerInfo(id=order.diner_id, name=name or "", email=email or ""),
+                items[order.id],
             )
-            user = await session.get(User, order.diner_id)
-        diner = DinerInfo(
-            id=order.diner_id, name=user.name if user else "", email=user.email if user else ""
-        )
+            for order, name, email in rows
+            if order.id
+        ]
+
+    async def _retry(self, order: DinerOrder, diner: DinerInfo, items: list[OrderItem]) -> None:
         # A span per retry, so the attempt's spans and events (a breaker change, a link
         # found) have a trace of their own outside any request.
         with self._tracer.start_as_current_span("pizza.retry") as span:
-            span.set_attribute("pizza.order.id", order_id)
+            span.set_attribute("pizza.order.id", order.id or 0)
             span.set_attribute("pizza.order.attempts", order.attempts)
             await self._workflow.attempt(order, diner, items)
 
