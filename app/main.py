@@ -31,7 +31,7 @@ from app.security import hash_password
 from app.services import Services
 from app.version import VERSION
 from clients.breaker import FactoryBreaker
-from clients.client import FactoryClient
+from clients.client import ORDER_PATH, FactoryClient
 from clients.jwks import JwksCache
 from telemetry.logging import configure_logging
 from telemetry.setup import (
@@ -43,7 +43,28 @@ from telemetry.setup import (
 
 log = logging.getLogger("app")
 
-FACTORY_CONNECTIONS = 100
+# Enough for the order path at its concurrency; httpcore scans its pool on every
+# request, so a pool much larger than the load costs CPU per order.
+FACTORY_CONNECTIONS = 32
+
+
+class QuietFactoryOrders(logging.Filter):
+    """Drops httpx's INFO line for each factory order call (one per order, a real CPU
+    cost under load): the workflow logs what matters about a call, and the metrics and
+    spans count them all. Every other request httpx logs is kept."""
+
+    def __init__(self, factory_url: str) -> None:
+        super().__init__()
+        self._url = factory_url.rstrip("/") + ORDER_PATH
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (
+            record.levelno == logging.INFO
+            and isinstance(args, tuple)
+            and len(args) > 1
+            and str(args[1]) == self._url
+        )
 
 
 async def shared_jwt_secret(sessions: async_sessionmaker[AsyncSession]) -> str:
@@ -141,6 +162,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ),
     )
     instrument_http_client(http, telemetry)
+    quiet = QuietFactoryOrders(factory_url)
+    logging.getLogger("httpx").addFilter(quiet)
     client = FactoryClient(
         http, api_key=api_key, jwks=JwksCache(http), slow_call_s=settings.factory_slow_call_s
     )
@@ -227,6 +250,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await recorder.aclose()
         await breaker.stop()
         await http.aclose()
+        logging.getLogger("httpx").removeFilter(quiet)
         await engine.dispose()
         telemetry.shutdown()
 
