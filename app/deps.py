@@ -18,7 +18,9 @@ from app.security import decode_token
 from app.services import Services
 
 
-def get_services(request: Request) -> Services:
+# The dependencies are `async def` even with nothing to await: FastAPI runs a plain
+# `def` dependency in the thread pool, a thread hop on every request.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -26,7 +28,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_settings(services: ServicesDep) -> Settings:
+async def get_settings(services: ServicesDep) -> Settings:
     return services.settings
 
 
