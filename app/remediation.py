@@ -52,6 +52,7 @@ def dialect_insert(session: AsyncSession) -> Any:
     table = RemediationLink.__table__  # type: ignore[attr-defined]
     return sqlite_insert(table) if dialect == "sqlite" else postgresql_insert(table)
 
+
 AUTO_REMEDIATION_TRIES = 5
 RECENT_WINDOW_S = 900.0
 PROBE_PERIOD_S = 60.0
