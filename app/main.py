@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -242,9 +241,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         for task in background:
             task.cancel()
-        for task in background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # A task that died of its own error must not skip the rest of the shutdown.
+        await asyncio.gather(*background, return_exceptions=True)
         await workflow.shutdown()
         await ops.shutdown()
         await recorder.aclose()

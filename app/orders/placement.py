@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.errors import BadRequest, Conflict
 from app.models import DinerOrder, MenuItem, OrderItem, OrderStatus, Store, utcnow
-from app.orders.workflow import Attempt, OrderWorkflow, items_of, order_total
+from app.orders.workflow import REJECTED_REASON, Attempt, OrderWorkflow, items_of, order_total
 from app.schemas import OrderBody, order_json
 from clients.schemas import DinerInfo
 
@@ -45,7 +45,11 @@ def answer(order: DinerOrder, items: list[OrderItem]) -> Answer:
     if order.status == OrderStatus.FULFILLED:
         return 200, body
     if order.status == OrderStatus.FAILED:
-        return 502, {"message": REJECTED_MESSAGE, **body}
+        reason = order.last_reason or ""
+        if reason.startswith(REJECTED_REASON):
+            return 502, {"message": REJECTED_MESSAGE, **body}
+        # Given up for another reason (too old, its store or franchise deleted).
+        return 502, {"message": f"This order was not made and not charged: {reason}.", **body}
     return 202, {"message": PENDING_MESSAGE, **body}
 
 

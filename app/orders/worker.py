@@ -68,11 +68,11 @@ class RetryWorker:
         """One cycle: give up on orders past their age, update gauges, retry what is due."""
         await self._expire()
         await self._measure()
-        state = self._breaker.state
-        if state in (BreakerState.OPEN, BreakerState.FORCED_OPEN):
-            # No call would be let through: claiming an order now would only be refused
-            # (and counted as a refused call). HALF_OPEN means a probe is due.
+        if self._workflow.refusal() is not None:
+            # No call would be let through (breaker open, our key refused): claiming
+            # orders now would only hand them back. HALF_OPEN means a probe is due.
             return 0
+        state = self._breaker.state
         # While not closed, one order at a time: it is the half-open probe.
         limit = (
             self._settings.worker_batch

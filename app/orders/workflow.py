@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import Tracer
 from sqlalchemy import func, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
-from app.models import DinerOrder, OrderItem, OrderStatus, User, utcnow
+from app.models import DinerOrder, OrderItem, OrderStatus, utcnow
 from clients.breaker import CallRefused, FactoryBreaker
 from clients.client import FactoryClient
 from clients.schemas import DinerInfo, FactoryResult, ItemInfo, OrderInfo, Outcome
@@ -40,13 +41,16 @@ log = logging.getLogger("app.orders")
 # never retries an order whose call may still answer.
 CLAIM_MARGIN_S = 5.0
 BREAKER_OPEN_REASON = "factory circuit open"
+REJECTED_REASON = "rejected by factory"
 
 
 @dataclass(slots=True)
 class _Wait:
-    """Shared by an attempt and its call: did the customer's wait end first?"""
+    """Shared by an attempt and its call: did the customer's wait end first, and what
+    did the factory answer (known before the answer is stored)?"""
 
     over: bool = False
+    outcome: Outcome | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +147,16 @@ class OrderWorkflow:
                     result = await asyncio.wait_for(
                         asyncio.shield(task), self._settings.factory_timeout_s
                     )
+                except (SQLAlchemyError, OSError) as exc:
+                    # The factory answered but storing the answer failed: the breaker
+                    # counts the factory's outcome, not our database; the order is
+                    # stored and leased, so the worker tries it again after the lease.
+                    if wait.outcome is not None:
+                        ticket.record(wait.outcome)
+                    log.error(
+                        "could not record the factory's answer for order %s: %s", order.id, exc
+                    )
+                    return Attempt(OrderStatus.PENDING, wait.outcome, reason="not recorded")
                 except TimeoutError:
                     # The breaker and the failure count see a timeout now; the late
                     # answer, whenever it comes, only feeds the order and the link.
@@ -175,6 +189,7 @@ class OrderWorkflow:
                 result = await self._client.create_pizza(
                     diner, info, timeout_s=self._settings.factory_call_max_s
                 )
+                wait.outcome = result.outcome
                 span.set_attribute("pizza.outcome", str(result.outcome))
                 self._metrics.creation(result.outcome, result.duration_s)
                 span.set_attribute("pizza.late_answer", wait.over)
@@ -221,7 +236,7 @@ class OrderWorkflow:
                         status=OrderStatus.FAILED,
                         finished_at=now,
                         claimed_until=None,
-                        last_reason=f"rejected by factory: {result.reason}"[:300],
+                        last_reason=f"{REJECTED_REASON}: {result.reason}"[:300],
                     )
                     .execution_options(synchronize_session=False)
                 )
@@ -302,13 +317,6 @@ class OrderWorkflow:
                     .values(claimed_until=None)
                 )
                 await session.commit()
-
-
-async def diner_of(session: AsyncSession, diner_id: int) -> DinerInfo:
-    user = await session.get(User, diner_id)
-    if user is None:
-        return DinerInfo(id=diner_id, name="", email="")
-    return DinerInfo(id=diner_id, name=user.name, email=user.email)
 
 
 async def items_of(session: AsyncSession, order_id: int) -> list[OrderItem]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.exc import OperationalError
 
 import app.orders.worker as worker_module
 from clients.schemas import Outcome
@@ -374,3 +375,44 @@ class TestAddressesCarryNoCredentials:
     def test_factory_url_with_user_and_password_is_refused(self) -> None:
         with pytest.raises(ValueError, match="credentials"):
             make_settings("sqlite:///x.db", "http://user:pw@127.0.0.1:3100")
+
+
+class TestOurOwnDatabaseFailing:
+    async def test_a_database_error_after_the_factory_answered_is_no_factory_failure(
+        self,
+        database_url: str,
+        factory_url: str,
+        factory: httpx.Client,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        settings = make_settings(database_url, factory_url, breaker_fail_max=2)
+        async with running_api(settings) as api:
+            shop = await api.shop()
+
+            async def locked(*args: Any, **kwargs: Any) -> Any:
+                raise OperationalError("UPDATE diner_order", {}, Exception("database is locked"))
+
+            monkeypatch.setattr(api.services.orders, "_record", locked)
+            answers = [await api.order(shop) for _ in range(3)]
+            # The order is stored: the customer hears "pending", never a 500.
+            assert [a.status_code for a in answers] == [202] * 3
+            # The factory made the pizzas: the breaker has no reason to open.
+            assert (await status(api, shop))["breaker"]["state"] == "closed"
+
+
+class TestFailedOrdersSayWhy:
+    async def test_an_order_failed_by_a_store_deletion_says_so(
+        self, manual_api: Api, factory: httpx.Client
+    ) -> None:
+        api = manual_api
+        shop = await api.shop()
+        factory.put("/api/vendor/chaos/fail").raise_for_status()
+        key = {"Idempotency-Key": "store-goes-away"}
+        assert (await api.order(shop, headers=key)).status_code == 202
+        path = f"/api/franchise/{shop.franchise['id']}/store/{shop.store['id']}"
+        assert (await api.client.delete(path, headers=shop.admin.headers)).status_code == 200
+        replay = await api.order(shop, headers=key)
+        assert replay.status_code == 502
+        assert replay.json()["order"]["status"] == "failed"
+        assert "store deleted" in replay.json()["message"]
+        assert "refused" not in replay.json()["message"]
