@@ -32,13 +32,15 @@ import psutil
 from app.bench.load import LoadResult, LoadSpec
 from app.bench.procs import BenchError, Child, LoadGenerator, Processes, isolated_env
 from app.bench.report import Measured, checks, ratio, render_table
+from app.bench.shop import Shop, bearer, call
+from app.bench.shop import open_shop as seed_shop
 from app.bench.stores import BenchDatabase, OtlpSink, bench_database, bench_redis, otlp_sink
 
 CONCURRENCY = 32
 SCALING = (1, 8, 32, 128)
 DINERS = 8
 ADMIN_EMAIL = "bench-admin@jwt.com"
-MENU_ITEM = {"title": "Veggie", "description": "A garden of delight", "price": 0.0038}
+MENU_PIZZA = ("Veggie", 0.0038)
 API_TIMEOUT_S = 30.0
 POLL_S = 0.05
 # The drain: recovery must start promptly once the factory is back (resilience.md §2, §4).
@@ -102,60 +104,17 @@ class Target:
         return {name: child.pids() for name, child in self.cpu_of.items()}
 
 
-@dataclass
-class Shop:
-    """The menu, franchise, store, diners and admin the orders use, made through the API."""
-
-    admin: dict[str, str]
-    diners: list[dict[str, str]]
-    order: dict[str, Any]
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
-async def _call(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    response = await client.request(method, url, **kwargs)
-    if not response.is_success:
-        raise BenchError(f"{method} {url}: HTTP {response.status_code} {response.text[:300]}")
-    return response
-
-
 async def open_shop(base: str, admin_password: str) -> Shop:
+    """One pizza on the menu, a franchise with a store, DINERS signed-in diners."""
     async with httpx.AsyncClient(base_url=base, timeout=API_TIMEOUT_S) as http:
-        login = await _call(
-            http, "PUT", "/api/auth", json={"email": ADMIN_EMAIL, "password": admin_password}
-        )
-        admin = _bearer(login.json()["token"])
-        menu = await _call(http, "PUT", "/api/order/menu", headers=admin, json=MENU_ITEM)
-        menu_id = menu.json()[-1]["id"]
-        franchise = await _call(
-            http, "POST", "/api/franchise", headers=admin, json={"name": "bench", "admins": []}
-        )
-        franchise_id = franchise.json()["id"]
-        store = await _call(
+        return await seed_shop(
             http,
-            "POST",
-            f"/api/franchise/{franchise_id}/store",
-            headers=admin,
-            json={"name": "bench store"},
+            admin_email=ADMIN_EMAIL,
+            admin_password=admin_password,
+            diners=DINERS,
+            name="bench",
+            menu=(MENU_PIZZA,),
         )
-        diners = []
-        for index in range(DINERS):
-            account = {
-                "name": f"diner {index}",
-                "email": f"diner{index}@bench.jwt.com",
-                "password": secrets.token_urlsafe(12),
-            }
-            registered = await _call(http, "POST", "/api/auth", json=account)
-            diners.append(_bearer(registered.json()["token"]))
-    order = {
-        "franchiseId": franchise_id,
-        "storeId": store.json()["id"],
-        "items": [{"menuId": menu_id, "description": MENU_ITEM["title"], "price": 0.0038}],
-    }
-    return Shop(admin=admin, diners=diners, order=order)
 
 
 def machine(database: BenchDatabase) -> dict[str, Any]:
@@ -226,19 +185,19 @@ class Bench:
     # -- measuring -------------------------------------------------------------------------
 
     def factory_target(self, factory: Child, shop: Shop) -> Target:
-        order = {"id": 1, **shop.order}
+        order = {"id": 1, **shop.order_body(0)}
         body = {"diner": {"id": 1, "name": "diner 0", "email": "diner0@bench.jwt.com"}}
         return Target(
             url=f"{factory.url}/api/order",
             body={**body, "order": order},
-            headers=[_bearer(self.vendor_key)],
+            headers=[bearer(self.vendor_key)],
             cpu_of={"factory": factory},
         )
 
     def service_target(self, service: Child, factory: Child, shop: Shop) -> Target:
         return Target(
             url=f"{service.url}/api/order",
-            body=shop.order,
+            body=shop.order_body(0),
             headers=shop.diners,
             cpu_of={"service": service, "factory": factory},
         )
@@ -407,11 +366,11 @@ class Bench:
         since = await self.database.last_order_id()
         async with httpx.AsyncClient(base_url=service.url, timeout=API_TIMEOUT_S) as http:
             breaker = {"headers": shop.admin, "json": {"state": "open"}}
-            await _call(http, "PUT", "/factory/breaker", **breaker)
+            await call(http, "PUT", "/factory/breaker", **breaker)
             try:
                 result = await self.counted(target, 1, self.plan.open_requests)
             finally:
-                await _call(
+                await call(
                     http, "PUT", "/factory/breaker", **{**breaker, "json": {"state": "auto"}}
                 )
         measured = self.keep("breaker_open", result)
@@ -424,16 +383,16 @@ class Bench:
         service = await self.start_service("service-drain", factory, settings=DRAIN_SETTINGS)
         target = self.service_target(service, factory, shop)
         since = await self.database.last_order_id()
-        vendor = _bearer(self.vendor_key)
+        vendor = bearer(self.vendor_key)
         async with httpx.AsyncClient(base_url=factory.url, timeout=API_TIMEOUT_S) as sim:
-            await _call(sim, "PUT", "/api/vendor/chaos/fail", headers=vendor)
+            await call(sim, "PUT", "/api/vendor/chaos/fail", headers=vendor)
             accepted = await self.counted(target, CONCURRENCY, self.plan.drain_orders)
             self.keep("drain_accept", accepted)
             backlog = (await self.database.orders_after(since)).get("pending", 0)
             async with httpx.AsyncClient(base_url=service.url, timeout=API_TIMEOUT_S) as http:
-                status = await _call(http, "GET", "/factory/status", headers=shop.admin)
+                status = await call(http, "GET", "/factory/status", headers=shop.admin)
             chaos_end = datetime.now(UTC)
-            await _call(sim, "PUT", "/api/vendor/chaos/none", headers=vendor)
+            await call(sim, "PUT", "/api/vendor/chaos/none", headers=vendor)
         settled = await self.settle(since)
         first, last, fulfilled = await self.database.fulfilled_after(since, chaos_end)
         await self.procs.stop(service)

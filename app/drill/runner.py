@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from app.bench.procs import BenchError, Child, Processes, isolated_env
+from app.bench.shop import Shop, bearer, call, open_shop
 from app.drill import Mode
 from app.drill.alerts import ReplayError, Window, replay
 from app.drill.plan import (
@@ -47,7 +48,7 @@ from app.drill.timeline import (
     resolved_attempt,
     steady_cycle,
 )
-from app.drill.traffic import DrillError, Shop, Traffic, bearer, call, open_shop, settle
+from app.drill.traffic import DrillError, Traffic, settle
 
 API_TIMEOUT_S = 30.0
 POLL_S = 0.25
@@ -109,6 +110,7 @@ class Drill:
                 admin_email=ADMIN_EMAIL,
                 admin_password=self.admin_password,
                 diners=self.plan.diners,
+                name="drill",
             )
         return Stack(factory, service, shop)
 
@@ -159,7 +161,7 @@ class Drill:
                 recording = await recorder.stop()
                 stop.set()
                 await customers
-                with contextlib.suppress(httpx.HTTPError, DrillError):
+                with contextlib.suppress(httpx.HTTPError, BenchError, DrillError):
                     await call(factory, "PUT", "/api/vendor/chaos/none")
             counts = await settle(http, shop.admin, traffic, plan.settle_timeout_s)
             status = (await call(http, "GET", "/factory/status", headers=shop.admin)).json()

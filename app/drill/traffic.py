@@ -6,16 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 
-MENU = (("Veggie", 0.0038), ("Pepperoni", 0.0042))
+from app.bench.shop import Shop
+
 SETTLE_POLL_S = 0.5
 SETTLE_READS_AT_ONCE = 8
 # Final states: an order that is neither (nor pending) is lost.
@@ -24,72 +23,6 @@ FINAL = ("fulfilled", "failed")
 
 class DrillError(Exception):
     """The drill cannot go on (a process would not start, the API refused a step)."""
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
-async def call(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    answer = await client.request(method, url, **kwargs)
-    if not answer.is_success:
-        raise DrillError(f"{method} {url}: HTTP {answer.status_code} {answer.text[:300]}")
-    return answer
-
-
-@dataclass
-class Shop:
-    admin: dict[str, str]
-    diners: list[dict[str, str]]
-    franchise_id: int
-    store_id: int
-    menu: list[dict[str, Any]]
-
-    def order_body(self, n: int) -> dict[str, Any]:
-        """One or two pizzas, alternately."""
-        items = self.menu[: 1 + n % 2]
-        return {
-            "franchiseId": self.franchise_id,
-            "storeId": self.store_id,
-            "items": [
-                {"menuId": m["id"], "description": m["title"], "price": m["price"]} for m in items
-            ],
-        }
-
-
-async def open_shop(
-    client: httpx.AsyncClient, *, admin_email: str, admin_password: str, diners: int
-) -> Shop:
-    """Menu, franchise and store made by the admin; diners registered (and so signed in)."""
-    login = await call(
-        client, "PUT", "/api/auth", json={"email": admin_email, "password": admin_password}
-    )
-    admin = bearer(login.json()["token"])
-    menu: list[dict[str, Any]] = []
-    for title, price in MENU:
-        body = {"title": title, "description": f"{title} pizza", "image": "p.png", "price": price}
-        menu = (await call(client, "PUT", "/api/order/menu", headers=admin, json=body)).json()
-    franchise = await call(
-        client, "POST", "/api/franchise", headers=admin, json={"name": "drill", "admins": []}
-    )
-    franchise_id = franchise.json()["id"]
-    store = await call(
-        client,
-        "POST",
-        f"/api/franchise/{franchise_id}/store",
-        headers=admin,
-        json={"name": "drill store"},
-    )
-    tokens = []
-    for n in range(diners):
-        account = {
-            "name": f"diner {n}",
-            "email": f"diner{n}@drill.jwt.com",
-            "password": secrets.token_urlsafe(12),
-        }
-        registered = await call(client, "POST", "/api/auth", json=account)
-        tokens.append(bearer(registered.json()["token"]))
-    return Shop(admin, tokens, franchise_id, store.json()["id"], menu)
 
 
 @dataclass(frozen=True)
