@@ -171,4 +171,5 @@ async def place_order(
 def _with(order: DinerOrder, attempt: Attempt) -> DinerOrder:
     order.status = attempt.status
     order.jwt = attempt.jwt
+    order.last_reason = attempt.reason or None
     return order

@@ -147,16 +147,6 @@ class OrderWorkflow:
                     result = await asyncio.wait_for(
                         asyncio.shield(task), self._settings.factory_timeout_s
                     )
-                except (SQLAlchemyError, OSError) as exc:
-                    # The factory answered but storing the answer failed: the breaker
-                    # counts the factory's outcome, not our database; the order is
-                    # stored and leased, so the worker tries it again after the lease.
-                    if wait.outcome is not None:
-                        ticket.record(wait.outcome)
-                    log.error(
-                        "could not record the factory's answer for order %s: %s", order.id, exc
-                    )
-                    return Attempt(OrderStatus.PENDING, wait.outcome, reason="not recorded")
                 except TimeoutError:
                     # The breaker and the failure count see a timeout now; the late
                     # answer, whenever it comes, only feeds the order and the link.
@@ -168,6 +158,16 @@ class OrderWorkflow:
                     await self._defer(order.id)
                     self._metrics.creation_failure(Outcome.TIMEOUT)
                     return Attempt(OrderStatus.PENDING, Outcome.TIMEOUT, reason=reason)
+                except (SQLAlchemyError, OSError) as exc:  # after TimeoutError, an OSError
+                    # The factory answered but storing the answer failed: the breaker
+                    # counts the factory's outcome, not our database; the order is
+                    # stored and leased, so the worker tries it again after the lease.
+                    if wait.outcome is not None:
+                        ticket.record(wait.outcome)
+                    log.error(
+                        "could not record the factory's answer for order %s: %s", order.id, exc
+                    )
+                    return Attempt(OrderStatus.PENDING, wait.outcome, reason="not recorded")
                 assert result.outcome is not None
                 ticket.record(result.outcome)
                 return result
@@ -228,6 +228,7 @@ class OrderWorkflow:
             if counted:
                 self._metrics.creation_failure(result.outcome)
             if result.outcome is Outcome.REJECTED:
+                reason = f"{REJECTED_REASON}: {result.reason}"[:300]
                 log.error("factory rejected order %s: %s", order.id, result.reason)
                 await session.execute(
                     update(DinerOrder)
@@ -236,12 +237,12 @@ class OrderWorkflow:
                         status=OrderStatus.FAILED,
                         finished_at=now,
                         claimed_until=None,
-                        last_reason=f"{REJECTED_REASON}: {result.reason}"[:300],
+                        last_reason=reason,
                     )
                     .execution_options(synchronize_session=False)
                 )
                 await session.commit()
-                return Attempt(OrderStatus.FAILED, result.outcome, reason=result.reason)
+                return Attempt(OrderStatus.FAILED, result.outcome, reason=reason)
             log.warning("factory did not make order %s: %s", order.id, result.reason)
             await session.execute(
                 update(DinerOrder)
