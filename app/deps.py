@@ -8,12 +8,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
 from app.errors import Forbidden, Unauthorized
-from app.models import AuthSession, Role, User, UserRole, utcnow
+from app.models import Role, utcnow
 from app.security import decode_token
 from app.services import Services
 
@@ -43,17 +42,31 @@ async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
+@dataclass(frozen=True, slots=True)
+class SignedInUser:
+    id: int
+    name: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One role of the signed-in user (`franchisee` carries its franchise id)."""
+
+    role: str
+    object_id: int | None
+
+
 @dataclass(slots=True)
 class Principal:
     """The signed-in caller; roles are read from the database on every request."""
 
-    user: User
-    roles: list[UserRole]
+    user: SignedInUser
+    roles: list[Grant]
     jti: str
 
     @property
     def id(self) -> int:
-        assert self.user.id is not None
         return self.user.id
 
     @property
@@ -78,9 +91,7 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-async def load_principal(
-    request: Request, services: Services, session: AsyncSession
-) -> Principal | None:
+async def load_principal(request: Request, services: Services) -> Principal | None:
     token = bearer_token(request)
     if token is None:
         return None
@@ -88,40 +99,32 @@ async def load_principal(
     if decoded is None:
         return None
     user_id, jti = decoded
-    # One statement for the session, the user and its roles (a row per role): every
-    # signed-in request pays for it, and each statement costs about a millisecond of CPU.
-    rows = (
-        await session.exec(
-            select(User, col(AuthSession.expires_at), UserRole)
-            .join(AuthSession, col(AuthSession.user_id) == col(User.id))
-            .outerjoin(UserRole, col(UserRole.user_id) == col(User.id))
-            .where(col(AuthSession.jti) == jti, col(User.id) == user_id)
-            .order_by(col(UserRole.id))
-        )
-    ).all()
-    if not rows or rows[0][1] <= utcnow():
+    # One prepared statement for the session, the user and its roles, every request: a
+    # logout, a role revoked or a user deleted counts from the next request on.
+    row = await services.store.principal(jti, user_id)
+    if row is None or row.expires_at <= utcnow():
         return None
-    roles = [role for _, _, role in rows if role is not None]
     services.metrics.user_seen(user_id)
-    return Principal(user=rows[0][0], roles=roles, jti=jti)
+    return Principal(
+        user=SignedInUser(row.user_id, row.name, row.email),
+        roles=[Grant(role, object_id) for role, object_id in row.roles],
+        jti=jti,
+    )
 
 
 async def current_user(
     request: Request,
     services: ServicesDep,
-    session: SessionDep,
     _declared: BearerCredentials,  # for the schema only; load_principal reads the header
 ) -> Principal:
-    principal = await load_principal(request, services, session)
+    principal = await load_principal(request, services)
     if principal is None:
         raise Unauthorized("unauthorized")
     return principal
 
 
-async def optional_user(
-    request: Request, services: ServicesDep, session: SessionDep
-) -> Principal | None:
-    return await load_principal(request, services, session)
+async def optional_user(request: Request, services: ServicesDep) -> Principal | None:
+    return await load_principal(request, services)
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]

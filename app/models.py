@@ -26,14 +26,19 @@ class Money(TypeDecorator[Decimal]):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
-        if value is None:
-            return None
-        return int((Decimal(str(value)) * MONEY_SCALE).to_integral_value())
+        return None if value is None else to_units(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        if value is None:
-            return None
-        return Decimal(int(value)) / MONEY_SCALE
+        return None if value is None else from_units(value)
+
+
+def to_units(value: Any) -> int:
+    """Money as stored: an integer count of 1e-8 BTC."""
+    return int((Decimal(str(value)) * MONEY_SCALE).to_integral_value())
+
+
+def from_units(value: Any) -> Decimal:
+    return Decimal(int(value)) / MONEY_SCALE
 
 
 def utcnow() -> datetime:

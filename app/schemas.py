@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from email_validator import EmailNotValidError, validate_email
 from fastapi import Path, Query
@@ -17,8 +19,6 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
 )
-
-from app.models import DinerOrder, OrderItem, User, UserRole
 
 # Each input type below is checked by one function and described to /openapi.json by a
 # schema that accepts exactly the same values, so a client (and the schema fuzz test)
@@ -338,14 +338,30 @@ def money(value: Decimal) -> float:
     return float(value)
 
 
-def role_json(role: UserRole) -> dict[str, Any]:
+class UserFields(Protocol):
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def email(self) -> str: ...
+
+
+class RoleFields(Protocol):
+    @property
+    def role(self) -> str: ...
+    @property
+    def object_id(self) -> int | None: ...
+
+
+def role_json(role: RoleFields) -> dict[str, Any]:
     data: dict[str, Any] = {"role": role.role}
     if role.object_id is not None:
         data["objectId"] = role.object_id
     return data
 
 
-def user_json(user: User, roles: list[UserRole]) -> dict[str, Any]:
+def user_json(user: UserFields, roles: Sequence[RoleFields]) -> dict[str, Any]:
     return {
         "id": user.id,
         "name": user.name,
@@ -354,7 +370,36 @@ def user_json(user: User, roles: list[UserRole]) -> dict[str, Any]:
     }
 
 
-def order_json(order: DinerOrder, items: list[OrderItem]) -> dict[str, Any]:
+class OrderFields(Protocol):
+    """An order as the answers show it: a stored row (`DinerOrder`) or the order path's
+    own `app.orders.workflow.PlacedOrder`."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def franchise_id(self) -> int: ...
+    @property
+    def store_id(self) -> int: ...
+    @property
+    def date(self) -> datetime: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def jwt(self) -> str | None: ...
+
+
+class ItemFields(Protocol):
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def menu_id(self) -> int: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def price(self) -> Decimal: ...
+
+
+def order_json(order: OrderFields, items: Sequence[ItemFields]) -> dict[str, Any]:
     return {
         "id": order.id,
         "franchiseId": order.franchise_id,

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
+from app.sql import OrderStore
 from clients.breaker import FactoryBreaker
 from clients.client import FactoryClient
 from telemetry.metrics import PizzaMetrics
@@ -27,6 +28,7 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    store: OrderStore
     jwt_secret: str
     telemetry: Telemetry
     factory_http: httpx.AsyncClient

@@ -292,6 +292,16 @@ class FactoryBreaker:
             return BreakerState.FORCED_CLOSED
         return _FROM_PYBREAKER[self._storage.state]
 
+    def probe_due_in_s(self) -> float | None:
+        """Seconds until an automatic, open breaker lets a probe in (0: now); None when it
+        is not open or is forced (then only a transition or an operator changes it)."""
+        if self._forced is not None or self._current() is not BreakerState.OPEN:
+            return None
+        opened_at = self._storage.opened_at
+        if opened_at is None:
+            return 0.0
+        return max((opened_at + self._reset_timeout - utcnow()).total_seconds(), 0.0)
+
     def _probe_due(self) -> bool:
         opened_at = self._storage.opened_at
         return opened_at is None or utcnow() >= opened_at + self._reset_timeout

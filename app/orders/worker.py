@@ -1,27 +1,36 @@
-"""The retry worker: pending orders are made as soon as the factory lets us (resilience.md §4)."""
+"""The retry worker: pending orders are made as soon as the factory lets us (resilience.md §4).
+
+It wakes on work, not on a timer alone: when this process leaves an order pending (the
+workflow tells it when that order may be tried again), when the breaker changes state,
+and when an operator or a remediation asks. Otherwise it sleeps until the earliest due
+order, the breaker's next probe, or IDLE_POLL_S, whichever comes first: the poll is what
+finds orders that another replica left (or a replica that died, once its lease ends), and
+an idle service makes one small read every IDLE_POLL_S.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from opentelemetry.trace import Tracer
-from sqlalchemy import func, or_, update
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
-from app.models import DinerOrder, OrderItem, OrderStatus, User, utcnow
-from app.orders.workflow import OrderWorkflow
+from app.models import utcnow
+from app.orders.workflow import OrderWorkflow, PlacedItem, PlacedOrder
+from app.sql import ClaimedOrder, OrderStore
+from app.sql.store import StoreError
 from clients.breaker import BreakerState, FactoryBreaker
 from clients.schemas import DinerInfo
 from telemetry.metrics import PizzaMetrics
 
 log = logging.getLogger("app.orders.worker")
+
+# An idle worker reads the pending count this often: orders left by other replicas,
+# leases of a replica that died, and the gauges.
+IDLE_POLL_S = 5.0
 
 
 class RetryWorker:
@@ -29,49 +38,71 @@ class RetryWorker:
         self,
         *,
         settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
+        store: OrderStore,
         workflow: OrderWorkflow,
         breaker: FactoryBreaker,
         metrics: PizzaMetrics,
         tracer: Tracer,
+        idle_poll_s: float = IDLE_POLL_S,
     ) -> None:
         self._settings = settings
-        self._sessions = sessions
+        self._store = store
         self._workflow = workflow
         self._breaker = breaker
         self._metrics = metrics
         self._tracer = tracer
+        self._idle_poll_s = idle_poll_s
         self._wake = asyncio.Event()
+        self._next_run = utcnow()
+        workflow.on_pending = self.notify
+        breaker.add_listener(lambda _old, _new, _origin: self.wake())
 
     def wake(self) -> None:
         """Run the next cycle now (remediation succeeded, an operator acted)."""
         self._wake.set()
 
+    def notify(self, due: datetime) -> None:
+        """An order was left pending, to be tried at ``due``: wake up for it if sooner."""
+        if due < self._next_run:
+            self._wake.set()
+
     async def run_forever(self) -> None:
         while True:
-            retried = 0
             try:
-                retried = await self.run_once()
-            except (SQLAlchemyError, OSError) as exc:
+                delay = await self.run_once()
+            except StoreError as exc:
                 # The database went away or was busy for a moment: the orders are safe in
                 # it, and the next cycle tries again. The worker itself must not die.
                 log.error("retry worker cycle failed: %s", exc)
-            if retried >= self._settings.worker_batch:
-                # A full batch: more are likely due (a backlog after an outage). Go on at
-                # once; the pause comes back as soon as a batch is not full.
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.worker_poll_s)
+                delay = self._settings.worker_poll_s
+            self._next_run = utcnow() + timedelta(seconds=delay)
+            if delay > 0 and not self._wake.is_set():
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
+                # cancellation that arrives as the event is set, and shutdown then waits
+                # for a worker that never stops.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
             self._wake.clear()
 
-    async def run_once(self) -> int:
-        """One cycle: give up on orders past their age, update gauges, retry what is due."""
-        await self._expire()
-        await self._measure()
+    async def run_once(self) -> float:
+        """One cycle: gauges, orders past their age, then what is due. Seconds to the next."""
+        now = utcnow()
+        stats = await self._store.pending_stats()
+        oldest = stats.oldest
+        age = (now - oldest).total_seconds() if oldest is not None else 0.0
+        self._metrics.set_pending(stats.count, max(age, 0.0))
+        if stats.count == 0:
+            return self._idle_poll_s
+        if age > self._settings.order_max_age_s:
+            await self._expire(now)
         if self._workflow.refusal() is not None:
             # No call would be let through (breaker open, our key refused): claiming
-            # orders now would only hand them back. HALF_OPEN means a probe is due.
-            return 0
+            # orders now would only hand them back. Sleep until a probe is due.
+            probe_in = self._breaker.probe_due_in_s()
+            return min(probe_in, self._idle_poll_s) if probe_in is not None else self._idle_poll_s
+        if stats.next_due is not None and stats.next_due > now:
+            return min((stats.next_due - now).total_seconds(), self._idle_poll_s)
         state = self._breaker.state
         # While not closed, one order at a time: it is the half-open probe.
         limit = (
@@ -81,121 +112,43 @@ class RetryWorker:
         )
         claimed = await self._claim(limit)
         if not claimed:
-            return 0
-        await asyncio.gather(*(self._retry(*loaded) for loaded in await self._load(claimed)))
-        return len(claimed)
+            return min(self._settings.worker_poll_s, self._idle_poll_s)
+        loaded = await self._store.load(claimed)
+        await asyncio.gather(*(self._retry(order) for order in loaded))
+        return 0.0  # look again at once: more may be due (a backlog after an outage)
 
-    async def _load(self, ids: list[int]) -> list[tuple[DinerOrder, DinerInfo, list[OrderItem]]]:
-        """The claimed orders still pending, with their diners and items: two statements."""
-        async with self._sessions() as session:
-            rows = (
-                await session.exec(
-                    select(DinerOrder, col(User.name), col(User.email))
-                    .outerjoin(User, col(User.id) == col(DinerOrder.diner_id))
-                    .where(
-                        col(DinerOrder.id).in_(ids),
-                        col(DinerOrder.status) == OrderStatus.PENDING,
-                    )
-                    .order_by(col(DinerOrder.id))
-                )
-            ).all()
-            if not rows:
-                return []
-            items: dict[int, list[OrderItem]] = {order.id: [] for order, _, _ in rows if order.id}
-            for item in await session.exec(
-                select(OrderItem)
-                .where(col(OrderItem.order_id).in_(items))
-                .order_by(col(OrderItem.id))
-            ):
-                items[item.order_id].append(item)
-        return [
-            (
-                order,
-                DinerInfo(id=order.diner_id, name=name or "", email=email or ""),
-                items[order.id],
-            )
-            for order, name, email in rows
-            if order.id
-        ]
-
-    async def _retry(self, order: DinerOrder, diner: DinerInfo, items: list[OrderItem]) -> None:
+    async def _retry(self, claimed: ClaimedOrder) -> None:
+        order = PlacedOrder(
+            id=claimed.id,
+            diner_id=claimed.diner_id,
+            franchise_id=claimed.franchise_id,
+            store_id=claimed.store_id,
+            date=claimed.date,
+            total=claimed.total,
+            attempts=claimed.attempts,
+        )
+        items = [PlacedItem(*item) for item in claimed.items]
+        diner = DinerInfo(id=claimed.diner_id, name=claimed.diner_name, email=claimed.diner_email)
         # A span per retry, so the attempt's spans and events (a breaker change, a link
         # found) have a trace of their own outside any request.
         with self._tracer.start_as_current_span("pizza.retry") as span:
-            span.set_attribute("pizza.order.id", order.id or 0)
-            span.set_attribute("pizza.order.attempts", order.attempts)
+            span.set_attribute("pizza.order.id", claimed.id)
+            span.set_attribute("pizza.order.attempts", claimed.attempts)
             await self._workflow.attempt(order, diner, items)
 
     async def _claim(self, limit: int) -> list[int]:
         """Lease due orders to this process, oldest first; no lock outlives this transaction."""
         now = utcnow()
-        due = (
-            select(DinerOrder.id)
-            .where(
-                col(DinerOrder.status) == OrderStatus.PENDING,
-                col(DinerOrder.next_attempt_at) <= now,
-                or_(col(DinerOrder.claimed_until).is_(None), col(DinerOrder.claimed_until) < now),
-            )
-            .order_by(col(DinerOrder.id))
-            .limit(limit)
-        )
-        async with self._sessions() as session:
-            if self._settings.is_sqlite:
-                # One statement: SQLite's write lock makes the claim atomic across processes.
-                result = await session.execute(
-                    update(DinerOrder)
-                    .where(col(DinerOrder.id).in_(due.scalar_subquery()))
-                    .values(claimed_until=self._workflow.claim_until(now))
-                    .returning(col(DinerOrder.id))
-                )
-                ids = [row[0] for row in result]
-            else:
-                ids = list(await session.exec(due.with_for_update(skip_locked=True)))
-                ids = [i for i in ids if i is not None]
-                if ids:
-                    await session.execute(
-                        update(DinerOrder)
-                        .where(col(DinerOrder.id).in_(ids))
-                        .values(claimed_until=self._workflow.claim_until(now))
-                    )
-            await session.commit()
-        return sorted(i for i in ids if i not in self._workflow.inflight)
+        ids = await self._store.claim(limit, now, self._workflow.claim_until(now))
+        return [i for i in ids if i not in self._workflow.inflight]
 
-    async def _expire(self) -> None:
-        now = utcnow()
+    async def _expire(self, now: datetime) -> None:
         cutoff = now - timedelta(seconds=self._settings.order_max_age_s)
-        async with self._sessions() as session:
-            result = await session.execute(
-                update(DinerOrder)
-                .where(
-                    col(DinerOrder.status) == OrderStatus.PENDING,
-                    col(DinerOrder.date) < cutoff,
-                    or_(
-                        col(DinerOrder.claimed_until).is_(None), col(DinerOrder.claimed_until) < now
-                    ),
-                )
-                .values(
-                    status=OrderStatus.FAILED,
-                    finished_at=now,
-                    last_reason=f"not made within ORDER_MAX_AGE_S "
-                    f"({self._settings.order_max_age_s:g} s); not charged",
-                )
-            )
-            await session.commit()
-        expired = int(result.rowcount)  # type: ignore[attr-defined]
+        reason = (
+            f"not made within ORDER_MAX_AGE_S ({self._settings.order_max_age_s:g} s); not charged"
+        )
+        expired = await self._store.expire(cutoff, now, reason)
         if expired:
             log.error("%d pending orders failed: older than ORDER_MAX_AGE_S", expired)
             for _ in range(expired):
                 self._metrics.creation_failure("expired")
-
-    async def _measure(self) -> None:
-        async with self._sessions() as session:
-            count, oldest = (
-                await session.exec(
-                    select(func.count(), func.min(DinerOrder.date)).where(
-                        DinerOrder.status == OrderStatus.PENDING
-                    )
-                )
-            ).one()
-        age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
-        self._metrics.set_pending(int(count), max(age, 0.0))

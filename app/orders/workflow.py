@@ -12,22 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opentelemetry.trace import Tracer
-from sqlalchemy import func, update
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
-from app.models import DinerOrder, OrderItem, OrderStatus, utcnow
-from clients.breaker import CallRefused, FactoryBreaker
+from app.models import OrderItem, OrderStatus, utcnow
+from app.sql import OrderStore
+from app.sql.store import StoreError
+from clients.breaker import CallRefused, FactoryBreaker, Ticket
 from clients.client import FactoryClient
 from clients.schemas import DinerInfo, FactoryResult, ItemInfo, OrderInfo, Outcome
 
@@ -40,6 +39,8 @@ log = logging.getLogger("app.orders")
 # How long past FACTORY_CALL_MAX_S a claim outlives its call, so another replica
 # never retries an order whose call may still answer.
 CLAIM_MARGIN_S = 5.0
+# Factory calls in flight at once (one per pooled connection: app/main.py).
+FACTORY_SLOTS = 64
 BREAKER_OPEN_REASON = "factory circuit open"
 REJECTED_REASON = "rejected by factory"
 
@@ -53,6 +54,33 @@ class _Wait:
     outcome: Outcome | None = None
 
 
+@dataclass(slots=True)
+class PlacedOrder:
+    """A pending order as the order path holds it: what the attempt and the answer need.
+
+    A plain object, not a `DinerOrder` row: building an ORM instance per order cost more
+    CPU than storing it (pizza bench)."""
+
+    id: int
+    diner_id: int
+    franchise_id: int
+    store_id: int
+    date: datetime
+    total: Decimal
+    status: str = OrderStatus.PENDING
+    attempts: int = 0
+    jwt: str | None = None
+    last_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedItem:
+    id: int
+    menu_id: int
+    description: str
+    price: Decimal
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """What one attempt came to, as the customer sees it."""
@@ -61,11 +89,6 @@ class Attempt:
     outcome: Outcome | None
     jwt: str | None = None
     reason: str = ""
-
-
-def _deferred(now: datetime) -> Any:
-    """`deferred_at` keeps the first time an order was answered 202 (incident impact)."""
-    return func.coalesce(col(DinerOrder.deferred_at), now)
 
 
 def backoff_s(attempts: int, *, base_s: float, max_s: float, rand: Callable[[], float]) -> float:
@@ -79,25 +102,33 @@ class OrderWorkflow:
         self,
         *,
         settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
+        store: OrderStore,
         client: FactoryClient,
         breaker: FactoryBreaker,
         ops: FactoryOps,
         metrics: PizzaMetrics,
         tracer: Tracer,
         rand: Callable[[], float] = random.random,
+        factory_slots: int = FACTORY_SLOTS,
     ) -> None:
         self._settings = settings
-        self._sessions = sessions
+        self._store = store
         self._client = client
         self._breaker = breaker
         self._ops = ops
         self._metrics = metrics
         self._tracer = tracer
         self._rand = rand
+        # Calls in flight to the factory, at most one per pooled connection. Waiting for a
+        # slot is this service's queue, not the factory's time: the customer's wait for
+        # the factory (FACTORY_TIMEOUT_S) starts once the call has its connection, so a
+        # burst of customers is never taken for a slow factory (nor opens the breaker).
+        self._slots = asyncio.Semaphore(factory_slots)
         # Orders whose factory call is in flight in this process: the worker leaves them be.
         self.inflight: set[int] = set()
         self._tasks: set[asyncio.Task[Attempt]] = set()
+        # Told when an order is left pending and when it may be tried again (the worker).
+        self.on_pending: Callable[[datetime], None] = lambda _at: None
 
     def claim_until(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self._settings.factory_call_max_s + CLAIM_MARGIN_S)
@@ -119,14 +150,16 @@ class OrderWorkflow:
             return BREAKER_OPEN_REASON
         return None
 
-    def refused(self, reason: str) -> None:
+    def refused(self, reason: str, now: datetime) -> None:
         """An order kept pending for `refusal()` without calling: counted as `attempt()` would."""
         if reason == BREAKER_OPEN_REASON:
             self._breaker.count_refused()  # pizza.factory.calls.refused
+        self.on_pending(now)
 
-    async def attempt(self, order: DinerOrder, diner: DinerInfo, items: list[OrderItem]) -> Attempt:
+    async def attempt(
+        self, order: PlacedOrder, diner: DinerInfo, items: Sequence[PlacedItem]
+    ) -> Attempt:
         """One guarded factory attempt for a stored, claimed, pending order."""
-        assert order.id is not None
         if self._ops.config_fault:
             # Our key was refused: calling again cannot help until it works (the probe says).
             await self._release(order.id, reason=self._ops.config_fault)
@@ -139,26 +172,23 @@ class OrderWorkflow:
         )
         try:
             async with self._breaker.guard() as ticket:
+                await self._slots.acquire()  # released by the call when it ends
                 wait = _Wait()
-                task = asyncio.create_task(self._call_and_record(order, diner, info, wait))
+                try:
+                    task = asyncio.create_task(self._call_and_record(order, diner, info, wait))
+                except BaseException:
+                    self._slots.release()
+                    raise
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+                # asyncio.wait neither cancels the call when the wait ends nor mistakes a
+                # TimeoutError raised inside the call for the end of the customer's wait.
+                done, _ = await asyncio.wait({task}, timeout=self._settings.factory_timeout_s)
+                if not done:
+                    return await self._waited_out(order.id, wait, ticket)
                 try:
-                    result = await asyncio.wait_for(
-                        asyncio.shield(task), self._settings.factory_timeout_s
-                    )
-                except TimeoutError:
-                    # The breaker and the failure count see a timeout now; the late
-                    # answer, whenever it comes, only feeds the order and the link.
-                    wait.over = True
-                    ticket.record(Outcome.TIMEOUT)
-                    limit = self._settings.factory_timeout_s
-                    reason = f"no answer within FACTORY_TIMEOUT_S ({limit:g} s)"
-                    self._ops.observe_timeout(reason)
-                    await self._defer(order.id)
-                    self._metrics.creation_failure(Outcome.TIMEOUT)
-                    return Attempt(OrderStatus.PENDING, Outcome.TIMEOUT, reason=reason)
-                except (SQLAlchemyError, OSError) as exc:  # after TimeoutError, an OSError
+                    result = task.result()
+                except StoreError as exc:
                     # The factory answered but storing the answer failed: the breaker
                     # counts the factory's outcome, not our database; the order is
                     # stored and leased, so the worker tries it again after the lease.
@@ -176,10 +206,21 @@ class OrderWorkflow:
             await self._release(order.id, reason=BREAKER_OPEN_REASON)
             return Attempt(OrderStatus.PENDING, None, reason=BREAKER_OPEN_REASON)
 
+    async def _waited_out(self, order_id: int, wait: _Wait, ticket: Ticket) -> Attempt:
+        """The customer's wait ended first: the breaker and the failure count see a timeout
+        now; the late answer, whenever it comes, only feeds the order and the link."""
+        wait.over = True
+        ticket.record(Outcome.TIMEOUT)
+        limit = self._settings.factory_timeout_s
+        reason = f"no answer within FACTORY_TIMEOUT_S ({limit:g} s)"
+        self._ops.observe_timeout(reason)
+        await self._store.defer(order_id, utcnow())
+        self._metrics.creation_failure(Outcome.TIMEOUT)
+        return Attempt(OrderStatus.PENDING, Outcome.TIMEOUT, reason=reason)
+
     async def _call_and_record(
-        self, order: DinerOrder, diner: DinerInfo, info: OrderInfo, wait: _Wait
+        self, order: PlacedOrder, diner: DinerInfo, info: OrderInfo, wait: _Wait
     ) -> Attempt:
-        assert order.id is not None
         self.inflight.add(order.id)
         try:
             with self._tracer.start_as_current_span("pizza.create") as span:
@@ -193,108 +234,50 @@ class OrderWorkflow:
                 span.set_attribute("pizza.outcome", str(result.outcome))
                 self._metrics.creation(result.outcome, result.duration_s)
                 span.set_attribute("pizza.late_answer", wait.over)
-                await self._ops.observe(result, counted=not wait.over)
-                return await self._record(order, info, result, counted=not wait.over)
+                # The pizza first: what the factory made is the customer's whatever the
+                # bookkeeping after it (link, incident, webhook) comes to.
+                attempt = await self._record(order, info, result, counted=not wait.over)
+                try:
+                    await self._ops.observe(result, counted=not wait.over)
+                except Exception:
+                    log.exception("order %s: the factory's answer was not fully noted", order.id)
+                return attempt
         finally:
             self.inflight.discard(order.id)
+            self._slots.release()
 
     async def _record(
-        self, order: DinerOrder, info: OrderInfo, result: FactoryResult, *, counted: bool
+        self, order: PlacedOrder, info: OrderInfo, result: FactoryResult, *, counted: bool
     ) -> Attempt:
-        assert order.id is not None
         now = utcnow()
-        pending = col(DinerOrder.status) == OrderStatus.PENDING
-        async with self._sessions() as session:
-            if result.has_pizza:
-                # Conditional on `pending`: if two calls ever race, one pizza is recorded.
-                done = await session.execute(
-                    update(DinerOrder)
-                    .where(col(DinerOrder.id) == order.id, pending)
-                    .values(
-                        status=OrderStatus.FULFILLED,
-                        jwt=result.jwt,
-                        finished_at=now,
-                        claimed_until=None,
-                        attempts=DinerOrder.attempts + 1,
-                        last_reason=None,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-                await session.commit()
-                if done.rowcount == 1:  # type: ignore[attr-defined]
-                    self._metrics.sold(len(info.items), float(order.total))
-                    return Attempt(OrderStatus.FULFILLED, result.outcome, jwt=result.jwt)
-                return await self._current(session, order.id, result.outcome)
-            if counted:
-                self._metrics.creation_failure(result.outcome)
-            if result.outcome is Outcome.REJECTED:
-                reason = f"{REJECTED_REASON}: {result.reason}"[:300]
-                log.error("factory rejected order %s: %s", order.id, result.reason)
-                await session.execute(
-                    update(DinerOrder)
-                    .where(col(DinerOrder.id) == order.id, pending)
-                    .values(
-                        status=OrderStatus.FAILED,
-                        finished_at=now,
-                        claimed_until=None,
-                        last_reason=reason,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-                await session.commit()
-                return Attempt(OrderStatus.FAILED, result.outcome, reason=reason)
-            log.warning("factory did not make order %s: %s", order.id, result.reason)
-            await session.execute(
-                update(DinerOrder)
-                .where(col(DinerOrder.id) == order.id, pending)
-                .values(
-                    attempts=DinerOrder.attempts + 1,
-                    last_reason=result.reason[:300],
-                    next_attempt_at=self.next_attempt(now, order.attempts + 1),
-                    claimed_until=None,
-                    deferred_at=_deferred(now),
-                )
-                .execution_options(synchronize_session=False)
-            )
-            await session.commit()
+        if result.has_pizza:
+            assert result.jwt is not None
+            # Conditional on `pending`: if two calls ever race, one pizza is recorded.
+            if await self._store.fulfil(order.id, result.jwt, now):
+                self._metrics.sold(len(info.items), float(order.total))
+                return Attempt(OrderStatus.FULFILLED, result.outcome, jwt=result.jwt)
+            stored = await self._store.order_state(order.id)
+            if stored is None:
+                return Attempt(OrderStatus.FAILED, result.outcome, reason="order no longer exists")
+            return Attempt(OrderStatus(stored[0]), result.outcome, jwt=stored[1])
+        if counted:
+            self._metrics.creation_failure(result.outcome)
+        if result.outcome is Outcome.REJECTED:
+            reason = f"{REJECTED_REASON}: {result.reason}"[:300]
+            log.error("factory rejected order %s: %s", order.id, result.reason)
+            await self._store.fail(order.id, reason, now)
+            return Attempt(OrderStatus.FAILED, result.outcome, reason=reason)
+        log.warning("factory did not make order %s: %s", order.id, result.reason)
+        next_at = self.next_attempt(now, order.attempts + 1)
+        await self._store.retry_later(order.id, result.reason[:300], next_at, now)
+        self.on_pending(next_at)
         return Attempt(OrderStatus.PENDING, result.outcome, reason=result.reason)
-
-    async def _current(self, session: AsyncSession, order_id: int, outcome: Outcome) -> Attempt:
-        stored = await session.get(DinerOrder, order_id, populate_existing=True)
-        if stored is None:
-            return Attempt(OrderStatus.FAILED, outcome, reason="order no longer exists")
-        return Attempt(OrderStatus(stored.status), outcome, jwt=stored.jwt)
 
     async def _release(self, order_id: int, *, reason: str) -> None:
         """Hand a claimed order back without counting an attempt: no call was made."""
         now = utcnow()
-        async with self._sessions() as session:
-            await session.execute(
-                update(DinerOrder)
-                .where(
-                    col(DinerOrder.id) == order_id,
-                    col(DinerOrder.status) == OrderStatus.PENDING,
-                )
-                .values(
-                    claimed_until=None,
-                    last_reason=reason,
-                    next_attempt_at=now,
-                    deferred_at=_deferred(now),
-                )
-                .execution_options(synchronize_session=False)
-            )
-            await session.commit()
-
-    async def _defer(self, order_id: int) -> None:
-        """The customer's wait ended (answered 202) while the call runs on."""
-        async with self._sessions() as session:
-            await session.execute(
-                update(DinerOrder)
-                .where(col(DinerOrder.id) == order_id)
-                .values(deferred_at=_deferred(utcnow()))
-                .execution_options(synchronize_session=False)
-            )
-            await session.commit()
+        await self._store.release(order_id, reason, now)
+        self.on_pending(now)
 
     async def shutdown(self) -> None:
         """Stop in-flight calls; their orders stay pending and are picked up again.
@@ -308,16 +291,7 @@ class OrderWorkflow:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if interrupted:
-            async with self._sessions() as session:
-                await session.execute(
-                    update(DinerOrder)
-                    .where(
-                        col(DinerOrder.id).in_(interrupted),
-                        col(DinerOrder.status) == OrderStatus.PENDING,
-                    )
-                    .values(claimed_until=None)
-                )
-                await session.commit()
+            await self._store.unclaim(interrupted)
 
 
 async def items_of(session: AsyncSession, order_id: int) -> list[OrderItem]:
@@ -325,7 +299,3 @@ async def items_of(session: AsyncSession, order_id: int) -> list[OrderItem]:
         select(OrderItem).where(OrderItem.order_id == order_id).order_by(col(OrderItem.id))
     )
     return list(rows)
-
-
-def order_total(items: list[OrderItem]) -> Decimal:
-    return sum((i.price for i in items), Decimal(0))

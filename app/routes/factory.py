@@ -61,7 +61,7 @@ async def status(
         page = files("app").joinpath("static/status.html").read_text(encoding="utf-8")
         return HTMLResponse(page, headers=PAGE_HEADERS)
     response.headers.update(PRIVATE)
-    principal = await load_principal(request, services, session)
+    principal = await load_principal(request, services)
     if principal is None:
         raise Unauthorized("unauthorized")
     if not principal.is_admin:

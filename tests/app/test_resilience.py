@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.exc import OperationalError
 
 import app.orders.worker as worker_module
+from app.sql.store import StoreError
 from clients.schemas import Outcome
 from clients.simulator import SimulatorConfig, create_simulator_app
 from telemetry.logging import configure_logging
@@ -390,7 +390,7 @@ class TestOurOwnDatabaseFailing:
             shop = await api.shop()
 
             async def locked(*args: Any, **kwargs: Any) -> Any:
-                raise OperationalError("UPDATE diner_order", {}, Exception("database is locked"))
+                raise StoreError("OperationalError: database is locked")
 
             monkeypatch.setattr(api.services.orders, "_record", locked)
             answers = [await api.order(shop) for _ in range(3)]

@@ -19,7 +19,7 @@ from sqlmodel import col
 import app.deps
 import app.logins
 from app.config import Settings, describe_errors
-from app.deps import get_session
+from app.deps import get_services
 from app.main import create_app
 from app.middleware import SecurityHeadersMiddleware
 from app.models import Role, User, UserRole, utcnow
@@ -310,10 +310,10 @@ class TestItem05TokensExpireAndAreRevocable:
 
 class TestItem06ErrorsCarryNoStackTrace:
     async def test_a_crash_is_a_json_500_the_page_can_read(self, api: Api) -> None:
-        def broken() -> AsyncIterator[Any]:
+        def broken() -> Any:
             raise RuntimeError("boom in /srv/app/secret_module.py line 42")
 
-        api.app.dependency_overrides[get_session] = broken
+        api.app.dependency_overrides[get_services] = broken
 
         answer = await api.client.get("/api/order/menu", headers={"Origin": ORIGIN})
 

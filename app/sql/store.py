@@ -1,0 +1,253 @@
+"""What the order path stores and reads, independent of the database (see app/sql/__init__)."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+# A flush takes at most this many writes; the rest wait for the next one (microseconds).
+MAX_BATCH = 256
+
+
+class StoreError(Exception):
+    """The database did not take or give what was asked (down, locked, disk full...).
+
+    The message names the driver's error class and its own text, never a statement's
+    values: those can be secrets.
+    """
+
+
+class InsertRefused(Enum):
+    STORE_MISSING = "store_missing"  # the store is not (or no longer) in this franchise
+    KEY_TAKEN = "key_taken"  # this diner already used this Idempotency-Key
+
+
+@dataclass(frozen=True, slots=True)
+class PrincipalRow:
+    """A signed-in session's user and roles, read in one statement."""
+
+    user_id: int
+    name: str
+    email: str
+    expires_at: datetime
+    roles: tuple[tuple[str, int | None], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MenuRow:
+    id: int
+    title: str
+    description: str
+    image: str
+    price: Decimal
+
+
+@dataclass(slots=True)
+class NewOrder:
+    """An order as it is inserted (status pending, no attempt yet)."""
+
+    diner_id: int
+    franchise_id: int
+    store_id: int
+    date: datetime
+    total: Decimal
+    idempotency_key: str | None
+    request_hash: str
+    next_attempt_at: datetime
+    claimed_until: datetime | None
+    last_reason: str | None
+    deferred_at: datetime | None
+    items: Sequence[tuple[int, str, Decimal]]  # menu id, description, price
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedOrder:
+    """A pending order leased to this process by the worker, with its diner and items."""
+
+    id: int
+    diner_id: int
+    franchise_id: int
+    store_id: int
+    date: datetime
+    total: Decimal
+    attempts: int
+    deferred_at: datetime | None
+    diner_name: str
+    diner_email: str
+    items: tuple[tuple[int, int, str, Decimal], ...]  # item id, menu id, description, price
+
+
+@dataclass(frozen=True, slots=True)
+class PendingStats:
+    count: int
+    oldest: datetime | None  # the oldest pending order's date
+    next_due: datetime | None  # when the next pending order may be tried (or its lease ends)
+
+
+class _Write:
+    __slots__ = ("args", "future", "kind")
+
+    def __init__(self, kind: str, args: tuple[Any, ...], future: asyncio.Future[Any]) -> None:
+        self.kind = kind
+        self.args = args
+        self.future = future
+
+
+class GroupCommit:
+    """Writes waiting at the same moment share one transaction and one commit.
+
+    The first write to arrive while nothing is being written starts a flush at once;
+    writes that arrive during a flush wait for the next one, which starts as soon as this
+    one is done. So a lone write pays nothing, and under load the commits per second stay
+    bounded by the database while the writes per commit grow. Each caller gets its own
+    result (or the flush's exception) only after the commit.
+    """
+
+    def __init__(
+        self, flush: Callable[[list[tuple[str, tuple[Any, ...]]]], Awaitable[list[Any]]]
+    ) -> None:
+        self._flush = flush
+        self._waiting: list[_Write] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def write(self, kind: str, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._waiting.append(_Write(kind, args, future))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._drain(), name="group-commit")
+        # The write goes ahead even if its caller gives up: what it stores is then found
+        # by the retry worker like any other pending order.
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+                try:
+                    results = await self._flush([(w.kind, w.args) for w in batch])
+                except BaseException as exc:
+                    error = exc if isinstance(exc, Exception) else StoreError("shutting down")
+                    for write in batch:
+                        if not write.future.done():
+                            write.future.set_exception(error)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for write, result in zip(batch, results, strict=True):
+                    if not write.future.done():
+                        write.future.set_result(result)
+        finally:
+            self._flusher = None
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+
+
+class OrderStore(ABC):
+    """The order path's statements. Writes are group-committed (`GroupCommit`)."""
+
+    def __init__(self) -> None:
+        self._writes = GroupCommit(self._flush)
+        # Menu items are immutable once added (no route changes or deletes one), so a
+        # row once read is the row; new items are read on first use.
+        self._menu_rows: dict[int, MenuRow] = {}
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    async def close(self) -> None:
+        await self._writes.close()
+
+    @abstractmethod
+    async def _flush(self, writes: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Apply `writes` in one transaction, in order; one result each, or raise."""
+
+    # -- reads ------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def principal(self, jti: str, user_id: int) -> PrincipalRow | None: ...
+
+    @abstractmethod
+    async def menu(self) -> list[MenuRow]: ...
+
+    @abstractmethod
+    async def _menu_items(self, ids: list[int]) -> list[MenuRow]: ...
+
+    async def menu_items(self, ids: set[int]) -> dict[int, MenuRow]:
+        """The menu items among ``ids`` (unknown ids are missing from the answer)."""
+        missing = [i for i in ids if i not in self._menu_rows]
+        if missing:
+            for row in await self._menu_items(missing):
+                self._menu_rows[row.id] = row
+        return {i: self._menu_rows[i] for i in ids if i in self._menu_rows}
+
+    @abstractmethod
+    async def pending_stats(self) -> PendingStats: ...
+
+    @abstractmethod
+    async def order_state(self, order_id: int) -> tuple[str, str | None] | None:
+        """An order's status and pizza JWT as stored (None: no such order)."""
+
+    @abstractmethod
+    async def load(self, ids: list[int]) -> list[ClaimedOrder]: ...
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def insert_order(self, order: NewOrder) -> tuple[int, list[int]] | InsertRefused:
+        """Store a new pending order and its items; their ids, or why it was not stored."""
+        result: tuple[int, list[int]] | InsertRefused = await self._writes.write("insert", order)
+        return result
+
+    async def fulfil(self, order_id: int, jwt: str, now: datetime) -> bool:
+        """Record the pizza, if the order is still pending (one pizza per order)."""
+        return bool(await self._writes.write("fulfil", order_id, jwt, now))
+
+    async def fail(self, order_id: int, reason: str, now: datetime) -> bool:
+        """Give the order up (the factory rejected it): failed, never charged."""
+        return bool(await self._writes.write("fail", order_id, reason, now))
+
+    async def retry_later(
+        self, order_id: int, reason: str, next_attempt_at: datetime, now: datetime
+    ) -> bool:
+        """An attempt that made no pizza: counted, retried at ``next_attempt_at``."""
+        return bool(await self._writes.write("retry", order_id, reason, next_attempt_at, now))
+
+    async def release(self, order_id: int, reason: str, now: datetime) -> bool:
+        """Hand a claimed order back without counting an attempt: no call was made."""
+        return bool(await self._writes.write("release", order_id, reason, now))
+
+    async def defer(self, order_id: int, now: datetime) -> bool:
+        """The customer was answered pending while the call runs on (`deferred_at`)."""
+        return bool(await self._writes.write("defer", order_id, now))
+
+    async def unclaim(self, ids: list[int]) -> int:
+        """Shutdown: hand the leases of interrupted calls back."""
+        return int(await self._writes.write("unclaim", ids))
+
+    async def claim(self, limit: int, now: datetime, until: datetime) -> list[int]:
+        """Lease up to ``limit`` due pending orders to this process, oldest first."""
+        ids: list[int] = await self._writes.write("claim", limit, now, until)
+        return ids
+
+    async def expire(self, cutoff: datetime, now: datetime, reason: str) -> int:
+        """Fail the unclaimed pending orders placed before ``cutoff``."""
+        return int(await self._writes.write("expire", cutoff, now, reason))
+
+
+def open_store(database_url: str) -> OrderStore:
+    """The store for this SQLAlchemy URL (sqlite+aiosqlite:// or postgresql+asyncpg://)."""
+    if database_url.startswith("sqlite"):
+        from app.sql.sqlite import SqliteOrderStore
+
+        return SqliteOrderStore(database_url)
+    from app.sql.postgres import PostgresOrderStore
+
+    return PostgresOrderStore(database_url)
