@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 
 from clients.jwks import JwksCache
 from clients.remediation import find_report_url, redact
@@ -195,6 +196,10 @@ class FactoryClient:
         # A remediation link carries the key in itself; our bearer header need not
         # travel to whatever host it names.
         headers = {"Authorization": f"Bearer {self._api_key}"} if auth else {}
+        content = None
+        if json is not None:
+            headers["Content-Type"] = "application/json"
+            content = orjson.dumps(json)
         try:
             # httpx's timeout bounds each phase (connect, each read...); the outer
             # one bounds the whole call, so a factory trickling bytes still ends.
@@ -203,7 +208,7 @@ class FactoryClient:
                     method,
                     url,
                     headers=headers,
-                    json=json,
+                    content=content,
                     timeout=timeout_s,
                     # Never follow a redirect: it could lead anywhere (SSRF).
                     follow_redirects=False,
