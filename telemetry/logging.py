@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
+import orjson
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry._logs import Logger, SeverityNumber
@@ -108,7 +109,7 @@ class JsonFormatter(logging.Formatter):
             entry["stack"] = record.stack_info
         for key, value in _extras(record):
             entry.setdefault(key, value)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return orjson.dumps(entry, default=str).decode()
 
 
 def _attribute(value: Any) -> Any:

@@ -20,7 +20,6 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.instrumentation._semconv import _OpenTelemetrySemanticConventionStability
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor, RequestInfo
 from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.instrumentation.sqlalchemy.package import _instruments
@@ -40,13 +39,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telemetry.metrics import PizzaMetrics
 from telemetry.redaction import redact_text
+from telemetry.server import (
+    DURATION_BUCKETS_S,
+    ServerInstruments,
+    ServerTelemetryMiddleware,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SERVICE_NAME = "jwt-pizza-service"
 TRACER_NAME = "jwt-pizza"
-# Regexes searched in the full URL (no query): health probes and scrapes are noise.
-EXCLUDED_URLS = r"//[^/]+/metrics$,//[^/]+/healthz$,//[^/]+/readyz$"
+SERVER_MIDDLEWARE_FLAG = "server_telemetry_installed"
 _SIGNALS = ("traces", "metrics", "logs")
 
 
@@ -60,6 +63,9 @@ class Telemetry:
     metrics: PizzaMetrics
     tracer: Tracer
     registry: CollectorRegistry | None = field(default=None, repr=False)
+    # Whether spans are recorded at all (an exporter is configured): when not, no span is
+    # started where starting one is a cost of its own (server and factory-client spans).
+    spans_wanted: bool = False
     _closed: bool = field(default=False, repr=False)
 
     def render_prometheus(self) -> tuple[bytes, str]:
@@ -184,19 +190,36 @@ def setup_telemetry(
         metrics=PizzaMetrics(meter),
         tracer=tracer_provider.get_tracer(TRACER_NAME, service_version),
         registry=registry,
+        spans_wanted=spans_wanted,
     )
 
 
 def instrument_app(app: FastAPI, telemetry: Telemetry) -> None:
-    """Server spans and ``http.server.request.duration`` (seconds) for every route."""
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=telemetry.tracer_provider,
-        meter_provider=telemetry.meter_provider,
-        excluded_urls=EXCLUDED_URLS,
-        # One span per request, not three more for each ASGI receive and send message.
-        exclude_spans=["receive", "send"],
+    """Server spans and ``http.server.request.duration`` (seconds) for every route but the
+    probes, and an access log line per request (telemetry/server.py).
+
+    `create_app` installs the middleware when it builds the app (Starlette takes no
+    middleware once started); this hands it this app's instruments. An app built
+    elsewhere (a test's) gets the middleware here.
+    """
+    meter = telemetry.meter_provider.get_meter(TRACER_NAME)
+    duration = meter.create_histogram(
+        "http.server.request.duration",
+        unit="s",
+        description="Duration of HTTP server requests",
+        explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
     )
+    if not getattr(app.state, SERVER_MIDDLEWARE_FLAG, False):
+        install_server_middleware(app)
+    app.state.server_instruments = ServerInstruments(
+        duration, telemetry.tracer, spans=telemetry.spans_wanted
+    )
+
+
+def install_server_middleware(app: FastAPI) -> None:
+    """The outermost middleware of ``app``: it sees every answer as the client gets it."""
+    app.add_middleware(ServerTelemetryMiddleware, state=app.state)
+    setattr(app.state, SERVER_MIDDLEWARE_FLAG, True)
 
 
 _instrumented_engines: weakref.WeakSet[object] = weakref.WeakSet()
@@ -227,6 +250,8 @@ def instrument_engine(engine: AsyncEngine, telemetry: Telemetry) -> None:
 
 async def _redact_url(span: Span, request: RequestInfo) -> None:
     # Remediation links carry the vendor key in their path or query (factory.md).
+    if not span.is_recording():
+        return
     url = str(request.url)
     redacted = redact_text(url)
     if redacted != url:
@@ -234,7 +259,13 @@ async def _redact_url(span: Span, request: RequestInfo) -> None:
 
 
 def instrument_http_client(client: httpx.AsyncClient, telemetry: Telemetry) -> None:
-    """Client spans for this client only (the factory's), links redacted."""
+    """Client spans for this client only (the factory's), links redacted.
+
+    Only where spans are recorded: the instrumentation's per-call work (a span, URL
+    parsing, a duration metric that no rule or panel reads) is otherwise pure cost.
+    """
+    if not telemetry.spans_wanted:
+        return
     HTTPXClientInstrumentor.instrument_client(
         client,
         tracer_provider=telemetry.tracer_provider,
