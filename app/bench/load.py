@@ -46,6 +46,7 @@ class LoadSpec:
     requests: int | None = None  # ... or exactly this many requests, no warm-up
     max_s: float = 300.0  # each phase stops after this long whatever happens
     pids: dict[str, list[int]] = field(default_factory=dict)  # CPU measured per group
+    method: str = "POST"  # GET sends no body
 
     def __post_init__(self) -> None:
         if (self.window_s is None) == (self.requests is None):
@@ -100,7 +101,9 @@ class _Record:
 class _Load:
     def __init__(self, spec: LoadSpec) -> None:
         self.spec = spec
-        self.body = json.dumps(spec.body, separators=(",", ":")).encode()
+        self.body = (
+            json.dumps(spec.body, separators=(",", ":")).encode() if spec.method != "GET" else b""
+        )
         self.records: list[_Record] = []
         self.issued = 0
         self.stop = asyncio.Event()
@@ -115,7 +118,9 @@ class _Load:
             self.issued += 1
             started = time.perf_counter()
             try:
-                response = await client.post(self.spec.url, content=self.body, headers=headers)
+                response = await client.request(
+                    self.spec.method, self.spec.url, content=self.body or None, headers=headers
+                )
                 status, ok = str(response.status_code), response.is_success
                 detail = "" if ok else f"HTTP {status}: {response.text[:200]}"
             except httpx.HTTPError as exc:

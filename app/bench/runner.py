@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import psutil
 
-from app.bench.load import LoadResult, LoadSpec
+from app.bench.load import LoadResult, LoadSpec, cpu_seconds
 from app.bench.procs import BenchError, Child, LoadGenerator, Processes, isolated_env
 from app.bench.report import Measured, checks, ratio, render_table
 from app.bench.shop import Shop, bearer, call
@@ -38,6 +38,9 @@ from app.bench.stores import BenchDatabase, OtlpSink, bench_database, bench_redi
 
 CONCURRENCY = 32
 SCALING = (1, 8, 32, 128)
+# Beyond the sweep: answers counted as pending under load at these (must be none).
+PENDING_PROBES = (128, 256)
+PENDING_STATUSES = ("202", "503")
 DINERS = 8
 ADMIN_EMAIL = "bench-admin@jwt.com"
 MENU_PIZZA = ("Veggie", 0.0038)
@@ -64,6 +67,7 @@ class Plan:
     rounds: int  # interleaved rounds of the side-by-side measurements
     answers_per_worker: int  # a timed window holds at least this many answers per caller
     open_requests: int  # orders at concurrency 1 with the breaker open
+    idle_s: float  # the idle service's CPU is read over this long
     drain_orders: int
     settle_timeout_s: float  # for a backlog to be made
 
@@ -75,6 +79,7 @@ FULL = Plan(
     rounds=2,
     answers_per_worker=2,
     open_requests=500,
+    idle_s=10.0,
     drain_orders=2000,
     settle_timeout_s=240.0,
 )
@@ -85,6 +90,7 @@ QUICK = Plan(
     rounds=1,
     answers_per_worker=1,
     open_requests=50,
+    idle_s=2.0,
     drain_orders=200,
     settle_timeout_s=60.0,
 )
@@ -98,6 +104,7 @@ class Target:
     body: dict[str, Any]
     headers: list[dict[str, str]]
     cpu_of: dict[str, Child]
+    method: str = "POST"
 
     def pids(self) -> dict[str, list[int]]:
         # Read at each measurement: the workers of `--workers N` come and go with it.
@@ -202,10 +209,21 @@ class Bench:
             cpu_of={"service": service, "factory": factory},
         )
 
+    def menu_target(self, service: Child, shop: Shop) -> Target:
+        # As the front end asks: its token and Content-Type on every call, GETs too.
+        return Target(
+            url=f"{service.url}/api/order/menu",
+            body={},
+            headers=shop.diners,
+            cpu_of={"service": service},
+            method="GET",
+        )
+
     async def timed(self, target: Target, concurrency: int) -> LoadResult:
         spec = LoadSpec(
             url=target.url,
             body=target.body,
+            method=target.method,
             headers=target.headers,
             concurrency=concurrency,
             window_s=self.plan.window_s,
@@ -259,10 +277,14 @@ class Bench:
         self.lap("start")
         side_by_side = await self.side_by_side(factory, service, shop)
         self.lap("side_by_side")
-        scaling = await self.scaling(service, factory, shop)
+        scaling, pending = await self.scaling(service, factory, shop)
         self.lap("scaling")
+        menu = self.keep("menu", await self.timed(self.menu_target(service, shop), CONCURRENCY))
+        self.lap("menu")
         breaker_open = await self.breaker_open(service, factory, shop)
         self.lap("breaker_open")
+        idle_cpu = await self.idle(service)
+        self.lap("idle")
         rss_mb = round(service.rss_bytes() / 2**20, 1)
         await self.procs.stop(service)
         drain = await self.drain(factory, shop)
@@ -284,6 +306,9 @@ class Bench:
             # below 1.0 while its latency grows is waiting for a CPU, not working.
             "cores_busy": base.summary()["cores_busy"],
             "breaker_open_p99_ms": round(breaker_open.latency_ms(99), 2),
+            "menu_cpu_ms_per_read": round(menu.cpu_ms_per_request("service"), 3),
+            "idle_cpu_ms_per_s": idle_cpu,
+            "pending_under_load": pending,
             **side_by_side,
             "drain_orders_per_s": drain["orders_per_s"],
             "rss_mb": rss_mb,
@@ -352,13 +377,29 @@ class Bench:
             "redis_breaker_ratio": ratios.get("redis"),
         }
 
-    async def scaling(self, service: Child, factory: Child, shop: Shop) -> dict[str, Any]:
+    async def scaling(
+        self, service: Child, factory: Child, shop: Shop
+    ) -> tuple[dict[str, Any], dict[str, int]]:
+        """The concurrency sweep, and the answers given as pending at high concurrency
+        with a healthy factory (waiting for a factory connection is no factory timeout)."""
         target = self.service_target(service, factory, shop)
         sweep: dict[str, Any] = {}
-        for concurrency in SCALING:
+        pending: dict[str, int] = {}
+        for concurrency in sorted({*SCALING, *PENDING_PROBES}):
             measured = self.keep(f"scaling_{concurrency}", await self.timed(target, concurrency))
-            sweep[str(concurrency)] = self.figures(measured)
-        return sweep
+            if concurrency in SCALING:
+                sweep[str(concurrency)] = self.figures(measured)
+            if concurrency in PENDING_PROBES:
+                statuses = measured.summary()["statuses"]
+                pending[str(concurrency)] = sum(statuses.get(s, 0) for s in PENDING_STATUSES)
+        return sweep, pending
+
+    async def idle(self, service: Child) -> float:
+        """The service's CPU per second with no request and no pending order (ms/s)."""
+        await asyncio.sleep(1.0)  # the last answers' aftermath (the worker's look at them)
+        before = cpu_seconds(service.pids())
+        await asyncio.sleep(self.plan.idle_s)
+        return round(1000 * (cpu_seconds(service.pids()) - before) / self.plan.idle_s, 3)
 
     async def breaker_open(self, service: Child, factory: Child, shop: Shop) -> Measured:
         """Orders at concurrency 1 while an admin holds the breaker open: no factory call."""

@@ -1,0 +1,104 @@
+"""`pizza bench --profile FILE.svg`: a py-spy flame graph of the service under the bench's load.
+
+The same simulator, service and load generator as the bench (its own database, loopback
+only); the service is recorded by py-spy while the load generator keeps it busy at
+concurrency 32 on one route: `POST /api/order` (the order path) or `GET /api/order/menu`
+(the per-request floor). py-spy is a separate program (`pip install py-spy`); it needs
+permission to read another process's memory (root, or ptrace allowed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from app.bench.load import LoadSpec
+from app.bench.procs import BenchError, LoadGenerator, Processes
+from app.bench.runner import CONCURRENCY, FULL, Bench
+from app.bench.stores import bench_database, bench_redis, otlp_sink
+
+PROFILE_RATE_HZ = 250
+
+
+async def profile(*, database_url: str, out: Path, seconds: float, route: str) -> None:
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        raise BenchError("py-spy is not installed: pip install py-spy")
+    with tempfile.TemporaryDirectory(prefix="pizza-profile-") as tmp:
+        workdir = Path(tmp)
+        async with contextlib.AsyncExitStack() as stack:
+            database = await stack.enter_async_context(bench_database(database_url, workdir))
+            redis = await stack.enter_async_context(bench_redis(None))
+            sink = stack.enter_context(otlp_sink())
+            procs = Processes(workdir)
+            stack.push_async_callback(procs.stop_all)
+            load = LoadGenerator(workdir)
+            await load.start()
+            stack.push_async_callback(load.stop)
+            bench = Bench(FULL, procs, database, redis, sink, load)
+            factory = await bench.start_factory()
+            service = await bench.start_service("service", factory)
+            from app.bench.runner import open_shop
+
+            shop = await open_shop(service.url, bench.admin_password)
+            target = bench.service_target(service, factory, shop)
+            method = "POST"
+            url = target.url
+            if route == "menu":
+                method, url = "GET", f"{service.url}/api/order/menu"
+            spec = LoadSpec(
+                url=url,
+                body=target.body,
+                headers=target.headers,
+                concurrency=CONCURRENCY,
+                window_s=seconds + 2.0,
+                warmup_s=1.0,
+                method=method,
+                pids=target.pids(),
+            )
+            running = asyncio.create_task(load.run(spec))
+            await asyncio.sleep(1.0)  # the warm-up
+            recorder = await asyncio.create_subprocess_exec(
+                py_spy,
+                "record",
+                "--pid",
+                str(service.pid),
+                "--duration",
+                str(int(seconds)),
+                "--rate",
+                str(PROFILE_RATE_HZ),
+                "--format",
+                # FILE.txt: py-spy's collapsed stacks, one line per stack (for reading by tool)
+                "raw" if out.suffix == ".txt" else "flamegraph",
+                "--output",
+                str(out),
+                "--nonblocking",
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, err = await recorder.communicate()
+            result = await running
+            if recorder.returncode != 0:
+                raise BenchError(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
+            cpu = result.cpu_s.get("service", 0.0) * 1000 / max(result.requests, 1)
+            print(
+                f"{method} {route}: {result.per_s:.0f}/s at concurrency {CONCURRENCY}, "
+                f"service CPU {cpu:.2f} ms per request, statuses {result.statuses}; "
+                f"flame graph in {out}"
+            )
+
+
+def profile_command(*, database_url: str, out: Path, seconds: float, route: str) -> int:
+    if route not in ("order", "menu"):
+        print("--route: order or menu", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(profile(database_url=database_url, out=out, seconds=seconds, route=route))
+    except BenchError as error:
+        print(f"profile failed: {error}", file=sys.stderr)
+        return 1
+    return 0
