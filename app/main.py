@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -24,10 +23,11 @@ from app.middleware import HardeningMiddleware, SecurityHeadersMiddleware
 from app.models import AppSetting, Role, User, UserRole
 from app.orders.worker import RetryWorker
 from app.orders.workflow import OrderWorkflow
-from app.remediation import FactoryOps
+from app.remediation import PROBE_PERIOD_S, FactoryOps
 from app.routes import auth, factory, franchises, incidents, orders, root, users
 from app.security import hash_password
 from app.services import Services
+from app.supervisor import Supervisor
 from app.version import VERSION
 from clients.breaker import FactoryBreaker
 from clients.client import ORDER_PATH, FactoryClient
@@ -45,6 +45,14 @@ log = logging.getLogger("app")
 # Enough for the order path at its concurrency; httpcore scans its pool on every
 # request, so a pool much larger than the load costs CPU per order.
 FACTORY_CONNECTIONS = 32
+# A probe runs every PROBE_PERIOD_S (60 s) and may wait on the factory: three missed.
+PROBE_STALE_AFTER_S = 3 * PROBE_PERIOD_S
+
+
+def worker_stale_after_s(settings: Settings) -> float:
+    """A cycle waits at most WORKER_POLL_S plus a customer's wait (FACTORY_TIMEOUT_S) per
+    batch: a minute without one completed is stuck (the heartbeat alert's bound too)."""
+    return max(60.0, 2 * (settings.worker_poll_s + settings.factory_timeout_s))
 
 
 class QuietFactoryOrders(logging.Filter):
@@ -210,6 +218,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics=telemetry.metrics,
         tracer=telemetry.tracer,
     )
+    supervisor = Supervisor(telemetry.metrics)
     app.state.services = Services(
         settings=settings,
         engine=engine,
@@ -223,6 +232,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         orders=workflow,
         worker=worker,
         incidents=recorder,
+        supervisor=supervisor,
     )
     log.info(
         "JWT Pizza %s ready: database %s, factory %s%s",
@@ -231,18 +241,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         factory_url,
         " (bundled simulator)" if settings.uses_simulator else "",
     )
-    background = [
-        asyncio.create_task(worker.run_forever(), name="retry-worker"),
-        asyncio.create_task(ops.probe_forever(), name="factory-probe"),
-        asyncio.create_task(recorder.watch_forever(ops.conditions), name="incident-watch"),
-    ]
+    supervisor.start(
+        "retry-worker",
+        worker.run_forever,
+        heartbeat=worker.heartbeat,
+        stale_after_s=worker_stale_after_s(settings),
+    )
+    supervisor.start(
+        "factory-probe",
+        ops.probe_forever,
+        heartbeat=ops.probe_heartbeat,
+        stale_after_s=PROBE_STALE_AFTER_S,
+    )
+    supervisor.start("incident-watch", lambda: recorder.watch_forever(ops.conditions))
     try:
         yield
     finally:
-        for task in background:
-            task.cancel()
-        # A task that died of its own error must not skip the rest of the shutdown.
-        await asyncio.gather(*background, return_exceptions=True)
+        await supervisor.stop()
         await workflow.shutdown()
         await ops.shutdown()
         await recorder.aclose()

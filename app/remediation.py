@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.backoff import backoff_s, no_jitter
 from app.config import Settings
 from app.incidents import Conditions, IncidentRecorder
 from app.models import (
@@ -37,6 +38,7 @@ from app.models import (
     RemediationLink,
     utcnow,
 )
+from app.supervisor import Heartbeat
 from clients.breaker import BreakerState, FactoryBreaker
 from clients.client import FactoryClient
 from clients.remediation import followable_url, redact
@@ -102,6 +104,8 @@ class FactoryOps:
         self._links_waiting = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock = asyncio.Lock()
+        # Beaten after each probe that ran to its end (probe_forever).
+        self.probe_heartbeat = Heartbeat()
         breaker.add_listener(self._on_transition)
 
     # -- facts from every factory answer -------------------------------------------------
@@ -324,13 +328,14 @@ class FactoryOps:
         await self._breaker.half_open()
 
     async def _auto_remediate(self, link_id: int) -> None:
-        delay = self._settings.remediation_retry_s
-        for try_number in range(AUTO_REMEDIATION_TRIES):
+        base = self._settings.remediation_retry_s
+        for try_number in range(1, AUTO_REMEDIATION_TRIES + 1):
             attempt = await self._follow(link_id, mode="auto", user_id=None)
-            if attempt.resolved or try_number == AUTO_REMEDIATION_TRIES - 1:
+            if attempt.resolved or try_number == AUTO_REMEDIATION_TRIES:
                 return
-            await asyncio.sleep(delay)
-            delay *= 2
+            # Doubling from REMEDIATION_RETRY_S, exactly: no cap is reached in five tries.
+            cap = base * 2**AUTO_REMEDIATION_TRIES
+            await asyncio.sleep(backoff_s(try_number, base_s=base, max_s=cap, rand=no_jitter))
 
     # -- the start-up and periodic probe -------------------------------------------------
 
@@ -349,12 +354,15 @@ class FactoryOps:
             await self._event("config_fault_cleared", "the factory accepts our key again")
 
     async def probe_forever(self) -> None:
+        """Probes until cancelled; anything unexpected propagates to the supervisor."""
         while True:
             try:
                 await self.probe()
             except (SQLAlchemyError, OSError) as exc:
                 # Recording the probe's news failed; the probe itself goes on.
                 log.error("factory probe: could not record its result: %s", exc)
+            else:
+                self.probe_heartbeat.beat()
             period = PROBE_PERIOD_FAULT_S if self.config_fault else PROBE_PERIOD_S
             await asyncio.sleep(period)
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
+from app.supervisor import Supervisor
 from clients.breaker import FactoryBreaker
 from clients.client import FactoryClient
 from telemetry.metrics import PizzaMetrics
@@ -36,6 +37,7 @@ class Services:
     orders: OrderWorkflow
     worker: RetryWorker
     incidents: IncidentRecorder
+    supervisor: Supervisor
 
     @property
     def metrics(self) -> PizzaMetrics:

@@ -17,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.config import Settings
 from app.models import DinerOrder, OrderItem, OrderStatus, User, utcnow
 from app.orders.workflow import OrderWorkflow
+from app.supervisor import Heartbeat
 from clients.breaker import BreakerState, FactoryBreaker
 from clients.schemas import DinerInfo
 from telemetry.metrics import PizzaMetrics
@@ -42,20 +43,25 @@ class RetryWorker:
         self._metrics = metrics
         self._tracer = tracer
         self._wake = asyncio.Event()
+        # Beaten after each completed cycle: a dead or stuck worker shows as its age.
+        self.heartbeat = Heartbeat()
 
     def wake(self) -> None:
         """Run the next cycle now (remediation succeeded, an operator acted)."""
         self._wake.set()
 
     async def run_forever(self) -> None:
+        """Cycles until cancelled; anything unexpected propagates to the supervisor."""
         while True:
             retried = 0
             try:
                 retried = await self.run_once()
             except (SQLAlchemyError, OSError) as exc:
                 # The database went away or was busy for a moment: the orders are safe in
-                # it, and the next cycle tries again. The worker itself must not die.
+                # it, and the next cycle tries again. Not a completed cycle: no beat.
                 log.error("retry worker cycle failed: %s", exc)
+            else:
+                self.heartbeat.beat()
             if retried >= self._settings.worker_batch:
                 # A full batch: more are likely due (a backlog after an outage). Go on at
                 # once; the pause comes back as soon as a batch is not full.

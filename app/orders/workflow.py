@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.backoff import backoff_s
 from app.config import Settings
 from app.models import DinerOrder, OrderItem, OrderStatus, utcnow
 from clients.breaker import CallRefused, FactoryBreaker
@@ -66,12 +67,6 @@ class Attempt:
 def _deferred(now: datetime) -> Any:
     """`deferred_at` keeps the first time an order was answered 202 (incident impact)."""
     return func.coalesce(col(DinerOrder.deferred_at), now)
-
-
-def backoff_s(attempts: int, *, base_s: float, max_s: float, rand: Callable[[], float]) -> float:
-    """Exponential backoff with full jitter on the upper half (never zero, never above max)."""
-    ceiling = min(max_s, base_s * 2.0 ** max(attempts - 1, 0))
-    return ceiling * (0.5 + rand() / 2)
 
 
 class OrderWorkflow:

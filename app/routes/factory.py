@@ -134,6 +134,19 @@ async def status(
             "oldestAgeS": round((utcnow() - oldest).total_seconds(), 3) if oldest else 0.0,
         },
         "history": [{"at": _ts(e.at), "kind": e.kind, "detail": e.detail} for e in events],
+        "tasks": [
+            {
+                "name": task.name,
+                "state": str(task.state),
+                "crashes": task.crashes,
+                "crashStreak": task.crash_streak,
+                "lastError": task.last_error,
+                "heartbeatAgeS": task.heartbeat_age_s,
+                "staleAfterS": task.stale_after_s,
+            }
+            for task in services.supervisor.health()
+        ],
+        "taskProblems": services.supervisor.problems(),
     }
 
 
