@@ -188,10 +188,23 @@ class OrderWorkflow:
                 span.set_attribute("pizza.outcome", str(result.outcome))
                 self._metrics.creation(result.outcome, result.duration_s)
                 span.set_attribute("pizza.late_answer", wait.over)
-                await self._ops.observe(result, counted=not wait.over)
-                return await self._record(order, info, result, counted=not wait.over)
+                # The order first: a verified pizza is stored (and the customer told)
+                # whatever happens to the link, incident or webhook bookkeeping after it.
+                try:
+                    return await self._record(order, info, result, counted=not wait.over)
+                finally:
+                    await self._observe(order.id, result, counted=not wait.over)
         finally:
             self.inflight.discard(order.id)
+
+    async def _observe(self, order_id: int, result: FactoryResult, *, counted: bool) -> None:
+        """Operators' facts about an answer already stored: their failure is logged, with
+        its traceback, and never reaches the order (re-raising would make it "not
+        recorded" and a second pizza after the claim ran out)."""
+        try:
+            await self._ops.observe(result, counted=counted)
+        except Exception:
+            log.exception("order %s: the answer is stored; recording its facts failed", order_id)
 
     async def _record(
         self, order: DinerOrder, info: OrderInfo, result: FactoryResult, *, counted: bool
