@@ -28,7 +28,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.backoff import backoff_s
 from app.config import Settings
 from app.models import DinerOrder, OrderItem, OrderStatus, utcnow
-from clients.breaker import CallRefused, FactoryBreaker
+from clients.breaker import CallRefused, FactoryBreaker, Ticket
 from clients.client import FactoryClient
 from clients.schemas import DinerInfo, FactoryResult, ItemInfo, OrderInfo, Outcome
 
@@ -43,6 +43,7 @@ log = logging.getLogger("app.orders")
 CLAIM_MARGIN_S = 5.0
 BREAKER_OPEN_REASON = "factory circuit open"
 REJECTED_REASON = "rejected by factory"
+CALL_FAILED_REASON = "the factory call failed on our side; retried"
 
 
 @dataclass(slots=True)
@@ -142,7 +143,11 @@ class OrderWorkflow:
                     result = await asyncio.wait_for(
                         asyncio.shield(task), self._settings.factory_timeout_s
                     )
-                except TimeoutError:
+                except TimeoutError as exc:
+                    if task.done() and not task.cancelled() and task.exception() is exc:
+                        # Raised by the call task itself, not the customer's wait ending:
+                        # no late answer will come to free the order.
+                        return await self._call_failed(order, ticket, wait, exc)
                     # The breaker and the failure count see a timeout now; the late
                     # answer, whenever it comes, only feeds the order and the link.
                     wait.over = True
@@ -272,6 +277,35 @@ class OrderWorkflow:
         if stored is None:
             return Attempt(OrderStatus.FAILED, outcome, reason="order no longer exists")
         return Attempt(OrderStatus(stored.status), outcome, jwt=stored.jwt)
+
+    async def _call_failed(
+        self, order: DinerOrder, ticket: Ticket, wait: _Wait, exc: BaseException
+    ) -> Attempt:
+        """The call task raised a TimeoutError of its own: hand the order back now, retried
+        after its backoff, instead of leaving it claimed for FACTORY_CALL_MAX_S."""
+        assert order.id is not None
+        if wait.outcome is not None:
+            ticket.record(wait.outcome)
+        log.error("factory call for order %s failed: %s", order.id, type(exc).__name__)
+        now = utcnow()
+        async with self._sessions() as session:
+            await session.execute(
+                update(DinerOrder)
+                .where(
+                    col(DinerOrder.id) == order.id,
+                    col(DinerOrder.status) == OrderStatus.PENDING,
+                )
+                .values(
+                    claimed_until=None,
+                    attempts=DinerOrder.attempts + 1,
+                    last_reason=CALL_FAILED_REASON,
+                    next_attempt_at=self.next_attempt(now, order.attempts + 1),
+                    deferred_at=_deferred(now),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            await session.commit()
+        return Attempt(OrderStatus.PENDING, wait.outcome, reason=CALL_FAILED_REASON)
 
     async def _release(self, order_id: int, *, reason: str) -> None:
         """Hand a claimed order back without counting an attempt: no call was made."""
