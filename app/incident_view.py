@@ -31,16 +31,12 @@ from app.models import (
     RemediationLink,
     User,
 )
+from app.times import iso
 
 # Timeline kinds that come from the orders table rather than from a factory event.
 FIRST_FAILED = "first_failed_order"
 FIRST_FULFILLED = "first_fulfilled_order"
 ALL_MADE = "affected_orders_made"
-
-
-def iso(value: datetime | None) -> str | None:
-    """UTC, ISO 8601 with a Z: the JSON form of every time."""
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def decimal_text(value: Decimal) -> str:

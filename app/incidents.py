@@ -37,8 +37,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.incident_view import impact_of, iso
+from app.incident_view import impact_of
 from app.models import DinerOrder, FactoryEvent, Incident, OrderStatus, RemediationLink, utcnow
+from app.times import iso
 from app.webhook import WEBHOOK_TIMEOUT_S, Delivery, Message, WebhookPager
 from clients.breaker import BreakerState
 from clients.remediation import redact

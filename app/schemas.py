@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from app.models import DinerOrder, OrderItem, User, UserRole
+from app.times import iso
 
 # Each input type below is checked by one function and described to /openapi.json by a
 # schema that accepts exactly the same values, so a client (and the schema fuzz test)
@@ -359,7 +360,7 @@ def order_json(order: DinerOrder, items: list[OrderItem]) -> dict[str, Any]:
         "id": order.id,
         "franchiseId": order.franchise_id,
         "storeId": order.store_id,
-        "date": order.date.isoformat().replace("+00:00", "Z"),
+        "date": iso(order.date),
         "items": [
             {"id": i.id, "menuId": i.menu_id, "description": i.description, "price": money(i.price)}
             for i in items
