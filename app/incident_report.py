@@ -39,7 +39,7 @@ from app.incident_view import (
 )
 from app.incidents import DEFAULT_PUBLIC_URL, TRIGGERS
 from app.models import Incident, utcnow
-from clients.remediation import redact
+from telemetry.redaction import redact_text
 
 TO_FILL = "**[to fill in]**"
 SECTIONS = (
@@ -269,10 +269,8 @@ def render_report(
         ),
         "",
     ]
-    text = "\n".join(out)
-    for secret in secrets:
-        text = redact(text, secret)
-    return redact(text, None)
+    # The log redactor: every configured secret of a useful length, and secret shapes.
+    return redact_text("\n".join(out), list(secrets))
 
 
 async def incident_report(

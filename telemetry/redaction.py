@@ -9,20 +9,17 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from typing import Any
-from urllib.parse import quote
 
-MASK = "***"
+from clients.redaction import LINK_SHAPES, MASK, MIN_SECRET_LENGTH, mask_secrets
 
-# A secret shorter than this would mask ordinary words in every log line.
-MIN_SECRET_LENGTH = 6
+__all__ = ["MASK", "MIN_SECRET_LENGTH", "SENSITIVE_KEYS", "redact_text", "redact_value"]
 
 _SENSITIVE_KEY = r"(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|token|jwt)"
 # Keys whose whole value goes, whatever it looks like (extras given as dicts).
 SENSITIVE_KEYS = re.compile(rf"^[\w-]*(?:{_SENSITIVE_KEY}|authorization|cookie)$", re.IGNORECASE)
 
 _SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # /api/support/{key}/report/{fixCode}, also without a scheme or host.
-    (re.compile(r"(/api/support/)[^/\s?#\"']+(/report)"), rf"\g<1>{MASK}\g<2>"),
+    *LINK_SHAPES,
     # Authorization: Bearer xxx (header lines, dict reprs, JSON). The scheme is kept.
     (
         re.compile(
@@ -49,11 +46,7 @@ _SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 def redact_text(text: str, secrets: Collection[str] = ()) -> str:
     """``text`` with every known secret and every secret-shaped token masked."""
-    for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}, key=len)[::-1]:
-        text = text.replace(secret, MASK)
-        encoded = quote(secret, safe="")
-        if encoded != secret:
-            text = text.replace(encoded, MASK)
+    text = mask_secrets(text, secrets)
     for pattern, replacement in _SUBSTITUTIONS:
         text = pattern.sub(replacement, text)
     return text
