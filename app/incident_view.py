@@ -89,6 +89,7 @@ class TimelineEntry:
     detail: str
     by: str | None = None  # a person who acted ("Ada Admin (user 3)"), if one did
     order_id: int | None = None
+    breaker_to: str | None = None  # a breaker event's new state
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -366,7 +367,10 @@ async def load_view(session: AsyncSession, incident: Incident, now: datetime) ->
         return people.get(user_id, f"user {user_id}") if user_id is not None else None
 
     impact = await impact_of(session, incident, now)
-    timeline = [TimelineEntry(e.at, e.kind, e.detail, by=who(e.user_id)) for e in events]
+    timeline = [
+        TimelineEntry(e.at, e.kind, e.detail, by=who(e.user_id), breaker_to=e.breaker_to)
+        for e in events
+    ]
     timeline += await _order_milestones(session, incident, impact, now)
     # Stable: at one instant the recorded order of events is kept.
     timeline.sort(key=lambda entry: entry.at)

@@ -32,6 +32,7 @@ from app.config import Settings
 from app.incidents import Conditions, IncidentRecorder
 from app.models import (
     DinerOrder,
+    EventKind,
     FactoryEvent,
     OrderStatus,
     RemediationAttempt,
@@ -142,7 +143,7 @@ class FactoryOps:
         fault = f"the factory refuses our FACTORY_API_KEY ({reason}): fix the key"
         if self.config_fault is None:
             log.error("configuration fault: %s", fault)
-            self._event_soon("config_fault", fault)
+            self._event_soon(FactoryEvent(kind=EventKind.CONFIG_FAULT, detail=fault))
         self.config_fault = fault
 
     # -- the remediation link -------------------------------------------------------------
@@ -168,8 +169,6 @@ class FactoryOps:
                     outcome=str(outcome),
                     followable=followable,
                     first_seen=utcnow(),
-                    last_seen=utcnow(),
-                    seen_count=1,
                 )
                 inserted = await session.execute(
                     insert.on_conflict_do_nothing(index_elements=["url"]).returning(
@@ -204,7 +203,7 @@ class FactoryOps:
         trace.get_current_span().add_event(
             "factory.remediation_link.detected", {"link": redacted, "outcome": str(outcome)}
         )
-        await self._event("link_detected", f"{redacted} (outcome {outcome})")
+        await self._store_event(FactoryEvent.link_detected(redacted, outcome))
         if auto:
             self._spawn(self._auto_remediate(link.id))
 
@@ -238,7 +237,8 @@ class FactoryOps:
         self._metrics.set_remediation_pending(False)
         if cleared.rowcount:  # type: ignore[attr-defined]
             await self._event(
-                "links_cleared", "the factory made a pizza without a link: the chaos is over"
+                EventKind.LINKS_CLEARED,
+                "the factory made a pizza without a link: the chaos is over",
             )
 
     async def waiting_link(self, session: AsyncSession) -> RemediationLink | None:
@@ -308,7 +308,9 @@ class FactoryOps:
             "factory.remediation.attempt", {"mode": mode, "result": result}
         )
         await self._event(
-            "remediation", f"{mode} by {user_id or 'service'}: {attempt.message}", user_id=user_id
+            EventKind.REMEDIATION,
+            f"{mode} by {user_id or 'service'}: {attempt.message}",
+            user_id=user_id,
         )
         if attempt.resolved:
             await self._after_resolution()
@@ -351,7 +353,7 @@ class FactoryOps:
             # Cleared first: orders must flow again even if recording the event fails.
             self.config_fault = None
             log.warning("the factory accepts our FACTORY_API_KEY again")
-            await self._event("config_fault_cleared", "the factory accepts our key again")
+            await self._event(EventKind.CONFIG_FAULT_CLEARED, "the factory accepts our key again")
 
     async def probe_forever(self) -> None:
         """Probes until cancelled; anything unexpected propagates to the supervisor."""
@@ -376,17 +378,22 @@ class FactoryOps:
             trace.get_current_span().add_event(
                 "factory.breaker.state_change", {"from": str(old), "to": str(new)}
             )
-            self._event_soon("breaker", f"{old} -> {new}")
+            self._event_soon(FactoryEvent.breaker(old, new))
 
     async def note_operator(self, user_id: int, action: str) -> None:
         log.warning("operator %s: %s", user_id, action)
-        await self._event("operator", f"user {user_id}: {action}", user_id=user_id)
+        await self._event(EventKind.OPERATOR, f"user {user_id}: {action}", user_id=user_id)
 
-    def _event_soon(self, kind: str, detail: str) -> None:
-        self._spawn(self._event(kind, detail))
+    def _event_soon(self, event: FactoryEvent) -> None:
+        self._spawn(self._store_event(event))
 
-    async def _event(self, kind: str, detail: str, *, user_id: int | None = None) -> None:
-        event = FactoryEvent(kind=kind, detail=self.redact(detail), user_id=user_id)
+    async def _event(self, kind: EventKind, detail: str, *, user_id: int | None = None) -> None:
+        await self._store_event(FactoryEvent(kind=kind, detail=detail, user_id=user_id))
+
+    async def _store_event(self, event: FactoryEvent) -> None:
+        event.detail = self.redact(event.detail)
+        if event.link is not None:
+            event.link = self.redact(event.link)
         async with self._sessions() as session:
             session.add(event)
             await session.commit()
