@@ -125,6 +125,14 @@ class Store(SQLModel, table=True):
     name: str = Field(sa_column=Column(String(100), nullable=False))
 
 
+class OrderFailure(StrEnum):
+    """Why a failed order was given up: what the customer's answer says depends on it."""
+
+    REJECTED = "rejected"  # the factory refused it (4xx): never retried
+    EXPIRED = "expired"  # not made within ORDER_MAX_AGE_S
+    CANCELLED = "cancelled"  # its store, franchise or diner was deleted
+
+
 class DinerOrder(SQLModel, table=True):
     """An order. Franchise, store and diner are plain ids, not foreign keys, so that
     history and revenue survive a deletion (the order is failed, never dropped)."""
@@ -150,6 +158,8 @@ class DinerOrder(SQLModel, table=True):
     jwt: str | None = Field(default=None, sa_column=Column(Text))
     attempts: int = 0
     last_reason: str | None = Field(default=None, sa_column=Column(String(300)))
+    # Set with status failed (an OrderFailure); last_reason keeps the human sentence.
+    failure: str | None = Field(default=None, sa_column=Column(String(16)))
     next_attempt_at: datetime | None = None
     claimed_until: datetime | None = None
     finished_at: datetime | None = None

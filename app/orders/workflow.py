@@ -27,7 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.backoff import backoff_s
 from app.config import Settings
-from app.models import DinerOrder, OrderItem, OrderStatus, utcnow
+from app.models import DinerOrder, OrderFailure, OrderItem, OrderStatus, utcnow
 from clients.breaker import CallRefused, FactoryBreaker, Ticket
 from clients.client import FactoryClient
 from clients.schemas import DinerInfo, FactoryResult, ItemInfo, OrderInfo, Outcome
@@ -248,6 +248,7 @@ class OrderWorkflow:
                     .where(col(DinerOrder.id) == order.id, pending)
                     .values(
                         status=OrderStatus.FAILED,
+                        failure=OrderFailure.REJECTED,
                         finished_at=now,
                         claimed_until=None,
                         last_reason=reason,
