@@ -196,9 +196,13 @@ class OrderWorkflow:
                 # The order first: a verified pizza is stored (and the customer told)
                 # whatever happens to the link, incident or webhook bookkeeping after it.
                 try:
-                    return await self._record(order, info, result, counted=not wait.over)
-                finally:
+                    attempt = await self._record(order, info, result, counted=not wait.over)
+                except (SQLAlchemyError, OSError):
+                    # Not stored: the facts (outcome counts, the link) are kept all the same.
                     await self._observe(order.id, result, counted=not wait.over)
+                    raise
+                await self._observe(order.id, result, counted=not wait.over)
+                return attempt
         finally:
             self.inflight.discard(order.id)
 
