@@ -173,11 +173,10 @@ class Supervisor:
 
     def heartbeat_ages(self) -> dict[str, float]:
         """Seconds since each heartbeat task's last completed cycle (the gauge's reading)."""
-        return {
-            name: entry.heartbeat.age_s()
-            for name, entry in self._tasks.items()
-            if entry.heartbeat is not None
-        }
+        # Read on the exporter's thread too: copy the entries in one step (no iteration
+        # of a dict the event loop may be adding to).
+        entries = list(self._tasks.values())
+        return {e.name: e.heartbeat.age_s() for e in entries if e.heartbeat is not None}
 
     def health(self) -> list[TaskHealth]:
         return [self._health(entry) for entry in self._tasks.values()]
