@@ -10,7 +10,6 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.config import Settings
 from app.errors import Forbidden, Unauthorized
 from app.models import Role, utcnow
 from app.security import decode_token
@@ -25,13 +24,6 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
-
-
-async def get_settings(services: ServicesDep) -> Settings:
-    return services.settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:

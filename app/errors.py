@@ -44,10 +44,6 @@ class TooManyRequests(AppError):
     status_code = 429
 
 
-class BadGateway(AppError):
-    status_code = 502
-
-
 class ErrorBody(BaseModel):
     """Every error answer: the front end shows `message` as a banner."""
 

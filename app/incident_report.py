@@ -38,8 +38,9 @@ from app.incident_view import (
     seconds,
 )
 from app.incidents import DEFAULT_PUBLIC_URL, TRIGGERS
-from app.models import Incident, utcnow
-from clients.remediation import redact
+from app.models import EventKind, Incident, utcnow
+from clients.breaker import BreakerState
+from telemetry.redaction import redact_text
 
 TO_FILL = "**[to fill in]**"
 SECTIONS = (
@@ -118,10 +119,10 @@ def render_report(
     first_made = view.first(FIRST_FULFILLED)
     all_made = view.first(ALL_MADE)
     trigger = TRIGGERS.get(incident.trigger, incident.trigger)
-    pages = view.entries("page")
-    operators = view.entries("operator")
-    breaker = view.entries("breaker")
-    links = view.entries("link_detected")
+    pages = view.entries(EventKind.PAGE)
+    operators = view.entries(EventKind.OPERATOR)
+    breaker = view.entries(EventKind.BREAKER)
+    links = view.entries(EventKind.LINK_DETECTED)
     state = (
         f"It closed at {utc(end)}."
         if end
@@ -226,7 +227,7 @@ def render_report(
         "",
     ]
     out += [f"- Remediation link resolved: {_attempt(a)}." for a in view.attempts if a.resolved]
-    out += [f"- Breaker {_at(e)}." for e in breaker if e.detail.endswith("-> closed")]
+    out += [f"- Breaker {_at(e)}." for e in breaker if e.breaker_to == BreakerState.CLOSED]
     if first_made:
         out.append(f"- First fulfilled order after: {_at(first_made)}.")
     if end:
@@ -269,10 +270,8 @@ def render_report(
         ),
         "",
     ]
-    text = "\n".join(out)
-    for secret in secrets:
-        text = redact(text, secret)
-    return redact(text, None)
+    # The log redactor: every configured secret of a useful length, and secret shapes.
+    return redact_text("\n".join(out), list(secrets))
 
 
 async def incident_report(

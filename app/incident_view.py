@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import and_, func, literal
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -31,16 +31,12 @@ from app.models import (
     RemediationLink,
     User,
 )
+from app.times import iso
 
 # Timeline kinds that come from the orders table rather than from a factory event.
 FIRST_FAILED = "first_failed_order"
 FIRST_FULFILLED = "first_fulfilled_order"
 ALL_MADE = "affected_orders_made"
-
-
-def iso(value: datetime | None) -> str | None:
-    """UTC, ISO 8601 with a Z: the JSON form of every time."""
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def decimal_text(value: Decimal) -> str:
@@ -93,6 +89,7 @@ class TimelineEntry:
     detail: str
     by: str | None = None  # a person who acted ("Ada Admin (user 3)"), if one did
     order_id: int | None = None
+    breaker_to: str | None = None  # a breaker event's new state
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -188,29 +185,67 @@ def _window(incident: Incident, now: datetime) -> tuple[datetime, datetime]:
 
 
 async def impact_of(session: AsyncSession, incident: Incident, now: datetime) -> Impact:
-    start, end = _window(incident, now)
+    assert incident.id is not None
+    return (await impacts_of(session, [incident], now))[incident.id]
+
+
+async def impacts_of(
+    session: AsyncSession, incidents: list[Incident], now: datetime
+) -> dict[int, Impact]:
+    """The impact of each incident, in two statements however many incidents there are."""
+    ids = [incident.id for incident in incidents if incident.id is not None]
+    if not ids:
+        return {}
+    # Each incident's window, in SQL: started_at to closed_at, or to `now` while open.
+    start = col(Incident.started_at)
+    as_of = literal(now, type_=Incident.__table__.c.opened_at.type)  # type: ignore[attr-defined]
+    end = func.coalesce(col(Incident.closed_at), as_of)
     rows = (
         await session.execute(
             sa_select(
+                col(Incident.id),
                 col(DinerOrder.id),
                 col(DinerOrder.diner_id),
                 col(DinerOrder.status),
                 col(DinerOrder.total),
                 col(DinerOrder.date),
                 col(DinerOrder.finished_at),
-            ).where(col(DinerOrder.deferred_at) >= start, col(DinerOrder.deferred_at) <= end)
+            )
+            .join(
+                DinerOrder,
+                and_(col(DinerOrder.deferred_at) >= start, col(DinerOrder.deferred_at) <= end),
+            )
+            .where(col(Incident.id).in_(ids))
+            .order_by(col(DinerOrder.id))
         )
     ).all()
     at_once = (
-        await session.exec(
-            select(func.count()).where(
-                col(DinerOrder.deferred_at).is_(None),
-                col(DinerOrder.status) == OrderStatus.FULFILLED,
-                col(DinerOrder.finished_at) >= start,
-                col(DinerOrder.finished_at) <= end,
+        await session.execute(
+            sa_select(col(Incident.id), func.count(col(DinerOrder.id)))
+            .join(
+                DinerOrder,
+                and_(
+                    col(DinerOrder.deferred_at).is_(None),
+                    col(DinerOrder.status) == OrderStatus.FULFILLED,
+                    col(DinerOrder.finished_at) >= start,
+                    col(DinerOrder.finished_at) <= end,
+                ),
             )
+            .where(col(Incident.id).in_(ids))
+            .group_by(col(Incident.id))
         )
-    ).one()
+    ).all()
+    affected: dict[int, list[Any]] = {incident_id: [] for incident_id in ids}
+    for incident_id, *order in rows:
+        affected[incident_id].append(order)
+    made_at_once = {incident_id: int(count) for incident_id, count in at_once}
+    return {
+        incident_id: _impact(orders, made_at_once.get(incident_id, 0), now)
+        for incident_id, orders in affected.items()
+    }
+
+
+def _impact(rows: list[Any], at_once: int, now: datetime) -> Impact:
     count = {status: 0 for status in OrderStatus}
     delayed, lost = Decimal(0), Decimal(0)
     longest, longest_id = 0.0, None
@@ -332,7 +367,10 @@ async def load_view(session: AsyncSession, incident: Incident, now: datetime) ->
         return people.get(user_id, f"user {user_id}") if user_id is not None else None
 
     impact = await impact_of(session, incident, now)
-    timeline = [TimelineEntry(e.at, e.kind, e.detail, by=who(e.user_id)) for e in events]
+    timeline = [
+        TimelineEntry(e.at, e.kind, e.detail, by=who(e.user_id), breaker_to=e.breaker_to)
+        for e in events
+    ]
     timeline += await _order_milestones(session, incident, impact, now)
     # Stable: at one instant the recorded order of events is kept.
     timeline.sort(key=lambda entry: entry.at)

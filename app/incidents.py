@@ -37,8 +37,17 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.incident_view import impact_of, iso
-from app.models import DinerOrder, FactoryEvent, Incident, OrderStatus, RemediationLink, utcnow
+from app.incident_view import impact_of
+from app.models import (
+    DinerOrder,
+    EventKind,
+    FactoryEvent,
+    Incident,
+    OrderStatus,
+    RemediationLink,
+    utcnow,
+)
+from app.times import iso
 from app.webhook import WEBHOOK_TIMEOUT_S, Delivery, Message, WebhookPager
 from clients.breaker import BreakerState
 from clients.remediation import redact
@@ -72,33 +81,41 @@ class Conditions:
         return self.breaker is BreakerState.CLOSED and self.config_fault is None
 
 
-def breaker_change(detail: str) -> tuple[BreakerState, BreakerState] | None:
-    """`"closed -> open"` (FactoryOps' breaker event detail) as two states."""
-    old, sep, new = detail.partition(" -> ")
-    try:
-        return (BreakerState(old), BreakerState(new)) if sep else None
-    except ValueError:
+def breaker_change(event: FactoryEvent) -> tuple[BreakerState, BreakerState] | None:
+    """The breaker event's two states, from its typed fields."""
+    if event.kind != EventKind.BREAKER or not (event.breaker_from and event.breaker_to):
         return None
+    try:
+        return BreakerState(event.breaker_from), BreakerState(event.breaker_to)
+    except ValueError:
+        return None  # a state a newer release knows
 
 
 def fault_sign(event: FactoryEvent) -> str | None:
     """The trigger this event is a sign of, if it is one."""
-    if event.kind == "link_detected":
+    if event.kind == EventKind.LINK_DETECTED:
         return "link"
-    if event.kind == "config_fault":
+    if event.kind == EventKind.CONFIG_FAULT:
         return "unauthorized"
-    if event.kind == "breaker":
-        change = breaker_change(event.detail)
-        if change is not None and change[1] in _NOT_CLOSED:
-            return "breaker"
+    change = breaker_change(event)
+    if change is not None and change[1] in _NOT_CLOSED:
+        return "breaker"
     return None
 
 
+_CLOSING_KINDS = (
+    EventKind.REMEDIATION,
+    EventKind.CONFIG_FAULT_CLEARED,
+    EventKind.OPERATOR,
+    EventKind.LINKS_CLEARED,
+)
+
+
 def _may_close(event: FactoryEvent) -> bool:
-    if event.kind == "breaker":
-        change = breaker_change(event.detail)
+    if event.kind == EventKind.BREAKER:
+        change = breaker_change(event)
         return change is not None and change[1] is BreakerState.CLOSED
-    return event.kind in ("remediation", "config_fault_cleared", "operator", "links_cleared")
+    return event.kind in _CLOSING_KINDS
 
 
 def create_recorder(
@@ -175,12 +192,12 @@ class IncidentRecorder:
             incident_id, change = await self._open_or_join(event, sign, conditions)
             if change is not None:
                 self._page(incident_id, f"incident.{change}")
-            if event.kind == "link_detected":
-                self._page(incident_id, "incident.link_detected", link=event.detail.split(" ")[0])
+            if event.kind == EventKind.LINK_DETECTED:
+                self._page(incident_id, "incident.link_detected", link=event.link)
             return
         is_open = await self._join(event)
         if is_open and _may_close(event):
-            if event.kind == "config_fault_cleared":
+            if event.kind == EventKind.CONFIG_FAULT_CLEARED:
                 # Announced just before FactoryOps forgets the fault: this event is the news.
                 conditions = dataclasses.replace(conditions, config_fault=None)
             await self.check(conditions)
@@ -351,13 +368,14 @@ class IncidentRecorder:
         tries = f"{delivery.tries} {'try' if delivery.tries == 1 else 'tries'}"
         detail = f"alert webhook: {delivery.event} {outcome} ({delivery.detail}, {tries})"
         async with self._sessions() as session:
-            session.add(_note(delivery.incident_id, self._clock(), detail, kind="page"))
+            session.add(_note(delivery.incident_id, self._clock(), detail, kind=EventKind.PAGE))
             await session.commit()
 
 
 def _fault(event: FactoryEvent, conditions: Conditions) -> str:
     """What the factory answered, as far as the service can tell (the report's root cause)."""
-    forced = event.kind == "breaker" and event.detail.endswith(str(BreakerState.FORCED_OPEN))
+    change = breaker_change(event)
+    forced = change is not None and change[1] is BreakerState.FORCED_OPEN
     if conditions.last_failure and not forced:
         return f"{event.detail}; last failed call: {conditions.last_failure}"
     return event.detail
@@ -371,7 +389,9 @@ def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
     return value
 
 
-def _note(incident_id: int, at: datetime, detail: str, *, kind: str = "incident") -> FactoryEvent:
+def _note(
+    incident_id: int, at: datetime, detail: str, *, kind: EventKind = EventKind.INCIDENT
+) -> FactoryEvent:
     return FactoryEvent(at=at, kind=kind, detail=detail, incident_id=incident_id)
 
 

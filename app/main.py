@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -21,13 +20,14 @@ from app.errors import install_error_handlers
 from app.incidents import create_recorder
 from app.middleware import HardeningMiddleware, SecurityHeadersMiddleware
 from app.models import AppSetting, Role, User, UserRole
-from app.orders.worker import RetryWorker
+from app.orders.worker import IDLE_POLL_S, RetryWorker
 from app.orders.workflow import FACTORY_SLOTS, OrderWorkflow
-from app.remediation import FactoryOps
+from app.remediation import PROBE_PERIOD_S, FactoryOps
 from app.routes import auth, factory, franchises, incidents, orders, root, users
 from app.security import hash_password
 from app.services import Services
 from app.sql import open_store
+from app.supervisor import Supervisor
 from app.version import VERSION
 from clients.breaker import FactoryBreaker
 from clients.client import ORDER_PATH, FactoryClient
@@ -43,6 +43,16 @@ from telemetry.setup import (
 )
 
 log = logging.getLogger("app")
+
+# A probe runs every PROBE_PERIOD_S (60 s) and may wait on the factory: three missed.
+PROBE_STALE_AFTER_S = 3 * PROBE_PERIOD_S
+
+
+def worker_stale_after_s(settings: Settings) -> float:
+    """An idle worker completes a cycle every IDLE_POLL_S (5 s), a busy one after each batch
+    (each call at most FACTORY_TIMEOUT_S): a minute without one is stuck (the heartbeat
+    alert's bound too)."""
+    return max(60.0, 2 * (IDLE_POLL_S + settings.factory_timeout_s))
 
 
 class QuietFactoryOrders(logging.Filter):
@@ -203,6 +213,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics=telemetry.metrics,
         tracer=telemetry.tracer,
     )
+    supervisor = Supervisor(telemetry.metrics)
     app.state.services = Services(
         settings=settings,
         engine=engine,
@@ -217,6 +228,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         orders=workflow,
         worker=worker,
         incidents=recorder,
+        supervisor=supervisor,
     )
     log.info(
         "JWT Pizza %s ready: database %s, factory %s%s",
@@ -225,18 +237,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         factory_url,
         " (bundled simulator)" if settings.uses_simulator else "",
     )
-    background = [
-        asyncio.create_task(worker.run_forever(), name="retry-worker"),
-        asyncio.create_task(ops.probe_forever(), name="factory-probe"),
-        asyncio.create_task(recorder.watch_forever(ops.conditions), name="incident-watch"),
-    ]
+    supervisor.start(
+        "retry-worker",
+        worker.run_forever,
+        heartbeat=worker.heartbeat,
+        stale_after_s=worker_stale_after_s(settings),
+    )
+    supervisor.start(
+        "factory-probe",
+        ops.probe_forever,
+        heartbeat=ops.probe_heartbeat,
+        stale_after_s=PROBE_STALE_AFTER_S,
+    )
+    supervisor.start("incident-watch", lambda: recorder.watch_forever(ops.conditions))
     try:
         yield
     finally:
-        for task in background:
-            task.cancel()
-        # A task that died of its own error must not skip the rest of the shutdown.
-        await asyncio.gather(*background, return_exceptions=True)
+        await supervisor.stop()
         await workflow.shutdown()
         await ops.shutdown()
         await recorder.aclose()

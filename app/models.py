@@ -130,6 +130,14 @@ class Store(SQLModel, table=True):
     name: str = Field(sa_column=Column(String(100), nullable=False))
 
 
+class OrderFailure(StrEnum):
+    """Why a failed order was given up: what the customer's answer says depends on it."""
+
+    REJECTED = "rejected"  # the factory refused it (4xx): never retried
+    EXPIRED = "expired"  # not made within ORDER_MAX_AGE_S
+    CANCELLED = "cancelled"  # its store, franchise or diner was deleted
+
+
 class DinerOrder(SQLModel, table=True):
     """An order. Franchise, store and diner are plain ids, not foreign keys, so that
     history and revenue survive a deletion (the order is failed, never dropped)."""
@@ -155,6 +163,8 @@ class DinerOrder(SQLModel, table=True):
     jwt: str | None = Field(default=None, sa_column=Column(Text))
     attempts: int = 0
     last_reason: str | None = Field(default=None, sa_column=Column(String(300)))
+    # Set with status failed (an OrderFailure); last_reason keeps the human sentence.
+    failure: str | None = Field(default=None, sa_column=Column(String(16)))
     next_attempt_at: datetime | None = None
     claimed_until: datetime | None = None
     finished_at: datetime | None = None
@@ -182,8 +192,6 @@ class RemediationLink(SQLModel, table=True):
     redacted: str = Field(sa_column=Column(Text, nullable=False))
     outcome: str = Field(sa_column=Column(String(20), nullable=False))
     first_seen: datetime = Field(default_factory=utcnow)
-    last_seen: datetime = Field(default_factory=utcnow)
-    seen_count: int = 1
     followable: bool = False
     resolved_at: datetime | None = None
 
@@ -200,14 +208,55 @@ class RemediationAttempt(SQLModel, table=True):
     resolved: bool = False
 
 
+class EventKind(StrEnum):
+    """What a factory event is. Stored as its value: a plain string column, so rows written
+    by a newer release with a kind this one does not know still load."""
+
+    BREAKER = "breaker"  # breaker_from, breaker_to
+    LINK_DETECTED = "link_detected"  # link
+    LINKS_CLEARED = "links_cleared"
+    REMEDIATION = "remediation"
+    OPERATOR = "operator"
+    CONFIG_FAULT = "config_fault"
+    CONFIG_FAULT_CLEARED = "config_fault_cleared"
+    INCIDENT = "incident"  # a note of the recorder: opened, reopened, closed
+    PAGE = "page"  # a webhook delivery
+
+
 class FactoryEvent(SQLModel, table=True):
-    """What happened at the factory, in order: the operator history and incident timeline."""
+    """What happened at the factory, in order: the operator history and incident timeline.
+
+    `detail` is the human sentence shown in the history; what code acts on is in typed
+    fields (the breaker's states, the redacted link), never parsed back out of `detail`.
+    """
 
     __tablename__ = "factory_event"
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, index=True)
     kind: str = Field(sa_column=Column(String(40), nullable=False))
     detail: str = Field(sa_column=Column(Text, nullable=False, default=""))
+    breaker_from: str | None = Field(default=None, sa_column=Column(String(20)))
+    breaker_to: str | None = Field(default=None, sa_column=Column(String(20)))
+    link: str | None = Field(default=None, sa_column=Column(Text))  # redacted
+
+    @classmethod
+    def breaker(cls, old: str, new: str, **fields: Any) -> FactoryEvent:
+        """A breaker transition: typed states, and the sentence for people."""
+        return cls(
+            kind=EventKind.BREAKER,
+            detail=f"{old} -> {new}",
+            breaker_from=str(old),
+            breaker_to=str(new),
+            **fields,
+        )
+
+    @classmethod
+    def link_detected(cls, link: str, outcome: str, **fields: Any) -> FactoryEvent:
+        """A remediation link seen for the first time; `link` already redacted."""
+        return cls(
+            kind=EventKind.LINK_DETECTED, detail=f"{link} (outcome {outcome})", link=link, **fields
+        )
+
     incident_id: int | None = Field(
         default=None, foreign_key="incident.id", index=True, ondelete="SET NULL"
     )

@@ -27,16 +27,19 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.backoff import backoff_s, no_jitter
 from app.config import Settings
 from app.incidents import Conditions, IncidentRecorder
 from app.models import (
     DinerOrder,
+    EventKind,
     FactoryEvent,
     OrderStatus,
     RemediationAttempt,
     RemediationLink,
     utcnow,
 )
+from app.supervisor import Heartbeat
 from clients.breaker import BreakerState, FactoryBreaker
 from clients.client import FactoryClient
 from clients.remediation import followable_url, redact
@@ -102,6 +105,8 @@ class FactoryOps:
         self._links_waiting = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock = asyncio.Lock()
+        # Beaten after each probe that ran to its end (probe_forever).
+        self.probe_heartbeat = Heartbeat()
         breaker.add_listener(self._on_transition)
 
     # -- facts from every factory answer -------------------------------------------------
@@ -138,7 +143,7 @@ class FactoryOps:
         fault = f"the factory refuses our FACTORY_API_KEY ({reason}): fix the key"
         if self.config_fault is None:
             log.error("configuration fault: %s", fault)
-            self._event_soon("config_fault", fault)
+            self._event_soon(FactoryEvent(kind=EventKind.CONFIG_FAULT, detail=fault))
         self.config_fault = fault
 
     # -- the remediation link -------------------------------------------------------------
@@ -164,8 +169,6 @@ class FactoryOps:
                     outcome=str(outcome),
                     followable=followable,
                     first_seen=utcnow(),
-                    last_seen=utcnow(),
-                    seen_count=1,
                 )
                 inserted = await session.execute(
                     insert.on_conflict_do_nothing(index_elements=["url"]).returning(
@@ -200,7 +203,7 @@ class FactoryOps:
         trace.get_current_span().add_event(
             "factory.remediation_link.detected", {"link": redacted, "outcome": str(outcome)}
         )
-        await self._event("link_detected", f"{redacted} (outcome {outcome})")
+        await self._store_event(FactoryEvent.link_detected(redacted, outcome))
         if auto:
             self._spawn(self._auto_remediate(link.id))
 
@@ -234,7 +237,8 @@ class FactoryOps:
         self._metrics.set_remediation_pending(False)
         if cleared.rowcount:  # type: ignore[attr-defined]
             await self._event(
-                "links_cleared", "the factory made a pizza without a link: the chaos is over"
+                EventKind.LINKS_CLEARED,
+                "the factory made a pizza without a link: the chaos is over",
             )
 
     async def waiting_link(self, session: AsyncSession) -> RemediationLink | None:
@@ -304,7 +308,9 @@ class FactoryOps:
             "factory.remediation.attempt", {"mode": mode, "result": result}
         )
         await self._event(
-            "remediation", f"{mode} by {user_id or 'service'}: {attempt.message}", user_id=user_id
+            EventKind.REMEDIATION,
+            f"{mode} by {user_id or 'service'}: {attempt.message}",
+            user_id=user_id,
         )
         if attempt.resolved:
             await self._after_resolution()
@@ -324,13 +330,14 @@ class FactoryOps:
         await self._breaker.half_open()
 
     async def _auto_remediate(self, link_id: int) -> None:
-        delay = self._settings.remediation_retry_s
-        for try_number in range(AUTO_REMEDIATION_TRIES):
+        base = self._settings.remediation_retry_s
+        for try_number in range(1, AUTO_REMEDIATION_TRIES + 1):
             attempt = await self._follow(link_id, mode="auto", user_id=None)
-            if attempt.resolved or try_number == AUTO_REMEDIATION_TRIES - 1:
+            if attempt.resolved or try_number == AUTO_REMEDIATION_TRIES:
                 return
-            await asyncio.sleep(delay)
-            delay *= 2
+            # Doubling from REMEDIATION_RETRY_S, exactly: no cap is reached in five tries.
+            cap = base * 2**AUTO_REMEDIATION_TRIES
+            await asyncio.sleep(backoff_s(try_number, base_s=base, max_s=cap, rand=no_jitter))
 
     # -- the start-up and periodic probe -------------------------------------------------
 
@@ -346,15 +353,18 @@ class FactoryOps:
             # Cleared first: orders must flow again even if recording the event fails.
             self.config_fault = None
             log.warning("the factory accepts our FACTORY_API_KEY again")
-            await self._event("config_fault_cleared", "the factory accepts our key again")
+            await self._event(EventKind.CONFIG_FAULT_CLEARED, "the factory accepts our key again")
 
     async def probe_forever(self) -> None:
+        """Probes until cancelled; anything unexpected propagates to the supervisor."""
         while True:
             try:
                 await self.probe()
             except (SQLAlchemyError, OSError) as exc:
                 # Recording the probe's news failed; the probe itself goes on.
                 log.error("factory probe: could not record its result: %s", exc)
+            else:
+                self.probe_heartbeat.beat()
             period = PROBE_PERIOD_FAULT_S if self.config_fault else PROBE_PERIOD_S
             await asyncio.sleep(period)
 
@@ -368,17 +378,22 @@ class FactoryOps:
             trace.get_current_span().add_event(
                 "factory.breaker.state_change", {"from": str(old), "to": str(new)}
             )
-            self._event_soon("breaker", f"{old} -> {new}")
+            self._event_soon(FactoryEvent.breaker(old, new))
 
     async def note_operator(self, user_id: int, action: str) -> None:
         log.warning("operator %s: %s", user_id, action)
-        await self._event("operator", f"user {user_id}: {action}", user_id=user_id)
+        await self._event(EventKind.OPERATOR, f"user {user_id}: {action}", user_id=user_id)
 
-    def _event_soon(self, kind: str, detail: str) -> None:
-        self._spawn(self._event(kind, detail))
+    def _event_soon(self, event: FactoryEvent) -> None:
+        self._spawn(self._store_event(event))
 
-    async def _event(self, kind: str, detail: str, *, user_id: int | None = None) -> None:
-        event = FactoryEvent(kind=kind, detail=self.redact(detail), user_id=user_id)
+    async def _event(self, kind: EventKind, detail: str, *, user_id: int | None = None) -> None:
+        await self._store_event(FactoryEvent(kind=kind, detail=detail, user_id=user_id))
+
+    async def _store_event(self, event: FactoryEvent) -> None:
+        event.detail = self.redact(event.detail)
+        if event.link is not None:
+            event.link = self.redact(event.link)
         async with self._sessions() as session:
             session.add(event)
             await session.commit()

@@ -20,6 +20,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from app.times import iso
+
 # Each input type below is checked by one function and described to /openapi.json by a
 # schema that accepts exactly the same values, so a client (and the schema fuzz test)
 # can tell from the schema alone what will be a 400.
@@ -404,7 +406,7 @@ def order_json(order: OrderFields, items: Sequence[ItemFields]) -> dict[str, Any
         "id": order.id,
         "franchiseId": order.franchise_id,
         "storeId": order.store_id,
-        "date": order.date.isoformat().replace("+00:00", "Z"),
+        "date": iso(order.date),
         "items": [
             {"id": i.id, "menuId": i.menu_id, "description": i.description, "price": money(i.price)}
             for i in items

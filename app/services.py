@@ -11,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
 from app.sql import OrderStore
+from app.supervisor import Supervisor
 from clients.breaker import FactoryBreaker
 from clients.client import FactoryClient
 from telemetry.metrics import PizzaMetrics
@@ -38,6 +39,7 @@ class Services:
     orders: OrderWorkflow
     worker: RetryWorker
     incidents: IncidentRecorder
+    supervisor: Supervisor
 
     @property
     def metrics(self) -> PizzaMetrics:

@@ -18,11 +18,14 @@ from typing import Any
 
 import httpx
 
+from app.backoff import backoff_s, no_jitter
+
 log = logging.getLogger("app.webhook")
 
 WEBHOOK_TIMEOUT_S = 5.0
 WEBHOOK_TRIES = 3
 WEBHOOK_BACKOFF_S = 1.0  # then 2 s: three tries end within about 18 s
+WEBHOOK_BACKOFF_MAX_S = 30.0
 WEBHOOK_QUEUE = 100
 SHUTDOWN_DRAIN_S = 2.0
 
@@ -131,7 +134,10 @@ class WebhookPager:
                 if not _retryable(answer.status_code):
                     break
             if attempt < self._tries:
-                await asyncio.sleep(self._backoff_s * 2 ** (attempt - 1))
+                delay = backoff_s(
+                    attempt, base_s=self._backoff_s, max_s=WEBHOOK_BACKOFF_MAX_S, rand=no_jitter
+                )
+                await asyncio.sleep(delay)
         log.error(
             "alert webhook: %s for incident %d not delivered after %d tries (%s)",
             page.event,

@@ -17,7 +17,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import SplitResult, parse_qs, quote, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit, urlunsplit
+
+from clients import redaction
 
 LinkShape = Literal["path", "query", "mangled"]
 
@@ -25,10 +27,6 @@ _MANGLED_SCHEME = re.compile(r"^(https?)//(?!/)", re.IGNORECASE)
 _SUPPORT_PATH = re.compile(r"/api/support/[^/]+/report/([^/]+)/?$")
 # A host name, an IPv4 address or an IPv6 literal (urlsplit drops the brackets).
 _HOST_NAME = re.compile(r"[a-z0-9._-]+|[0-9a-f:.]+")
-
-_REDACT_SUPPORT = re.compile(r"(/api/support/)[^/\s]+(/report/)")
-_REDACT_QUERY_KEY = re.compile(r"(apiKey=)[^&#\s]+", re.IGNORECASE)
-MASK = "***"
 
 
 @dataclass(frozen=True)
@@ -57,11 +55,7 @@ def parse_link(raw: str) -> RemediationLink | None:
 
 def redact(text: str, api_key: str | None) -> str:
     """`text` with the API key masked: in support paths, in `apiKey=` and anywhere else."""
-    if api_key:
-        for form in {api_key, quote(api_key, safe="")}:
-            text = text.replace(form, MASK)
-    text = _REDACT_SUPPORT.sub(rf"\g<1>{MASK}\g<2>", text)
-    return _REDACT_QUERY_KEY.sub(rf"\g<1>{MASK}", text)
+    return redaction.redact(text, [api_key])
 
 
 def followable_url(raw: str, *, factory_url: str, allowed_hosts: Iterable[str]) -> str | None:

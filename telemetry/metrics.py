@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
@@ -24,6 +24,9 @@ CREATION_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0
 ACTIVE_USER_WINDOW_S = 300.0
 BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "forced_closed")
 LOG_SEVERITIES = ("debug", "info", "warning", "error", "critical")
+# The service's supervised background tasks (app/supervisor.py): their crash counters
+# start at zero so the first crash shows in increase().
+TASK_NAMES = ("retry-worker", "factory-probe", "incident-watch")
 
 # Exactly what the Python Prometheus exporter prints (checked by the tests).
 PROMETHEUS_NAMES = {
@@ -41,6 +44,8 @@ PROMETHEUS_NAMES = {
     "pizza.users.active": "pizza_users_active",
     "pizza.log.records": "pizza_log_records_total",
     "pizza.service.heartbeat": "pizza_service_heartbeat",
+    "pizza.task.heartbeat.age": "pizza_task_heartbeat_age_seconds",
+    "pizza.tasks.crashed": "pizza_tasks_crashed_total",
     "process.cpu.utilization": "process_cpu_utilization_percent",
     "process.memory.usage": "process_memory_usage_bytes",
     "process.memory.utilization": "process_memory_utilization_percent",
@@ -72,6 +77,7 @@ class PizzaMetrics:
         self._breaker_state = "closed"
         self._remediation_pending = False
         self._process = ProcessSampler()
+        self._heartbeats: Callable[[], Mapping[str, float]] = dict
 
         self._creation = meter.create_histogram(
             "pizza.creation.duration",
@@ -99,6 +105,11 @@ class PizzaMetrics:
         )
         self._logs = meter.create_counter(
             "pizza.log.records", unit="{record}", description="Log records by severity"
+        )
+        self._crashed = meter.create_counter(
+            "pizza.tasks.crashed",
+            unit="{crash}",
+            description="Background tasks that raised or returned and were restarted",
         )
         self._zero_series()
 
@@ -134,6 +145,12 @@ class PizzaMetrics:
                 _reading(self._active_users),
             ),
             ("pizza.service.heartbeat", "{beat}", "Always 1", _reading(lambda: 1.0)),
+            (
+                "pizza.task.heartbeat.age",
+                "s",
+                "Seconds since a background task last completed a cycle",
+                self._observe_heartbeats,
+            ),
             (
                 "process.cpu.utilization",
                 "%",
@@ -171,6 +188,8 @@ class PizzaMetrics:
             self._auth.add(0, {"result": result})
         for severity in LOG_SEVERITIES:
             self._logs.add(0, {"severity": severity})
+        for task in TASK_NAMES:
+            self._crashed.add(0, {"task": task})
 
     # -- events --------------------------------------------------------------
 
@@ -209,6 +228,10 @@ class PizzaMetrics:
             self._users.move_to_end(user_id)
             self._prune_users()
 
+    def task_crashed(self, task: str) -> None:
+        """A supervised task raised (or returned) and is being restarted."""
+        self._crashed.add(1, {"task": task})
+
     def log_record(self, severity: str) -> None:
         self._logs.add(1, {"severity": severity.lower()})
 
@@ -228,6 +251,10 @@ class PizzaMetrics:
     def set_remediation_pending(self, waiting: bool) -> None:
         self._remediation_pending = waiting
 
+    def read_heartbeats(self, read: Callable[[], Mapping[str, float]]) -> None:
+        """Where the heartbeat gauge reads its ages: the supervisor's kept timestamps."""
+        self._heartbeats = read
+
     # -- callbacks -------------------------------------------------------------
 
     def _prune_users(self) -> None:
@@ -239,6 +266,9 @@ class PizzaMetrics:
         with self._lock:
             self._prune_users()
             return float(len(self._users))
+
+    def _observe_heartbeats(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(age, {"task": task}) for task, age in self._heartbeats().items()]
 
     def _observe_breaker(self, _options: CallbackOptions) -> Iterable[Observation]:
         current = self._breaker_state

@@ -6,24 +6,20 @@ the link shapes are redacted structurally, even where the key itself is not know
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Collection, Mapping
 from typing import Any
-from urllib.parse import quote
 
-MASK = "***"
+from clients.redaction import LINK_SHAPES, MASK, MIN_SECRET_LENGTH, mask_secrets
 
-# A secret shorter than this would mask ordinary words in every log line.
-MIN_SECRET_LENGTH = 6
+__all__ = ["MASK", "MIN_SECRET_LENGTH", "SENSITIVE_KEYS", "redact_text", "redact_value"]
 
 _SENSITIVE_KEY = r"(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|token|jwt)"
 # Keys whose whole value goes, whatever it looks like (extras given as dicts).
 SENSITIVE_KEYS = re.compile(rf"^[\w-]*(?:{_SENSITIVE_KEY}|authorization|cookie)$", re.IGNORECASE)
 
 _SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # /api/support/{key}/report/{fixCode}, also without a scheme or host.
-    (re.compile(r"(/api/support/)[^/\s?#\"']+(/report)"), rf"\g<1>{MASK}\g<2>"),
+    *LINK_SHAPES,
     # Authorization: Bearer xxx (header lines, dict reprs, JSON). The scheme is kept.
     (
         re.compile(
@@ -55,21 +51,9 @@ _MAY_HOLD_A_SECRET = re.compile(
 )
 
 
-@functools.lru_cache(maxsize=16)
-def _secret_forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
-    """Each secret as it may appear (as is, and URL-encoded), longest first."""
-    forms: set[str] = set()
-    for secret in secrets:
-        if secret and len(secret) >= MIN_SECRET_LENGTH:
-            forms.update((secret, quote(secret, safe="")))
-    return tuple(sorted(forms, key=len, reverse=True))
-
-
 def redact_text(text: str, secrets: Collection[str] = ()) -> str:
     """``text`` with every known secret and every secret-shaped token masked."""
-    for form in _secret_forms(tuple(secrets)):
-        if form in text:
-            text = text.replace(form, MASK)
+    text = mask_secrets(text, secrets)
     if _MAY_HOLD_A_SECRET.search(text):
         for pattern, replacement in _SUBSTITUTIONS:
             text = pattern.sub(replacement, text)

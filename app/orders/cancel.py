@@ -6,7 +6,7 @@ from sqlalchemy import ColumnElement, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import DinerOrder, OrderStatus, utcnow
+from app.models import DinerOrder, OrderFailure, OrderStatus, utcnow
 
 
 async def fail_pending(session: AsyncSession, which: ColumnElement[bool], reason: str) -> int:
@@ -15,7 +15,11 @@ async def fail_pending(session: AsyncSession, which: ColumnElement[bool], reason
         update(DinerOrder)
         .where(which, col(DinerOrder.status) == OrderStatus.PENDING)
         .values(
-            status=OrderStatus.FAILED, last_reason=reason, finished_at=utcnow(), claimed_until=None
+            status=OrderStatus.FAILED,
+            failure=OrderFailure.CANCELLED,
+            last_reason=reason,
+            finished_at=utcnow(),
+            claimed_until=None,
         )
     )
     return int(result.rowcount)  # type: ignore[attr-defined]

@@ -14,8 +14,8 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.errors import BadRequest, Conflict
-from app.models import DinerOrder, OrderStatus, utcnow
-from app.orders.workflow import REJECTED_REASON, Attempt, PlacedItem, PlacedOrder, items_of
+from app.models import DinerOrder, OrderFailure, OrderStatus, utcnow
+from app.orders.workflow import Attempt, PlacedItem, PlacedOrder, items_of
 from app.schemas import ItemFields, OrderBody, order_json
 from app.services import Services
 from app.sql import InsertRefused, NewOrder, OrderStore
@@ -45,7 +45,7 @@ def answer(order: DinerOrder | PlacedOrder, items: Sequence[ItemFields]) -> Answ
         return 200, body
     if order.status == OrderStatus.FAILED:
         reason = order.last_reason or ""
-        if reason.startswith(REJECTED_REASON):
+        if order.failure == OrderFailure.REJECTED:
             return 502, {"message": REJECTED_MESSAGE, **body}
         # Given up for another reason (too old, its store or franchise deleted).
         return 502, {"message": f"This order was not made and not charged: {reason}.", **body}
@@ -148,4 +148,5 @@ def _with(order: PlacedOrder, attempt: Attempt) -> PlacedOrder:
     order.status = attempt.status
     order.jwt = attempt.jwt
     order.last_reason = attempt.reason or None
+    order.failure = attempt.failure
     return order

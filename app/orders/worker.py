@@ -22,6 +22,7 @@ from app.models import utcnow
 from app.orders.workflow import OrderWorkflow, PlacedItem, PlacedOrder
 from app.sql import ClaimedOrder, OrderStore
 from app.sql.store import StoreError
+from app.supervisor import Heartbeat
 from clients.breaker import BreakerState, FactoryBreaker
 from clients.schemas import DinerInfo
 from telemetry.metrics import PizzaMetrics
@@ -56,6 +57,8 @@ class RetryWorker:
         self._next_run = utcnow()
         workflow.on_pending = self.notify
         breaker.add_listener(lambda _old, _new, _origin: self.wake())
+        # Beaten after each completed cycle: a dead or stuck worker shows as its age.
+        self.heartbeat = Heartbeat()
 
     def wake(self) -> None:
         """Run the next cycle now (remediation succeeded, an operator acted)."""
@@ -67,14 +70,17 @@ class RetryWorker:
             self._wake.set()
 
     async def run_forever(self) -> None:
+        """Cycles until cancelled; anything unexpected propagates to the supervisor."""
         while True:
             try:
                 delay = await self.run_once()
             except StoreError as exc:
                 # The database went away or was busy for a moment: the orders are safe in
-                # it, and the next cycle tries again. The worker itself must not die.
+                # it, and the next cycle tries again. Not a completed cycle: no beat.
                 log.error("retry worker cycle failed: %s", exc)
                 delay = self._settings.worker_poll_s
+            else:
+                self.heartbeat.beat()
             self._next_run = utcnow() + timedelta(seconds=delay)
             if delay > 0 and not self._wake.is_set():
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a

@@ -22,8 +22,9 @@ from opentelemetry.trace import Tracer
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.backoff import backoff_s
 from app.config import Settings
-from app.models import OrderItem, OrderStatus, utcnow
+from app.models import OrderFailure, OrderItem, OrderStatus, utcnow
 from app.sql import OrderStore
 from app.sql.store import StoreError
 from clients.breaker import CallRefused, FactoryBreaker, Ticket
@@ -43,6 +44,7 @@ CLAIM_MARGIN_S = 5.0
 FACTORY_SLOTS = 64
 BREAKER_OPEN_REASON = "factory circuit open"
 REJECTED_REASON = "rejected by factory"
+CALL_FAILED_REASON = "the factory call failed on our side; retried"
 
 
 @dataclass(slots=True)
@@ -71,6 +73,7 @@ class PlacedOrder:
     attempts: int = 0
     jwt: str | None = None
     last_reason: str | None = None
+    failure: OrderFailure | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +92,7 @@ class Attempt:
     outcome: Outcome | None
     jwt: str | None = None
     reason: str = ""
-
-
-def backoff_s(attempts: int, *, base_s: float, max_s: float, rand: Callable[[], float]) -> float:
-    """Exponential backoff with full jitter on the upper half (never zero, never above max)."""
-    ceiling = min(max_s, base_s * 2.0 ** max(attempts - 1, 0))
-    return ceiling * (0.5 + rand() / 2)
+    failure: OrderFailure | None = None  # why, when the order is given up
 
 
 class OrderWorkflow:
@@ -198,6 +196,10 @@ class OrderWorkflow:
                         "could not record the factory's answer for order %s: %s", order.id, exc
                     )
                     return Attempt(OrderStatus.PENDING, wait.outcome, reason="not recorded")
+                except Exception as exc:
+                    # The call itself failed on our side (a TimeoutError of its own, a
+                    # bug): no late answer will come to free the order.
+                    return await self._call_failed(order, ticket, wait, exc)
                 assert result.outcome is not None
                 ticket.record(result.outcome)
                 return result
@@ -236,15 +238,26 @@ class OrderWorkflow:
                 span.set_attribute("pizza.late_answer", wait.over)
                 # The pizza first: what the factory made is the customer's whatever the
                 # bookkeeping after it (link, incident, webhook) comes to.
-                attempt = await self._record(order, info, result, counted=not wait.over)
                 try:
-                    await self._ops.observe(result, counted=not wait.over)
-                except Exception:
-                    log.exception("order %s: the factory's answer was not fully noted", order.id)
+                    attempt = await self._record(order, info, result, counted=not wait.over)
+                except StoreError:
+                    # Not stored: the facts (outcome counts, the link) are kept all the same.
+                    await self._observe(order.id, result, counted=not wait.over)
+                    raise
+                await self._observe(order.id, result, counted=not wait.over)
                 return attempt
         finally:
             self.inflight.discard(order.id)
             self._slots.release()
+
+    async def _observe(self, order_id: int, result: FactoryResult, *, counted: bool) -> None:
+        """Operators' facts about an answer already stored: their failure is logged, with
+        its traceback, and never reaches the order (re-raising would make it "not
+        recorded" and a second pizza after the claim ran out)."""
+        try:
+            await self._ops.observe(result, counted=counted)
+        except Exception:
+            log.exception("order %s: the answer is stored; recording its facts failed", order_id)
 
     async def _record(
         self, order: PlacedOrder, info: OrderInfo, result: FactoryResult, *, counted: bool
@@ -266,12 +279,28 @@ class OrderWorkflow:
             reason = f"{REJECTED_REASON}: {result.reason}"[:300]
             log.error("factory rejected order %s: %s", order.id, result.reason)
             await self._store.fail(order.id, reason, now)
-            return Attempt(OrderStatus.FAILED, result.outcome, reason=reason)
+            return Attempt(
+                OrderStatus.FAILED, result.outcome, reason=reason, failure=OrderFailure.REJECTED
+            )
         log.warning("factory did not make order %s: %s", order.id, result.reason)
         next_at = self.next_attempt(now, order.attempts + 1)
         await self._store.retry_later(order.id, result.reason[:300], next_at, now)
         self.on_pending(next_at)
         return Attempt(OrderStatus.PENDING, result.outcome, reason=result.reason)
+
+    async def _call_failed(
+        self, order: PlacedOrder, ticket: Ticket, wait: _Wait, exc: Exception
+    ) -> Attempt:
+        """Hand the order back now, retried after its backoff, instead of leaving it
+        claimed for FACTORY_CALL_MAX_S."""
+        if wait.outcome is not None:
+            ticket.record(wait.outcome)
+        log.error("factory call for order %s failed", order.id, exc_info=exc)
+        now = utcnow()
+        next_at = self.next_attempt(now, order.attempts + 1)
+        await self._store.retry_later(order.id, CALL_FAILED_REASON, next_at, now)
+        self.on_pending(next_at)
+        return Attempt(OrderStatus.PENDING, wait.outcome, reason=CALL_FAILED_REASON)
 
     async def _release(self, order_id: int, *, reason: str) -> None:
         """Hand a claimed order back without counting an attempt: no call was made."""

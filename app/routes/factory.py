@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from importlib.resources import files
 from typing import Any, Literal
 
@@ -22,13 +21,10 @@ from app.models import (
     RemediationLink,
     utcnow,
 )
+from app.times import iso
 
 router = APIRouter(prefix="/factory", tags=["factory operations"])
 HISTORY_LENGTH = 50
-
-
-def _ts(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 class BreakerBody(BaseModel):
@@ -37,7 +33,7 @@ class BreakerBody(BaseModel):
 
 def attempt_json(attempt: RemediationAttempt) -> dict[str, Any]:
     return {
-        "at": _ts(attempt.at),
+        "at": iso(attempt.at),
         "mode": attempt.mode,
         "byUserId": attempt.by_user_id,
         "statusCode": attempt.status_code,
@@ -95,7 +91,7 @@ async def status(
         "factory": ops.factory_url,
         "breaker": {
             "state": str(breaker.state),
-            "since": _ts(breaker.since),
+            "since": iso(breaker.since),
             "forced": breaker.forced,
             "failMax": settings.breaker_fail_max,
             "resetTimeoutS": settings.breaker_reset_s,
@@ -103,11 +99,11 @@ async def status(
         "configuration": {"fault": ops.config_fault},
         "chaosScheduled": ops.chaos_scheduled,
         "recentOutcomes": ops.recent_outcomes(),
-        "lastSuccess": _ts(ops.last_success),
+        "lastSuccess": iso(ops.last_success),
         "lastFailure": None
         if last_failure is None
         else {
-            "at": _ts(last_failure.at),
+            "at": iso(last_failure.at),
             "outcome": str(last_failure.outcome),
             "reason": last_failure.reason,
         },
@@ -115,16 +111,16 @@ async def status(
             "autoRemediate": settings.factory_auto_remediate,
             # The full link, key included: this answer is for signed-in admins only.
             "link": link.url if link else None,
-            "detectedAt": _ts(link.first_seen) if link else None,
+            "detectedAt": iso(link.first_seen) if link else None,
             "outcome": link.outcome if link else None,
             "followable": link.followable if link else None,
             "attempts": [attempt_json(a) for a in attempts],
             "links": [
                 {
                     "link": item.redacted,
-                    "detectedAt": _ts(item.first_seen),
+                    "detectedAt": iso(item.first_seen),
                     "outcome": item.outcome,
-                    "resolvedAt": _ts(item.resolved_at),
+                    "resolvedAt": iso(item.resolved_at),
                 }
                 for item in links
             ],
@@ -133,7 +129,20 @@ async def status(
             "count": int(count),
             "oldestAgeS": round((utcnow() - oldest).total_seconds(), 3) if oldest else 0.0,
         },
-        "history": [{"at": _ts(e.at), "kind": e.kind, "detail": e.detail} for e in events],
+        "history": [{"at": iso(e.at), "kind": e.kind, "detail": e.detail} for e in events],
+        "tasks": [
+            {
+                "name": task.name,
+                "state": str(task.state),
+                "crashes": task.crashes,
+                "crashStreak": task.crash_streak,
+                "lastError": task.last_error,
+                "heartbeatAgeS": task.heartbeat_age_s,
+                "staleAfterS": task.stale_after_s,
+            }
+            for task in services.supervisor.health()
+        ],
+        "taskProblems": services.supervisor.problems(),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -97,9 +98,15 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="The database answers",
+    summary="The database answers and every background task does its job",
     response_model=StatusOut,
-    responses={503: {"model": StatusOut, "description": "The database does not answer"}},
+    responses={
+        503: {
+            "model": StatusOut,
+            "description": "The database does not answer, or a background task is stale "
+            "or crash-looping (the message names it)",
+        }
+    },
 )
 async def readyz(services: ServicesDep) -> JSONResponse:
     try:
@@ -107,7 +114,17 @@ async def readyz(services: ServicesDep) -> JSONResponse:
             await connection.execute(text("SELECT 1"))
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         return JSONResponse({"status": "database unavailable", "message": type(exc).__name__}, 503)
+    problems = services.supervisor.problems()
+    if problems:
+        # A replica whose retry worker is stuck keeps orders pending: take it out of rotation.
+        failing = {"status": "background task failing", "message": "; ".join(problems)}
+        return JSONResponse(failing, 503)
     return JSONResponse({"status": "ready"})
+
+
+def _same(given: str | None, token: str) -> bool:
+    """Constant time: a timing difference must not tell how much of a guess was right."""
+    return given is not None and hmac.compare_digest(given.encode(), token.encode())
 
 
 @router.get("/metrics", summary="Prometheus scrape", include_in_schema=False)
@@ -116,7 +133,7 @@ async def metrics(request: Request, services: ServicesDep) -> Response:
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
     if not settings.metrics_prometheus or (settings.production and token is None):
         raise NotFound("unknown endpoint")
-    if token is not None and bearer_token(request) != token:
+    if token is not None and not _same(bearer_token(request), token):
         raise Unauthorized("metrics need the METRICS_TOKEN bearer token")
     body, content_type = services.telemetry.render_prometheus()
     return Response(body, media_type=content_type)

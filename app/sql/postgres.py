@@ -91,8 +91,8 @@ _UPDATES = {
         f" claimed_until = NULL, attempts = attempts + 1, last_reason = NULL {_PENDING_ONLY}"
     ),
     "fail": _counted(
-        "UPDATE diner_order SET status = 'failed', last_reason = $2, finished_at = $3,"
-        f" claimed_until = NULL {_PENDING_ONLY}"
+        "UPDATE diner_order SET status = 'failed', failure = 'rejected', last_reason = $2,"
+        f" finished_at = $3, claimed_until = NULL {_PENDING_ONLY}"
     ),
     "retry": _counted(
         "UPDATE diner_order SET attempts = attempts + 1, last_reason = $2, next_attempt_at = $3,"
@@ -110,7 +110,8 @@ _UPDATES = {
         " WHERE id = ANY($1::int[]) AND status = 'pending'"
     ),
     "expire": _counted(
-        "UPDATE diner_order SET status = 'failed', finished_at = $2, last_reason = $3"
+        "UPDATE diner_order SET status = 'failed', failure = 'expired', finished_at = $2,"
+        " last_reason = $3"
         " WHERE status = 'pending' AND date < $1 AND (claimed_until IS NULL OR claimed_until < $2)"
     ),
 }

@@ -93,8 +93,8 @@ _FULFIL = (
     f" attempts = attempts + 1, last_reason = NULL {_PENDING_ONLY}"
 )
 _FAIL = (
-    "UPDATE diner_order SET status = 'failed', finished_at = ?, claimed_until = NULL,"
-    f" last_reason = ? {_PENDING_ONLY}"
+    "UPDATE diner_order SET status = 'failed', failure = 'rejected', finished_at = ?,"
+    f" claimed_until = NULL, last_reason = ? {_PENDING_ONLY}"
 )
 _RETRY = (
     "UPDATE diner_order SET attempts = attempts + 1, last_reason = ?, next_attempt_at = ?,"
@@ -119,7 +119,7 @@ WHERE id IN (
 RETURNING id
 """
 _EXPIRE = """
-UPDATE diner_order SET status = 'failed', finished_at = ?, last_reason = ?
+UPDATE diner_order SET status = 'failed', failure = 'expired', finished_at = ?, last_reason = ?
 WHERE status = 'pending' AND date < ? AND (claimed_until IS NULL OR claimed_until < ?)
 """
 

@@ -114,11 +114,17 @@ def seed_incident(database_url: str) -> None:
             await db.migrate(engine)
             sessions = db.session_factory(engine)
             recorder = IncidentRecorder(sessions=sessions)
-            for kind, detail, conditions in (
-                ("link_detected", "https://f/api/support/***/report/x", BreakerState.CLOSED),
-                ("remediation", "auto by service: Problem resolved", BreakerState.CLOSED),
+            for event, conditions in (
+                (
+                    FactoryEvent.link_detected("https://f/api/support/***/report/x", "fail"),
+                    BreakerState.CLOSED,
+                ),
+                (
+                    FactoryEvent(kind="remediation", detail="auto by service: Problem resolved"),
+                    BreakerState.CLOSED,
+                ),
             ):
-                event = FactoryEvent(kind=kind, detail=detail, at=datetime.now(UTC))
+                event.at = datetime.now(UTC)
                 async with sessions() as session:
                     session.add(event)
                     await session.commit()

@@ -243,10 +243,10 @@ class Clock:
 
 
 async def event(
-    sessions: async_sessionmaker[AsyncSession], kind: str, detail: str, at: datetime
+    sessions: async_sessionmaker[AsyncSession], stored: FactoryEvent, at: datetime
 ) -> FactoryEvent:
     """A factory event stored as FactoryOps stores it."""
-    stored = FactoryEvent(kind=kind, detail=detail, at=at)
+    stored.at = at
     async with sessions() as session:
         session.add(stored)
         await session.commit()
@@ -267,11 +267,11 @@ class TestTheFlapWindow:
         down = Conditions(breaker=BreakerState.OPEN)
 
         async def fault() -> None:
-            opening = await event(sessions, "breaker", "closed -> open", clock())
+            opening = await event(sessions, FactoryEvent.breaker("closed", "open"), clock())
             await recorder.on_event(opening, down)
 
         async def recovery() -> None:
-            closing = await event(sessions, "breaker", "half_open -> closed", clock())
+            closing = await event(sessions, FactoryEvent.breaker("half_open", "closed"), clock())
             await recorder.on_event(closing, HEALTHY)
 
         opened_at = clock()
@@ -300,7 +300,10 @@ class TestTheFlapWindow:
     ) -> None:
         clock = Clock()
         recorder = IncidentRecorder(sessions=sessions, clock=clock)
-        await recorder.on_event(await event(sessions, "operator", "user 1: x", clock()), HEALTHY)
+        await recorder.on_event(
+            await event(sessions, FactoryEvent(kind="operator", detail="user 1: x"), clock()),
+            HEALTHY,
+        )
         assert await all_incidents(sessions) == []
 
 
@@ -316,8 +319,12 @@ class TestReplicas:
             ]
             now = datetime.now(UTC)
             events = [
-                await event(sessions, "link_detected", "https://f/api/support/***/report/x", now),
-                await event(sessions, "breaker", "closed -> open", now),
+                await event(
+                    sessions,
+                    FactoryEvent.link_detected("https://f/api/support/***/report/x", "fail"),
+                    now,
+                ),
+                await event(sessions, FactoryEvent.breaker("closed", "open"), now),
             ]
             down = Conditions(breaker=BreakerState.OPEN)
             await asyncio.gather(

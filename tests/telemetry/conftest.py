@@ -70,6 +70,8 @@ def record_one_of_each(telemetry: Telemetry) -> None:
     m.set_pending(3, 42.0)
     m.set_breaker_state("open")
     m.set_remediation_pending(True)
+    m.task_crashed("retry-worker")
+    m.read_heartbeats(lambda: {"retry-worker": 1.5})
 
 
 def sample_names(body: bytes) -> set[str]:
