@@ -2,6 +2,7 @@
 
 - FastAPI documents a 422 for every operation with parameters; this service answers
   invalid input with a 400 (app/errors.py, api.md), which each route documents itself.
+- Every error is `{"message"}` in JSON, also where the success is not JSON.
 - `GET /api/franchise/{userId}` and `DELETE /api/franchise/{franchiseId}` are one URL
   template: OpenAPI forbids two path items that differ only in parameter names, and a
   405 lists the methods of the URL, both of them. The document merges such path items
@@ -36,6 +37,7 @@ def install_openapi(app: FastAPI) -> None:
         if app.openapi_schema is None:
             document = build()
             _drop_validation_422(document)
+            _errors_are_json(document)
             _merge_same_templates(document)
             app.openapi_schema = document
         return app.openapi_schema
@@ -58,6 +60,18 @@ def _drop_validation_422(document: dict[str, Any]) -> None:
     schemas = document.get("components", {}).get("schemas", {})
     for name in _VALIDATION_SCHEMAS:
         schemas.pop(name, None)
+
+
+def _errors_are_json(document: dict[str, Any]) -> None:
+    """An error is JSON whatever the route sends on success (a Markdown report, a page):
+    FastAPI files every response of a route under the route's media type."""
+    error_body = {"$ref": "#/components/schemas/ErrorBody"}
+    for operation in _operations(document):
+        for response in operation.get("responses", {}).values():
+            content = response.get("content", {})
+            for media_type in [m for m, c in content.items() if c.get("schema") == error_body]:
+                if media_type != "application/json":
+                    content["application/json"] = content.pop(media_type)
 
 
 def _merge_same_templates(document: dict[str, Any]) -> None:
