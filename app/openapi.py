@@ -85,9 +85,10 @@ def _merge_same_templates(document: dict[str, Any]) -> None:
             continue
         names = [_PARAMETER.findall(t) for t in templates]
         merged_names = [
-            group[0] if len(set(group)) == 1 else _merged_name(group, i)
-            for i, group in enumerate(zip(*names, strict=True))
+            group[0] if len(set(group)) == 1 else "id" for group in zip(*names, strict=True)
         ]
+        if len(set(merged_names)) < len(merged_names):
+            raise ValueError(f"{templates}: name their parameters alike but for one")
         merged = templates[0]
         for old, new in zip(names[0], merged_names, strict=True):
             merged = merged.replace("{" + old + "}", "{" + new + "}", 1)
@@ -115,8 +116,3 @@ def _merge_same_templates(document: dict[str, Any]) -> None:
                 mapping = renamed.get(link.get("operationId", ""), {})
                 parameters = link.get("parameters", {})
                 link["parameters"] = {mapping.get(k, k): v for k, v in parameters.items()}
-
-
-def _merged_name(names: tuple[str, ...], position: int) -> str:
-    # One differing parameter (the only case today) is `id`; more get their position.
-    return "id" if position == 0 else f"id{position + 1}"
