@@ -60,18 +60,26 @@ _MEANINGS = {
     429: "Too many failed sign-ins; try again after Retry-After seconds",
     502: "The pizza factory refused the order; it was not made and not charged",
 }
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before trying again",
+        "schema": {"type": "integer"},
+    }
+}
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for the errors a route gives, all shaped `{"message"}`.
 
-    "4XX" covers the rest (405, ...) and keeps FastAPI from advertising a 422 that this
-    service never sends: bad input is a 400 here, as in the reference.
+    Each code is listed, none by range ("4XX" would document any client error, so a
+    schema-checking client could not tell a real answer from a bug). FastAPI's 422 is
+    taken out of the document (app/openapi.py): bad input is a 400 here, as in the reference.
     """
     responses: dict[int | str, dict[str, Any]] = {
         code: {"model": ErrorBody, "description": _MEANINGS[code]} for code in codes
     }
-    responses["4XX"] = {"model": ErrorBody, "description": "Any other client error"}
+    if 429 in responses:
+        responses[429]["headers"] = RETRY_AFTER
     return responses
 
 

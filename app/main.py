@@ -18,8 +18,10 @@ from app import db
 from app.config import Settings
 from app.errors import install_error_handlers
 from app.incidents import create_recorder
+from app.methods import AllowedMethodsMiddleware
 from app.middleware import HardeningMiddleware, SecurityHeadersMiddleware
 from app.models import AppSetting, Role, User, UserRole
+from app.openapi import install_openapi, operation_id
 from app.orders.worker import IDLE_POLL_S, RetryWorker
 from app.orders.workflow import FACTORY_SLOTS, OrderWorkflow
 from app.remediation import PROBE_PERIOD_S, FactoryOps
@@ -274,7 +276,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        # Operation ids are what the document's links name: the endpoint's function name.
+        generate_unique_id_function=operation_id,
     )
+    install_openapi(app)
     app.state.settings = settings
     install_error_handlers(app)
     # The order routes first: a request is matched against the routes in this order, and
@@ -284,6 +289,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ]
     for router in app.state.routers:
         app.include_router(router)
+    # Innermost: a wrong method is a 405 with the path's exact `Allow` (app/methods.py).
+    app.add_middleware(AllowedMethodsMiddleware, routes=app.router.routes)
     app.add_middleware(HardeningMiddleware, max_body_bytes=settings.max_body_bytes)
     # Outside the app's own handling: every answer, errors included, carries CORS headers.
     app.add_middleware(

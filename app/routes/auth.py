@@ -21,6 +21,18 @@ from app.services import Services
 router = APIRouter(prefix="/api/auth", tags=["auth"], responses=error_responses(400, 413))
 
 
+def _user_links(user_id: str) -> dict[str, Any]:
+    """OpenAPI links from an answer naming a user to what can be done to that user."""
+    return {
+        "UpdateUser": {"operationId": "update_user", "parameters": {"userId": user_id}},
+        "UserFranchises": {"operationId": "user_franchises", "parameters": {"userId": user_id}},
+        "DeleteUser": {"operationId": "delete_user", "parameters": {"userId": user_id}},
+    }
+
+
+SIGNED_IN_LINKS = _user_links("$response.body#/user/id")
+
+
 async def start_session(session: AsyncSession, services: Services, user_id: int) -> str:
     """A new signed token backed by a session row (so it can be revoked)."""
     issued = issue_token(user_id, secret=services.jwt_secret, ttl_s=services.settings.token_ttl_s)
@@ -38,7 +50,26 @@ async def roles_of(session: AsyncSession, user_id: int) -> list[UserRole]:
     summary="Register a diner",
     response_model=AuthOut,
     response_model_exclude_unset=True,
-    responses=error_responses(409),
+    responses={
+        200: {
+            "links": {
+                "SignIn": {
+                    "operationId": "login",
+                    "requestBody": {
+                        "email": "$request.body#/email",
+                        "password": "$request.body#/password",
+                    },
+                },
+                # The new diner becomes a franchisee of a new franchise.
+                "MakeFranchisee": {
+                    "operationId": "create_franchise",
+                    "requestBody": {"admins": [{"email": "$request.body#/email"}]},
+                },
+                **SIGNED_IN_LINKS,
+            }
+        },
+        **error_responses(409),
+    },
 )
 async def register(
     body: RegisterBody, session: SessionDep, services: ServicesDep
@@ -65,7 +96,7 @@ async def register(
     summary="Sign in",
     response_model=AuthOut,
     response_model_exclude_unset=True,
-    responses=error_responses(404, 429),
+    responses={200: {"links": SIGNED_IN_LINKS}, **error_responses(404, 429)},
 )
 async def login(
     body: LoginBody, request: Request, session: SessionDep, services: ServicesDep

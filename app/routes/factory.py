@@ -12,7 +12,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from app.deps import AdminUser, ServicesDep, SessionDep, load_principal
-from app.errors import Forbidden, NotFound, Unauthorized
+from app.errors import Forbidden, NotFound, Unauthorized, error_responses
 from app.models import (
     DinerOrder,
     FactoryEvent,
@@ -23,7 +23,9 @@ from app.models import (
 )
 from app.times import iso
 
-router = APIRouter(prefix="/factory", tags=["factory operations"])
+router = APIRouter(
+    prefix="/factory", tags=["factory operations"], responses=error_responses(401, 403, 413)
+)
 HISTORY_LENGTH = 50
 
 
@@ -48,7 +50,18 @@ PRIVATE = {"cache-control": "no-store", "vary": "Accept, Authorization"}
 PAGE_HEADERS = {**PRIVATE, "content-security-policy": "frame-ancestors 'none'"}
 
 
-@router.get("/status", summary="Factory status (admins); an HTML page for a browser")
+@router.get(
+    "/status",
+    summary="Factory status (admins); an HTML page for a browser",
+    responses={
+        200: {
+            "description": "The status as JSON; the page itself for `Accept: text/html`",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        }
+    },
+    # It reads the bearer token itself (the page needs none): declared here for clients.
+    openapi_extra={"security": [{"HTTPBearer": []}]},
+)
 async def status(
     request: Request, response: Response, services: ServicesDep, session: SessionDep
 ) -> Any:
@@ -146,7 +159,11 @@ async def status(
     }
 
 
-@router.post("/remediate", summary="Follow the factory's remediation link now (admins)")
+@router.post(
+    "/remediate",
+    summary="Follow the factory's remediation link now (admins)",
+    responses=error_responses(404),
+)
 async def remediate(principal: AdminUser, services: ServicesDep) -> dict[str, Any]:
     attempt = await services.ops.remediate(mode="manual", user_id=principal.id)
     if attempt is None:
@@ -156,7 +173,11 @@ async def remediate(principal: AdminUser, services: ServicesDep) -> dict[str, An
     return {"attempt": attempt_json(attempt), "breaker": str(services.breaker.state)}
 
 
-@router.put("/breaker", summary="Force the breaker open or closed, or hand it back (admins)")
+@router.put(
+    "/breaker",
+    summary="Force the breaker open or closed, or hand it back (admins)",
+    responses=error_responses(400),
+)
 async def set_breaker(
     body: BreakerBody, principal: AdminUser, services: ServicesDep
 ) -> JSONResponse:

@@ -148,7 +148,21 @@ async def user_franchises(
     "",
     summary="Create a franchise (admin)",
     response_model=NewFranchiseOut,
-    responses=error_responses(401, 403, 404, 409),
+    responses={
+        200: {
+            "links": {
+                "CreateStore": {
+                    "operationId": "create_store",
+                    "parameters": {"franchiseId": "$response.body#/id"},
+                },
+                "DeleteFranchise": {
+                    "operationId": "delete_franchise",
+                    "parameters": {"franchiseId": "$response.body#/id"},
+                },
+            }
+        },
+        **error_responses(401, 403, 404, 409),
+    },
 )
 async def create_franchise(
     body: FranchiseBody, _admin: AdminUser, session: SessionDep
@@ -218,7 +232,27 @@ async def _managed_franchise(
     "/{franchiseId}/store",
     summary="Create a store (admin or franchisee)",
     response_model=NewStoreOut,
-    responses=error_responses(401, 403, 404),
+    responses={
+        200: {
+            "links": {
+                "PlaceOrder": {
+                    "operationId": "create_order",
+                    "requestBody": {
+                        "franchiseId": "$response.body#/franchiseId",
+                        "storeId": "$response.body#/id",
+                    },
+                },
+                "DeleteStore": {
+                    "operationId": "delete_store",
+                    "parameters": {
+                        "franchiseId": "$response.body#/franchiseId",
+                        "storeId": "$response.body#/id",
+                    },
+                },
+            }
+        },
+        **error_responses(401, 403, 404),
+    },
 )
 async def create_store(
     franchiseId: IdPath, body: StoreBody, principal: CurrentUser, session: SessionDep

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
 
 from app.deps import ServicesDep, SessionDep, admin_user
-from app.errors import NotFound
+from app.errors import NotFound, error_responses
 from app.incident_report import render_report
 from app.incident_view import IncidentView, earlier_alike, impacts_of, list_incidents, load_view
 from app.models import Incident, utcnow
@@ -18,8 +18,15 @@ router = APIRouter(
     prefix="/factory/incidents",
     tags=["factory operations"],
     dependencies=[Depends(admin_user)],
+    responses=error_responses(400, 401, 403, 413),
 )
 MAX_LISTED = 100
+
+
+class MarkdownResponse(PlainTextResponse):
+    """What the report is sent as, so that /openapi.json documents that type."""
+
+    media_type = "text/markdown"
 
 
 async def incident_or_404(incident_id: IdPath, session: SessionDep) -> Incident:
@@ -55,7 +62,11 @@ async def incidents(
     return {"incidents": listed}
 
 
-@router.get("/{incident_id}", summary="One incident: timeline and impact (admins)")
+@router.get(
+    "/{incident_id}",
+    summary="One incident: timeline and impact (admins)",
+    responses=error_responses(404),
+)
 async def incident(incident: IncidentDep, session: SessionDep) -> dict[str, Any]:
     view = await load_view(session, incident, utcnow())
     return {**view.to_json(), **_links(view.id)}
@@ -64,7 +75,8 @@ async def incident(incident: IncidentDep, session: SessionDep) -> dict[str, Any]
 @router.get(
     "/{incident_id}/report",
     summary="A Markdown postmortem draft of one incident (admins)",
-    response_class=PlainTextResponse,
+    response_class=MarkdownResponse,
+    responses=error_responses(404),
 )
 async def report(
     incident: IncidentDep, session: SessionDep, services: ServicesDep

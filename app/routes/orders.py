@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from sqlmodel import col, select
 
 from app.deps import AdminUser, CurrentUser, ServicesDep, SessionDep
-from app.errors import NotFound, error_responses
+from app.errors import RETRY_AFTER, NotFound, error_responses
 from app.models import DinerOrder, MenuItem, OrderItem
 from app.orders.placement import place_order
 from app.orders.workflow import items_of
@@ -29,6 +29,18 @@ from clients.schemas import DinerInfo
 
 router = APIRouter(prefix="/api/order", tags=["order"], responses=error_responses(400, 413))
 ORDERS_PAGE_SIZE = 10
+# OpenAPI links (the stateful chain of tests/app/test_schema_fuzz.py): an answer that
+# holds an order leads to reading it, then to deleting its store.
+ORDER_LINKS = {
+    "GetOrder": {"operationId": "get_order", "parameters": {"orderId": "$response.body#/order/id"}},
+    "DeleteStore": {
+        "operationId": "delete_store",
+        "parameters": {
+            "franchiseId": "$response.body#/order/franchiseId",
+            "storeId": "$response.body#/order/storeId",
+        },
+    },
+}
 
 
 def menu_json(item: MenuItem | MenuRow) -> dict[str, Any]:
@@ -106,7 +118,20 @@ async def list_orders(
     "/{orderId}",
     summary="One order, to follow a pending one",
     response_model=OrderOut,
-    responses=error_responses(401, 404),
+    responses={
+        200: {
+            "links": {
+                "DeleteStore": {
+                    "operationId": "delete_store",
+                    "parameters": {
+                        "franchiseId": "$response.body#/franchiseId",
+                        "storeId": "$response.body#/storeId",
+                    },
+                }
+            }
+        },
+        **error_responses(401, 404),
+    },
 )
 async def get_order(
     orderId: Annotated[int, Path(ge=1, le=2**31 - 1)],
@@ -128,12 +153,41 @@ async def get_order(
     summary="Order pizzas",
     response_model=OrderAnswerOut,
     responses={
+        200: {"description": "The pizza is made: its JWT", "links": ORDER_LINKS},
         202: {
             "model": OrderAnswerOut,
-            "description": "Accepted: the order is kept and the pizza made later",
+            "description": "With `Prefer: respond-async` only (RFC 7240): the order is kept"
+            " (`status` pending) and the pizza made later; follow it at `Location`",
+            "headers": {
+                "Location": {
+                    "description": "/api/order/{id}, to follow the order",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+                "Preference-Applied": {
+                    "description": "respond-async",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+            },
+            "links": ORDER_LINKS,
         },
         **error_responses(401, 409),
-        502: {"model": OrderAnswerOut, "description": error_responses(502)[502]["description"]},
+        502: {
+            "model": OrderAnswerOut,
+            "description": error_responses(502)[502]["description"],
+            "links": ORDER_LINKS,
+        },
+        503: {
+            "model": OrderAnswerOut,
+            "description": "The factory cannot make it now: the order is kept (`status`"
+            " pending), made when the factory is back and never charged twice; `message`"
+            " says so",
+            "headers": {
+                "Retry-After": {**RETRY_AFTER["Retry-After"], "required": True},
+            },
+            "links": ORDER_LINKS,
+        },
     },
 )
 async def create_order(
