@@ -11,7 +11,7 @@ from sqlmodel import col, select
 from app.deps import AdminUser, CurrentUser, ServicesDep, SessionDep
 from app.errors import NotFound, error_responses
 from app.models import DinerOrder, MenuItem, OrderItem
-from app.orders.placement import place_order
+from app.orders.placement import Asked, place_order, prefers_async, retry_after_s
 from app.orders.workflow import items_of
 from app.schemas import (
     MenuItemBody,
@@ -126,10 +126,16 @@ async def get_order(
     responses={
         202: {
             "model": OrderAnswerOut,
-            "description": "Accepted: the order is kept and the pizza made later",
+            "description": "Accepted (only with `Prefer: respond-async`): the order is kept "
+            "and the pizza made later; `Location` names the order to follow",
         },
         **error_responses(401, 409),
         502: {"model": OrderAnswerOut, "description": error_responses(502)[502]["description"]},
+        503: {
+            "model": OrderAnswerOut,
+            "description": "Pending (without `Prefer: respond-async`): the order is kept and "
+            "the pizza made later; `message` says so, `Retry-After` when to look again",
+        },
     },
 )
 async def create_order(
@@ -140,8 +146,20 @@ async def create_order(
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
     ] = None,
+    prefer: Annotated[list[str] | None, Header(alias="Prefer")] = None,
 ) -> JSONResponse:
     user = principal.user
     diner = DinerInfo(id=principal.id, name=user.name, email=user.email)
-    status, payload = await place_order(session, services.orders, diner, body, idempotency_key)
-    return JSONResponse(payload, status_code=status)
+    settings = services.settings
+    asked = Asked(
+        prefer_async=prefers_async(prefer or []),
+        retry_after=retry_after_s(
+            breaker_open=services.breaker.refuses(),
+            breaker_reset_s=settings.breaker_reset_s,
+            retry_base_s=settings.retry_base_s,
+        ),
+    )
+    status, headers, payload = await place_order(
+        session, services.orders, diner, body, idempotency_key, asked
+    )
+    return JSONResponse(payload, status_code=status, headers=headers)
