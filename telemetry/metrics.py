@@ -24,6 +24,9 @@ CREATION_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0
 ACTIVE_USER_WINDOW_S = 300.0
 BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "forced_closed")
 LOG_SEVERITIES = ("debug", "info", "warning", "error", "critical")
+# The factory's chaos types (factory.md): each has a series from the start, 0 until reported.
+CHAOS_TYPES = ("fail", "throttle", "badjwt")
+CHAOS_PHASES = ("scheduled", "running")
 
 # Exactly what the Python Prometheus exporter prints (checked by the tests).
 PROMETHEUS_NAMES = {
@@ -37,6 +40,7 @@ PROMETHEUS_NAMES = {
     "pizza.factory.calls.refused": "pizza_factory_calls_refused_total",
     "pizza.factory.remediation.pending": "pizza_factory_remediation_pending",
     "pizza.factory.remediation.attempts": "pizza_factory_remediation_attempts_total",
+    "pizza.factory.chaos": "pizza_factory_chaos",
     "pizza.auth.attempts": "pizza_auth_attempts_total",
     "pizza.users.active": "pizza_users_active",
     "pizza.log.records": "pizza_log_records_total",
@@ -71,6 +75,7 @@ class PizzaMetrics:
         self._oldest_age_s = 0.0
         self._breaker_state = "closed"
         self._remediation_pending = False
+        self._chaos: tuple[str, str] | None = None  # (type, phase) the factory reports
         self._process = ProcessSampler()
 
         self._creation = meter.create_histogram(
@@ -126,6 +131,12 @@ class PizzaMetrics:
                 "{link}",
                 "1 while a remediation link waits to be followed",
                 _reading(lambda: float(self._remediation_pending)),
+            ),
+            (
+                "pizza.factory.chaos",
+                "{chaos}",
+                "1 for the chaos the factory's vendor record reports, by type and phase",
+                self._observe_chaos,
             ),
             (
                 "pizza.users.active",
@@ -228,6 +239,10 @@ class PizzaMetrics:
     def set_remediation_pending(self, waiting: bool) -> None:
         self._remediation_pending = waiting
 
+    def set_chaos(self, chaos_type: str | None, phase: str | None) -> None:
+        """The chaos the vendor record reports (``phase`` scheduled or running), or none."""
+        self._chaos = None if chaos_type is None or phase is None else (chaos_type, phase)
+
     # -- callbacks -------------------------------------------------------------
 
     def _prune_users(self) -> None:
@@ -239,6 +254,22 @@ class PizzaMetrics:
         with self._lock:
             self._prune_users()
             return float(len(self._users))
+
+    def _observe_chaos(self, _options: CallbackOptions) -> Iterable[Observation]:
+        current = self._chaos
+        types = (
+            CHAOS_TYPES
+            if current is None or current[0] in CHAOS_TYPES
+            else (
+                *CHAOS_TYPES,
+                current[0],
+            )
+        )
+        return [
+            Observation(int((t, p) == current), {"type": t, "phase": p})
+            for t in types
+            for p in CHAOS_PHASES
+        ]
 
     def _observe_breaker(self, _options: CallbackOptions) -> Iterable[Observation]:
         current = self._breaker_state
