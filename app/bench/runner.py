@@ -98,6 +98,7 @@ class Target:
     body: dict[str, Any]
     headers: list[dict[str, str]]
     cpu_of: dict[str, Child]
+    distinct_orders: bool = False
 
     def pids(self) -> dict[str, list[int]]:
         # Read at each measurement: the workers of `--workers N` come and go with it.
@@ -198,8 +199,11 @@ class Bench:
         return Target(
             url=f"{service.url}/api/order",
             body=shop.order_body(0),
-            headers=shop.diners,
+            # A pending order (breaker open, drain) is a 202 to an async client: the bench
+            # follows orders in the database, so it is one (api.md, RFC 7240).
+            headers=[{**diner, "prefer": "respond-async"} for diner in shop.diners],
             cpu_of={"service": service, "factory": factory},
+            distinct_orders=True,
         )
 
     async def timed(self, target: Target, concurrency: int) -> LoadResult:
@@ -213,6 +217,7 @@ class Bench:
             answers_per_worker=self.plan.answers_per_worker,
             max_s=self.plan.settle_timeout_s,
             pids=target.pids(),
+            distinct_orders=target.distinct_orders,
         )
         return await self.load.run(spec)
 
@@ -225,6 +230,7 @@ class Bench:
             requests=requests,
             max_s=self.plan.settle_timeout_s,
             pids=target.pids(),
+            distinct_orders=target.distinct_orders,
         )
         return await self.load.run(spec)
 
