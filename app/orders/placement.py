@@ -8,6 +8,7 @@ pressed again within PENDING_TWIN_WINDOW answers with the pending twin it would 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
@@ -36,6 +37,10 @@ PENDING_MESSAGE = (
 )
 REJECTED_MESSAGE = "The pizza factory refused this order. It was not made and not charged."
 PREFER_ASYNC = "respond-async"
+# A twin whose first request still waits for the factory is waited for (up to the
+# customer's wait, FACTORY_TIMEOUT_S), read again this often: a double click on a working
+# factory gets the pizza twice over, not "cannot make it now".
+TWIN_POLL_S = 0.05
 
 # Status, the headers it needs, the JSON body.
 Answer = tuple[int, dict[str, str], dict[str, Any]]
@@ -97,6 +102,7 @@ class Asked:
 
     prefer_async: bool = False
     retry_after: int = 1
+    twin_wait_s: float = 0.0  # how long to wait for a twin's first answer (see _pending_twin)
 
 
 async def _validated_items(session: AsyncSession, body: OrderBody) -> list[OrderItem]:
@@ -178,7 +184,25 @@ async def _pending_twin(
         )
         await session.commit()
         return None
+    twin = await _first_answer_of(session, twin, asked.twin_wait_s)
+    assert twin.id is not None
     return _answer(twin, await items_of(session, twin.id), asked)
+
+
+async def _first_answer_of(session: AsyncSession, twin: DinerOrder, wait_s: float) -> DinerOrder:
+    """The twin once its first request has its answer (made, or told pending: deferred_at
+    set), or as it is after `wait_s`."""
+    twin_id, deadline = twin.id, utcnow() + timedelta(seconds=wait_s)
+    while twin.status == OrderStatus.PENDING and twin.deferred_at is None and utcnow() < deadline:
+        # No snapshot kept across the wait (SQLite WAL, PostgreSQL); the rollback expires
+        # `twin`, read again below.
+        await session.rollback()
+        await asyncio.sleep(TWIN_POLL_S)
+        fresh = await session.get(DinerOrder, twin_id, populate_existing=True)
+        if fresh is None:
+            break
+        twin = fresh
+    return twin
 
 
 async def place_order(

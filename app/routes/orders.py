@@ -158,6 +158,7 @@ async def create_order(
             breaker_reset_s=settings.breaker_reset_s,
             retry_base_s=settings.retry_base_s,
         ),
+        twin_wait_s=settings.factory_timeout_s,
     )
     status, headers, payload = await place_order(
         session, services.orders, diner, body, idempotency_key, asked

@@ -183,6 +183,22 @@ class TestPressingPayAgain:
         assert len(await _orders_of(api, shop.diner.headers)) == 1
 
 
+class TestADoubleClickOnAWorkingFactory:
+    async def test_both_presses_get_the_one_pizza(self, api: Api, factory: httpx.Client) -> None:
+        shop = await api.shop()
+        # The simulator's throttle makes a good pizza after 0.5 s: the second press comes
+        # while the first still waits for it (the customer waits up to 5 s).
+        factory.put("/api/vendor/chaos/throttle").raise_for_status()
+        before = sum(factory.get("/api/sim/stats").json()["pizzas"].values())
+        answers = await asyncio.gather(api.order(shop), api.order(shop))
+
+        assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+        assert len({a.json()["order"]["id"] for a in answers}) == 1
+        assert answers[0].json()["jwt"] == answers[1].json()["jwt"]
+        after = sum(factory.get("/api/sim/stats").json()["pizzas"].values())
+        assert after - before == 1  # one pizza made
+
+
 class TestAFulfilledOrder:
     async def test_never_blocks_a_new_one(self, api: Api) -> None:
         shop = await api.shop()
