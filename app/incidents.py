@@ -65,6 +65,7 @@ TRIGGERS = {
     "breaker": "the circuit breaker left closed",
     "link": "the factory sent a remediation link",
     "unauthorized": "the factory refused our API key",
+    "chaos": "the factory reports chaos",
 }
 
 
@@ -75,10 +76,13 @@ class Conditions:
     breaker: BreakerState
     config_fault: str | None = None
     last_failure: str | None = None  # "outcome: reason" of the last failed call
+    chaos: str | None = None  # the chaos the vendor record reports, scheduled or running
 
     @property
     def healthy(self) -> bool:
-        return self.breaker is BreakerState.CLOSED and self.config_fault is None
+        return (
+            self.breaker is BreakerState.CLOSED and self.config_fault is None and self.chaos is None
+        )
 
 
 def breaker_change(event: FactoryEvent) -> tuple[BreakerState, BreakerState] | None:
@@ -97,6 +101,9 @@ def fault_sign(event: FactoryEvent) -> str | None:
         return "link"
     if event.kind == EventKind.CONFIG_FAULT:
         return "unauthorized"
+    if event.kind == EventKind.CHAOS_REPORTED:
+        # Running: a fault. Scheduled: an announcement, paged ahead of time all the same.
+        return "chaos"
     change = breaker_change(event)
     if change is not None and change[1] in _NOT_CLOSED:
         return "breaker"
@@ -108,6 +115,7 @@ _CLOSING_KINDS = (
     EventKind.CONFIG_FAULT_CLEARED,
     EventKind.OPERATOR,
     EventKind.LINKS_CLEARED,
+    EventKind.CHAOS_CLEARED,
 )
 
 
@@ -194,12 +202,16 @@ class IncidentRecorder:
                 self._page(incident_id, f"incident.{change}")
             if event.kind == EventKind.LINK_DETECTED:
                 self._page(incident_id, "incident.link_detected", link=event.link)
+            if event.kind == EventKind.CHAOS_REPORTED:
+                self._page(incident_id, "incident.chaos_reported", note=event.detail)
             return
         is_open = await self._join(event)
         if is_open and _may_close(event):
             if event.kind == EventKind.CONFIG_FAULT_CLEARED:
                 # Announced just before FactoryOps forgets the fault: this event is the news.
                 conditions = dataclasses.replace(conditions, config_fault=None)
+            if event.kind == EventKind.CHAOS_CLEARED:
+                conditions = dataclasses.replace(conditions, chaos=None)
             await self.check(conditions)
 
     async def _open_or_join(
@@ -317,16 +329,20 @@ class IncidentRecorder:
 
     # -- pages -----------------------------------------------------------------------------
 
-    def _page(self, incident_id: int, event: str, *, link: str | None = None) -> None:
+    def _page(
+        self, incident_id: int, event: str, *, link: str | None = None, note: str | None = None
+    ) -> None:
         if self._pager is None:
             return
 
         async def build() -> Message:
-            return await self.message(incident_id, event, link=link)
+            return await self.message(incident_id, event, link=link, note=note)
 
         self._pager.send(incident_id, event, build)
 
-    async def message(self, incident_id: int, event: str, *, link: str | None = None) -> Message:
+    async def message(
+        self, incident_id: int, event: str, *, link: str | None = None, note: str | None = None
+    ) -> Message:
         """The webhook's JSON: what happened, where to look, the impact so far."""
         now = self._clock()
         async with self._sessions() as session:
@@ -339,6 +355,7 @@ class IncidentRecorder:
             + (f" ({TRIGGERS.get(incident.trigger, incident.trigger)})" if what == "opened" else "")
             + f". {impact.orders_affected} orders affected so far, {impact.pending} pending."
             + (f" Remediation link: {link}." if link else "")
+            + (f" {note[:1].upper()}{note[1:]}." if note else "")
             + f" Status: {self.status_page}"
         )
         body: dict[str, Any] = {
@@ -356,6 +373,7 @@ class IncidentRecorder:
                 "url": f"{self._public_url}/factory/incidents/{incident_id}",
             },
             "link": link,
+            "note": note,
             "statusPage": self.status_page,
             "impact": impact.to_json(),
             "sentAt": iso(now),

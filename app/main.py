@@ -298,7 +298,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_origins=settings.cors_origins,
         allow_credentials=True,
         allow_methods=["GET", "POST", "PUT", "DELETE"],
-        allow_headers=["content-type", "authorization", "idempotency-key"],
+        allow_headers=["content-type", "authorization", "idempotency-key", "prefer"],
+        # A browser client that asked for respond-async may read where to follow the order.
+        expose_headers=["location", "preference-applied", "retry-after"],
         max_age=600,
     )
     # The answers CORS gives by itself (preflights) are hardened too.

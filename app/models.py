@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -151,6 +151,15 @@ class DinerOrder(SQLModel, table=True):
         # An incident's impact is read over these two (app/incident_view.py).
         Index("ix_order_deferred", "deferred_at"),
         Index("ix_order_finished", "finished_at"),
+        # "Pay" pressed again: one pending order per diner and request (app/orders/placement.py).
+        Index(
+            "uq_order_pending_twin",
+            "diner_id",
+            "twin_hash",
+            unique=True,
+            sqlite_where=text("status = 'pending' AND twin_hash IS NOT NULL"),
+            postgresql_where=text("status = 'pending' AND twin_hash IS NOT NULL"),
+        ),
         NEVER_REUSE_IDS,
     )
     id: int | None = Field(default=None, primary_key=True)
@@ -170,7 +179,10 @@ class DinerOrder(SQLModel, table=True):
     finished_at: datetime | None = None
     idempotency_key: str | None = Field(default=None, sa_column=Column(String(255)))
     request_hash: str | None = Field(default=None, sa_column=Column(String(64)))
-    # When the order was first answered 202 (the factory did not make it at once).
+    # The request hash of an order placed without Idempotency-Key, while it may still be
+    # answered for an identical new order (cleared once older than PENDING_TWIN_WINDOW).
+    twin_hash: str | None = Field(default=None, sa_column=Column(String(64)))
+    # When the order was first answered pending (the factory did not make it at once).
     deferred_at: datetime | None = None
 
 
@@ -219,6 +231,8 @@ class EventKind(StrEnum):
     OPERATOR = "operator"
     CONFIG_FAULT = "config_fault"
     CONFIG_FAULT_CLEARED = "config_fault_cleared"
+    CHAOS_REPORTED = "chaos_reported"  # the vendor record names a chaos (scheduled, running)
+    CHAOS_CLEARED = "chaos_cleared"
     INCIDENT = "incident"  # a note of the recorder: opened, reopened, closed
     PAGE = "page"  # a webhook delivery
 

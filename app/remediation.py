@@ -14,7 +14,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import trace
@@ -57,9 +57,26 @@ def dialect_insert(session: AsyncSession) -> Any:
 
 
 AUTO_REMEDIATION_TRIES = 5
+CHAOS_KINDS = (EventKind.CHAOS_REPORTED, EventKind.CHAOS_CLEARED)
 RECENT_WINDOW_S = 900.0
 PROBE_PERIOD_S = 60.0
 PROBE_PERIOD_FAULT_S = 15.0
+# A failed or timed-out call reads the vendor record at once, then at most this often
+# while failures go on (resilience.md §4b: the throttle's first late answer takes 32 s).
+CHAOS_READ_MIN_S = 5.0
+CHAOS_PHASES = ("scheduled", "running")
+
+
+def chaos_phase(chaos: dict[str, Any], now: datetime) -> str:
+    """`scheduled` while the reported chaos' `startDate` is ahead, else `running`."""
+    start = chaos.get("startDate")
+    try:
+        at = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+    except ValueError:
+        return "running"  # no readable start: the factory says it is there, take it as now
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return "scheduled" if at > now else "running"
 
 
 @dataclass(slots=True)
@@ -95,7 +112,10 @@ class FactoryOps:
         self.incidents = incidents
         self._tracer = tracer or trace.get_tracer(__name__)
         self.config_fault: str | None = None
+        # The chaos the vendor record reports (scheduled or running), as last read.
         self.chaos_scheduled: dict[str, Any] | None = None
+        self._chaos_seen: str | None = None  # the detail of the last chaos_reported event
+        self._chaos_read_at: float | None = None
         self.last_success: datetime | None = None
         self.last_failure: LastFailure | None = None
         self._recent: deque[tuple[float, Outcome]] = deque(maxlen=10_000)
@@ -119,6 +139,9 @@ class FactoryOps:
         """
         if counted:
             self._recent.append((self._clock(), result.outcome))
+        if result.outcome is not Outcome.SUCCESS or result.report_url or self._chaos_seen:
+            # Failing, a link, or the end of a reported chaos: what does the vendor say?
+            self.read_chaos_soon()
         if result.outcome is Outcome.SUCCESS or result.has_pizza:
             self.last_success = utcnow()
         if counted and result.outcome is not Outcome.SUCCESS:
@@ -134,6 +157,76 @@ class FactoryOps:
         """The customer's wait ended before the factory answered."""
         self._recent.append((self._clock(), Outcome.TIMEOUT))
         self.last_failure = LastFailure(utcnow(), Outcome.TIMEOUT, reason)
+        self.read_chaos_soon()
+
+    # -- chaos the factory reports (resilience.md §4b) -----------------------------------
+
+    def read_chaos_soon(self, *, now: bool = False) -> None:
+        """Read the vendor record off the order path, at most every CHAOS_READ_MIN_S."""
+        at = self._clock()
+        recent = self._chaos_read_at is not None and at - self._chaos_read_at < CHAOS_READ_MIN_S
+        if recent and not now:
+            return
+        self._chaos_read_at = at
+        self._spawn(self._probe_logged())
+
+    async def _probe_logged(self) -> None:
+        try:
+            await self.probe()
+        except (SQLAlchemyError, OSError) as exc:
+            log.error("factory probe: could not record its result: %s", exc)
+
+    def chaos(self) -> dict[str, Any] | None:
+        """The reported chaos for /factory/status: type, start, scheduled or running."""
+        chaos = self.chaos_scheduled
+        if chaos is None:
+            return None
+        return {
+            "type": chaos.get("type"),
+            "startDate": chaos.get("startDate"),
+            "phase": chaos_phase(chaos, utcnow()),
+        }
+
+    async def _chaos_news(self, chaos: dict[str, Any] | None) -> None:
+        """The metric always; a timeline event once per distinct chaos and phase."""
+        if chaos is None:
+            self._metrics.set_chaos(None, None)
+            if self._chaos_seen is not None:
+                self._chaos_seen = None
+                log.warning("the factory no longer reports chaos")
+                await self._event(EventKind.CHAOS_CLEARED, "the factory no longer reports chaos")
+            return
+        kind, start = str(chaos.get("type")), str(chaos.get("startDate"))
+        phase = chaos_phase(chaos, utcnow())
+        self._metrics.set_chaos(kind, phase)
+        when = "scheduled for" if phase == "scheduled" else "running since"
+        detail = f"{phase}: the factory reports chaos {kind} {when} {start}"
+        if detail == self._chaos_seen:
+            return
+        self._chaos_seen = detail
+        async with self._sessions() as session:
+            latest = (
+                await session.exec(
+                    select(FactoryEvent)
+                    .where(
+                        col(FactoryEvent.kind).in_(
+                            (EventKind.CHAOS_REPORTED, EventKind.CHAOS_CLEARED)
+                        )
+                    )
+                    .order_by(col(FactoryEvent.id).desc())
+                )
+            ).first()
+        if (
+            latest is not None
+            and latest.kind == EventKind.CHAOS_REPORTED
+            and latest.detail == detail
+        ):
+            return  # told before: by another replica, or before a restart
+        log.error("factory chaos reported: %s", detail)
+        trace.get_current_span().add_event(
+            "factory.chaos.reported", {"type": kind, "phase": phase, "start": start}
+        )
+        await self._event(EventKind.CHAOS_REPORTED, detail)
 
     def recent_outcomes(self) -> dict[str, int]:
         since = self._clock() - RECENT_WINDOW_S
@@ -206,6 +299,11 @@ class FactoryOps:
         await self._store_event(FactoryEvent.link_detected(redacted, outcome))
         if auto:
             self._spawn(self._auto_remediate(link.id))
+
+    def follow_url(self, url: str) -> str | None:
+        """The URL the server follows for this link (FACTORY_URL's scheme, host and port),
+        or None for a foreign link: what the status page may offer to open."""
+        return self._followable(url)
 
     def _followable(self, url: str) -> str | None:
         return followable_url(
@@ -328,6 +426,7 @@ class FactoryOps:
             await session.commit()
         self._metrics.set_remediation_pending(waiting is not None)
         await self._breaker.half_open()
+        self.read_chaos_soon(now=True)  # the chaos should be over: say so when it is
 
     async def _auto_remediate(self, link_id: int) -> None:
         base = self._settings.remediation_retry_s
@@ -344,7 +443,10 @@ class FactoryOps:
     async def probe(self) -> None:
         """Check our key (and any scheduled chaos) without making a pizza."""
         answer = await self._client.probe_vendor()
-        self.chaos_scheduled = answer.chaos
+        if answer.outcome is Outcome.SUCCESS:
+            # Only a read vendor record says whether chaos is there.
+            self.chaos_scheduled = answer.chaos
+            await self._chaos_news(answer.chaos)
         if answer.outcome is Outcome.UNAUTHORIZED:
             self._set_config_fault(answer.reason)
         elif answer.outcome is not Outcome.SUCCESS:
@@ -408,6 +510,7 @@ class FactoryOps:
             breaker=self._breaker.state,
             config_fault=self.config_fault,
             last_failure=f"{failure.outcome}: {failure.reason}" if failure else None,
+            chaos=self._chaos_seen,
         )
 
     def _spawn(self, coro: Any) -> None:

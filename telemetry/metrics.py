@@ -27,6 +27,9 @@ LOG_SEVERITIES = ("debug", "info", "warning", "error", "critical")
 # The service's supervised background tasks (app/supervisor.py): their crash counters
 # start at zero so the first crash shows in increase().
 TASK_NAMES = ("retry-worker", "factory-probe", "incident-watch")
+# The factory's chaos types (factory.md): each has a series from the start, 0 until reported.
+CHAOS_TYPES = ("fail", "throttle", "badjwt")
+CHAOS_PHASES = ("scheduled", "running")
 
 # Exactly what the Python Prometheus exporter prints (checked by the tests).
 PROMETHEUS_NAMES = {
@@ -40,6 +43,7 @@ PROMETHEUS_NAMES = {
     "pizza.factory.calls.refused": "pizza_factory_calls_refused_total",
     "pizza.factory.remediation.pending": "pizza_factory_remediation_pending",
     "pizza.factory.remediation.attempts": "pizza_factory_remediation_attempts_total",
+    "pizza.factory.chaos": "pizza_factory_chaos",
     "pizza.auth.attempts": "pizza_auth_attempts_total",
     "pizza.users.active": "pizza_users_active",
     "pizza.log.records": "pizza_log_records_total",
@@ -76,6 +80,7 @@ class PizzaMetrics:
         self._oldest_age_s = 0.0
         self._breaker_state = "closed"
         self._remediation_pending = False
+        self._chaos: tuple[str, str] | None = None  # (type, phase) the factory reports
         self._process = ProcessSampler()
         self._heartbeats: Callable[[], Mapping[str, float]] = dict
 
@@ -137,6 +142,12 @@ class PizzaMetrics:
                 "{link}",
                 "1 while a remediation link waits to be followed",
                 _reading(lambda: float(self._remediation_pending)),
+            ),
+            (
+                "pizza.factory.chaos",
+                "{chaos}",
+                "1 for the chaos the factory's vendor record reports, by type and phase",
+                self._observe_chaos,
             ),
             (
                 "pizza.users.active",
@@ -255,6 +266,10 @@ class PizzaMetrics:
         """Where the heartbeat gauge reads its ages: the supervisor's kept timestamps."""
         self._heartbeats = read
 
+    def set_chaos(self, chaos_type: str | None, phase: str | None) -> None:
+        """The chaos the vendor record reports (``phase`` scheduled or running), or none."""
+        self._chaos = None if chaos_type is None or phase is None else (chaos_type, phase)
+
     # -- callbacks -------------------------------------------------------------
 
     def _prune_users(self) -> None:
@@ -269,6 +284,22 @@ class PizzaMetrics:
 
     def _observe_heartbeats(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(age, {"task": task}) for task, age in self._heartbeats().items()]
+
+    def _observe_chaos(self, _options: CallbackOptions) -> Iterable[Observation]:
+        current = self._chaos
+        types = (
+            CHAOS_TYPES
+            if current is None or current[0] in CHAOS_TYPES
+            else (
+                *CHAOS_TYPES,
+                current[0],
+            )
+        )
+        return [
+            Observation(int((t, p) == current), {"type": t, "phase": p})
+            for t in types
+            for p in CHAOS_PHASES
+        ]
 
     def _observe_breaker(self, _options: CallbackOptions) -> Iterable[Observation]:
         current = self._breaker_state

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -47,6 +48,9 @@ class LoadSpec:
     max_s: float = 300.0  # each phase stops after this long whatever happens
     pids: dict[str, list[int]] = field(default_factory=dict)  # CPU measured per group
     method: str = "POST"  # GET sends no body
+    # Each request its own Idempotency-Key: distinct orders, never "Pay" pressed again
+    # (a diner's identical pending order would answer for it, api.md).
+    distinct_orders: bool = False
 
     def __post_init__(self) -> None:
         if (self.window_s is None) == (self.requests is None):
@@ -110,12 +114,15 @@ class _Load:
         self.answered = asyncio.Event()  # `wanted` answers are in
         self.wanted = 0
         self.limit = spec.requests if spec.requests is not None else MAX_TIMED_REQUESTS
+        self.run_id = secrets.token_hex(6)
 
     async def worker(self, client: httpx.AsyncClient, index: int) -> None:
         headers = {**self.spec.headers[index % len(self.spec.headers)]}
         headers["content-type"] = "application/json"
         while not self.stop.is_set() and self.issued < self.limit:
             self.issued += 1
+            if self.spec.distinct_orders:
+                headers["idempotency-key"] = f"bench-{self.run_id}-{self.issued}"
             started = time.perf_counter()
             try:
                 response = await client.request(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.drill.traffic import Answer
+from app.drill.traffic import PENDING, Answer
 
 # In the order a reader expects them; the service may record the link a few
 # milliseconds before the customer's 202 leaves, so order is not asserted between them.
@@ -111,7 +111,7 @@ def build_timeline(
     """Every stage of ``STAGES`` (``steady_at`` is the drill's reading of the status)."""
     attempt = resolved_attempt(status, chaos_at)
     remediated_at = attempt[0] if attempt else None
-    first_failed = _first_after((a.answered_at for a in answers if a.status == 202), chaos_at)
+    first_failed = _first_after((a.answered_at for a in answers if a.status in PENDING), chaos_at)
     fulfilled_after = (
         _first_after((a.answered_at for a in answers if a.status == 200), remediated_at)
         if remediated_at

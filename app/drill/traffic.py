@@ -19,6 +19,10 @@ SETTLE_POLL_S = 0.5
 SETTLE_READS_AT_ONCE = 8
 # Final states: an order that is neither (nor pending) is lost.
 FINAL = ("fulfilled", "failed")
+# Answers that accepted the order: made (200), or kept pending: 202 to the drill, which
+# asks for async answers, 503 to a client that does not (api.md, RFC 7240).
+ACCEPTED = (200, 202, 503)
+PENDING = (202, 503)
 
 
 class DrillError(Exception):
@@ -69,7 +73,13 @@ class Traffic:
             await asyncio.gather(*tasks)
 
     async def _order(self, n: int) -> None:
-        headers = self.shop.diners[n % len(self.shop.diners)]
+        # Distinct customers' orders (an Idempotency-Key each: never "Pay" pressed again),
+        # followed by id afterwards: an async client.
+        headers = {
+            **self.shop.diners[n % len(self.shop.diners)],
+            "Prefer": "respond-async",
+            "Idempotency-Key": f"drill-{id(self)}-{n}",
+        }
         sent_at = datetime.now(UTC)
         try:
             answer = await self.client.post(
@@ -82,7 +92,7 @@ class Traffic:
         self.answers.append(Answer(sent_at, datetime.now(UTC), status, order_id))
 
     def accepted(self) -> list[int]:
-        return [a.order_id for a in self.answers if a.status in (200, 202) and a.order_id]
+        return [a.order_id for a in self.answers if a.status in ACCEPTED and a.order_id]
 
 
 @dataclass
@@ -92,7 +102,7 @@ class OrderCounts:
     pending: int = 0
     failed: int = 0
     lost: int = 0
-    errors: int = 0  # answers that were neither 200 nor 202 (or none at all)
+    errors: int = 0  # answers that accepted no order (or none at all)
 
     @property
     def ok(self) -> bool:
@@ -139,5 +149,5 @@ async def settle(
         pending=tally["pending"],
         failed=tally["failed"],
         lost=tally["lost"],
-        errors=sum(1 for a in traffic.answers if a.status not in (200, 202)),
+        errors=sum(1 for a in traffic.answers if a.status not in ACCEPTED),
     )

@@ -1,34 +1,60 @@
-"""Placing an order: validate, honour the idempotency key, store, then one attempt."""
+"""Placing an order: validate, honour the idempotency key, store, then one attempt.
+
+A pending order is answered as the client asked (RFC 7240, api.md "POST /api/order"):
+202 to a client that sent `Prefer: respond-async`, else 503 with `Retry-After`, so a
+front end that reads any 2xx as "made" never shows a pizza that is not there. "Pay"
+pressed again within PENDING_TWIN_WINDOW answers with the pending twin it would repeat.
+
+Every lookup here (the key's order, a pending twin) and the insert go through the order
+path's own store (app/sql): prepared statements, the insert group-committed.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
-
-from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from typing import Any, Protocol
 
 from app.errors import BadRequest, Conflict
-from app.models import DinerOrder, OrderFailure, OrderStatus, utcnow
-from app.orders.workflow import Attempt, PlacedItem, PlacedOrder, items_of
-from app.schemas import ItemFields, OrderBody, order_json
+from app.models import OrderFailure, OrderStatus, utcnow
+from app.orders.workflow import Attempt, PlacedItem, PlacedOrder
+from app.schemas import ItemFields, OrderBody, OrderFields, order_json
 from app.services import Services
-from app.sql import InsertRefused, NewOrder, OrderStore
+from app.sql import InsertRefused, NewOrder, OrderStore, StoredOrder
 from clients.schemas import DinerInfo
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# An identical order (same diner, franchise, store and menu ids) placed without an
+# Idempotency-Key while an earlier one is pending and younger than this is that order.
+PENDING_TWIN_WINDOW = timedelta(minutes=10)
 PENDING_MESSAGE = (
-    "The pizza factory cannot make this order right now. It is saved and will be made "
-    "as soon as the factory is back; you will not be charged twice."
+    "The pizza factory cannot make your pizza right now. Your order {order_id} is saved: "
+    "it will be made as soon as the factory is back, and you will not be charged twice."
 )
 REJECTED_MESSAGE = "The pizza factory refused this order. It was not made and not charged."
+PREFER_ASYNC = "respond-async"
+# A twin whose first request still waits for the factory is waited for (up to the
+# customer's wait, FACTORY_TIMEOUT_S), read again this often: a double click on a working
+# factory gets the pizza twice over, not "cannot make it now".
+TWIN_POLL_S = 0.05
 
-Answer = tuple[int, dict[str, Any]]
+# Status, the headers it needs, the JSON body.
+Answer = tuple[int, dict[str, str], dict[str, Any]]
+
+
+class _Answerable(OrderFields, Protocol):
+    """What `answer` reads of an order: a stored one or the one just placed."""
+
+    @property
+    def last_reason(self) -> str | None: ...
+    @property
+    def failure(self) -> str | None: ...
 
 
 def request_hash(body: OrderBody) -> str:
@@ -38,18 +64,99 @@ def request_hash(body: OrderBody) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def answer(order: DinerOrder | PlacedOrder, items: Sequence[ItemFields]) -> Answer:
-    """The customer's answer for an order as it stands now."""
+def prefers_async(prefer: list[str]) -> bool:
+    """Whether the `Prefer` header fields (RFC 7240) ask for `respond-async`.
+
+    Each field is a comma-separated list of preferences, each `token[=value]` with
+    optional `;` parameters; tokens are case-insensitive, unknown ones ignored.
+    """
+    for field in prefer:
+        for preference in field.split(","):
+            token = preference.split(";", 1)[0].split("=", 1)[0].strip()
+            if token.lower() == PREFER_ASYNC:
+                return True
+    return False
+
+
+def retry_after_s(*, breaker_open: bool, breaker_reset_s: float, retry_base_s: float) -> int:
+    """`Retry-After` of a pending answer: when the open breaker next lets a call through
+    (BREAKER_RESET_S), else the retry worker's first backoff (RETRY_BASE_S); at least 1."""
+    return max(1, math.ceil(breaker_reset_s if breaker_open else retry_base_s))
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """How the client wants a pending order answered (see `answer`)."""
+
+    prefer_async: bool = False
+    retry_after: int = 1
+    twin_wait_s: float = 0.0  # how long to wait for a twin's first answer (see _pending_twin)
+
+
+def answer(order: _Answerable, items: Sequence[ItemFields], asked: Asked) -> Answer:
+    """The customer's answer for an order as it stands now, as the client asked for it."""
     body: dict[str, Any] = {"order": order_json(order, items), "jwt": order.jwt}
     if order.status == OrderStatus.FULFILLED:
-        return 200, body
+        return 200, {}, body
     if order.status == OrderStatus.FAILED:
-        reason = order.last_reason or ""
         if order.failure == OrderFailure.REJECTED:
-            return 502, {"message": REJECTED_MESSAGE, **body}
+            return 502, {}, {"message": REJECTED_MESSAGE, **body}
         # Given up for another reason (too old, its store or franchise deleted).
-        return 502, {"message": f"This order was not made and not charged: {reason}.", **body}
-    return 202, {"message": PENDING_MESSAGE, **body}
+        reason = order.last_reason or ""
+        return 502, {}, {"message": f"This order was not made and not charged: {reason}.", **body}
+    pending = {"message": PENDING_MESSAGE.format(order_id=order.id), **body}
+    if asked.prefer_async:
+        headers = {"Preference-Applied": PREFER_ASYNC, "Location": f"/api/order/{order.id}"}
+        return 202, headers, pending
+    return 503, {"Retry-After": str(asked.retry_after)}, pending
+
+
+def _stored_answer(order: StoredOrder, asked: Asked) -> Answer:
+    return answer(order, [PlacedItem(*item) for item in order.items], asked)
+
+
+async def _replay(
+    store: OrderStore, diner_id: int, key: str, digest: str, asked: Asked
+) -> Answer | None:
+    existing = await store.find_order(diner_id=diner_id, key=key)
+    if existing is None:
+        return None
+    if existing.date < utcnow() - IDEMPOTENCY_WINDOW:
+        await store.forget_key(existing.id)  # expired: the key may name a new order
+        return None
+    if existing.request_hash != digest:
+        raise Conflict("Idempotency-Key was already used for a different order")
+    return _stored_answer(existing, asked)
+
+
+async def _pending_twin(
+    store: OrderStore, diner_id: int, digest: str, asked: Asked
+) -> Answer | None:
+    """The answer of the pending twin of a keyless order, if one is young enough.
+
+    A twin older than PENDING_TWIN_WINDOW is let go (its `twin_hash` cleared): the
+    new order is then stored beside it.
+    """
+    twin = await store.find_order(diner_id=diner_id, twin_hash=digest)
+    if twin is None:
+        return None
+    if twin.date < utcnow() - PENDING_TWIN_WINDOW:
+        await store.forget_twin(twin.id)
+        return None
+    return _stored_answer(await _first_answer_of(store, twin, asked.twin_wait_s), asked)
+
+
+async def _first_answer_of(store: OrderStore, twin: StoredOrder, wait_s: float) -> StoredOrder:
+    """The twin once its first request has its answer (made, or told pending: deferred_at
+    set), or as it is after `wait_s`."""
+    deadline = utcnow() + timedelta(seconds=wait_s)
+    while twin.status == OrderStatus.PENDING and twin.deferred_at is None and utcnow() < deadline:
+        await asyncio.sleep(TWIN_POLL_S)
+        fresh = await store.find_order(order_id=twin.id)
+        if fresh is None:
+            break
+        twin = fresh
+    return twin
 
 
 async def _priced_items(store: OrderStore, body: OrderBody) -> list[tuple[int, str, Decimal]]:
@@ -61,43 +168,28 @@ async def _priced_items(store: OrderStore, body: OrderBody) -> list[tuple[int, s
     return [(i.menuId, menu[i.menuId].title, menu[i.menuId].price) for i in body.items]
 
 
-async def _replay(
-    sessions: async_sessionmaker[AsyncSession], diner_id: int, key: str, digest: str
-) -> Answer | None:
-    async with sessions() as session:
-        existing = (
-            await session.exec(
-                select(DinerOrder).where(
-                    DinerOrder.diner_id == diner_id, DinerOrder.idempotency_key == key
-                )
-            )
-        ).first()
-        if existing is None:
-            return None
-        assert existing.id is not None
-        if existing.date < utcnow() - IDEMPOTENCY_WINDOW:
-            existing.idempotency_key = None  # expired: the key may name a new order
-            session.add(existing)
-            await session.commit()
-            return None
-        if existing.request_hash != digest:
-            raise Conflict("Idempotency-Key was already used for a different order")
-        return answer(existing, await items_of(session, existing.id))
-
-
 async def place_order(
-    services: Services, diner: DinerInfo, body: OrderBody, idempotency_key: str | None
+    services: Services,
+    diner: DinerInfo,
+    body: OrderBody,
+    idempotency_key: str | None,
+    asked: Asked | None = None,
 ) -> Answer:
+    asked = asked or Asked()
     store, workflow = services.store, services.orders
     digest = request_hash(body)
     if idempotency_key:
-        replay = await _replay(services.sessions, diner.id, idempotency_key, digest)
+        replay = await _replay(store, diner.id, idempotency_key, digest, asked)
         if replay is not None:
             return replay
+    else:
+        twin = await _pending_twin(store, diner.id, digest, asked)
+        if twin is not None:
+            return twin
     priced = await _priced_items(store, body)
     now = utcnow()
     # While the breaker is open (or our key is refused) no call can be made: the order
-    # is stored already handed back to the worker and answered at once.
+    # is stored already handed back to the worker and answered pending at once.
     refused = workflow.refusal()
     new = NewOrder(
         diner_id=diner.id,
@@ -107,6 +199,8 @@ async def place_order(
         total=sum((price for _, _, price in priced), Decimal(0)),
         idempotency_key=idempotency_key or None,
         request_hash=digest,
+        # Without a key, "Pay" pressed again finds this order (uq_order_pending_twin).
+        twin_hash=None if idempotency_key else digest,
         next_attempt_at=now,
         # Claimed by this request until its call is over: the worker leaves it alone.
         claimed_until=None if refused else workflow.claim_until(now),
@@ -117,11 +211,15 @@ async def place_order(
     inserted = await store.insert_order(new)
     if inserted is InsertRefused.STORE_MISSING:
         raise BadRequest("storeId: no such store in this franchise")
-    if inserted is InsertRefused.KEY_TAKEN:
-        # The same key raced in from a second request: answer with the first order.
-        replay = await _replay(services.sessions, diner.id, idempotency_key or "", digest)
+    if inserted is InsertRefused.TAKEN:
+        # The same key, or the same keyless order while pending, raced in from a second
+        # request: answer with the first order.
+        if idempotency_key:
+            replay = await _replay(store, diner.id, idempotency_key, digest, asked)
+        else:
+            replay = await _pending_twin(store, diner.id, digest, asked)
         if replay is None:
-            raise Conflict("Idempotency-Key was already used for a different order")
+            raise Conflict("this order was placed by another request at the same moment")
         return replay
     order_id, item_ids = inserted
     order = PlacedOrder(
@@ -139,9 +237,9 @@ async def place_order(
     ]
     if refused:
         workflow.refused(refused, now)
-        return answer(order, items)
+        return answer(order, items, asked)
     attempt = await workflow.attempt(order, diner, items)
-    return answer(_with(order, attempt), items)
+    return answer(_with(order, attempt), items, asked)
 
 
 def _with(order: PlacedOrder, attempt: Attempt) -> PlacedOrder:

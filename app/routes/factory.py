@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from importlib.resources import files
 from typing import Any, Literal
 
@@ -99,7 +100,7 @@ async def status(
             select(FactoryEvent).order_by(col(FactoryEvent.id).desc()).limit(HISTORY_LENGTH)
         )
     )
-    last_failure = ops.last_failure
+    last_success, last_failure = await _last_outcomes(session, services)
     return {
         "factory": ops.factory_url,
         "breaker": {
@@ -111,19 +112,18 @@ async def status(
         },
         "configuration": {"fault": ops.config_fault},
         "chaosScheduled": ops.chaos_scheduled,
+        # What the vendor record reports: type, start, and "scheduled" or "running".
+        "chaos": ops.chaos(),
         "recentOutcomes": ops.recent_outcomes(),
-        "lastSuccess": iso(ops.last_success),
-        "lastFailure": None
-        if last_failure is None
-        else {
-            "at": iso(last_failure.at),
-            "outcome": str(last_failure.outcome),
-            "reason": last_failure.reason,
-        },
+        "lastSuccess": iso(last_success),
+        "lastFailure": last_failure,
         "remediation": {
             "autoRemediate": settings.factory_auto_remediate,
             # The full link, key included: this answer is for signed-in admins only.
             "link": link.url if link else None,
+            # The URL "Remediate now" fetches (FACTORY_URL's scheme, host and port); None
+            # for a link the service will not follow.
+            "followUrl": ops.follow_url(link.url) if link else None,
             "detectedAt": iso(link.first_seen) if link else None,
             "outcome": link.outcome if link else None,
             "followable": link.followable if link else None,
@@ -156,6 +156,49 @@ async def status(
             for task in services.supervisor.health()
         ],
         "taskProblems": services.supervisor.problems(),
+    }
+
+
+async def _last_outcomes(
+    session: SessionDep, services: ServicesDep
+) -> tuple[datetime | None, dict[str, Any] | None]:
+    """The last success and failure: this process's, else what the database keeps
+    (the newest fulfilled order; the newest order still pending or failed with a reason),
+    so a restart does not empty them."""
+    ops = services.ops
+    stored_success = (
+        await session.exec(
+            select(func.max(DinerOrder.finished_at)).where(
+                DinerOrder.status == OrderStatus.FULFILLED
+            )
+        )
+    ).one()
+    known = [t for t in (ops.last_success, stored_success) if t is not None]
+    last_success = max(known, key=lambda t: t.timestamp()) if known else None
+    failure = ops.last_failure
+    if failure is not None:
+        return last_success, {
+            "at": iso(failure.at),
+            "outcome": str(failure.outcome),
+            "reason": failure.reason,
+        }
+    stored = (
+        await session.exec(
+            select(DinerOrder)
+            .where(
+                col(DinerOrder.status) != OrderStatus.FULFILLED,
+                col(DinerOrder.last_reason).is_not(None),
+            )
+            .order_by(col(DinerOrder.id).desc())
+            .limit(1)
+        )
+    ).first()
+    if stored is None:
+        return last_success, None
+    return last_success, {
+        "at": iso(stored.finished_at or stored.deferred_at or stored.date),
+        "outcome": f"order {stored.id} {stored.status}",
+        "reason": stored.last_reason,
     }
 
 

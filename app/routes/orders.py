@@ -11,7 +11,7 @@ from sqlmodel import col, select
 from app.deps import AdminUser, CurrentUser, ServicesDep, SessionDep
 from app.errors import RETRY_AFTER, NotFound, error_responses
 from app.models import DinerOrder, MenuItem, OrderItem
-from app.orders.placement import place_order
+from app.orders.placement import Asked, place_order, prefers_async, retry_after_s
 from app.orders.workflow import items_of
 from app.responses import json_response
 from app.schemas import (
@@ -197,8 +197,19 @@ async def create_order(
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
     ] = None,
+    prefer: Annotated[list[str] | None, Header(alias="Prefer")] = None,
 ) -> Response:
     user = principal.user
     diner = DinerInfo(id=principal.id, name=user.name, email=user.email)
-    status, payload = await place_order(services, diner, body, idempotency_key)
-    return json_response(payload, status)
+    settings = services.settings
+    asked = Asked(
+        prefer_async=prefers_async(prefer or []),
+        retry_after=retry_after_s(
+            breaker_open=services.breaker.refuses(),
+            breaker_reset_s=settings.breaker_reset_s,
+            retry_base_s=settings.retry_base_s,
+        ),
+        twin_wait_s=settings.factory_timeout_s,
+    )
+    status, headers, payload = await place_order(services, diner, body, idempotency_key, asked)
+    return json_response(payload, status, headers)

@@ -137,3 +137,21 @@ async def metrics(request: Request, services: ServicesDep) -> Response:
         raise Unauthorized("metrics need the METRICS_TOKEN bearer token")
     body, content_type = services.telemetry.render_prometheus()
     return Response(body, media_type=content_type)
+
+
+# A pizza slice: browsers ask for /favicon.ico on every page; a 404 each time is noise.
+FAVICON_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64">'
+    '<path d="M32 60 4 12C20 2 44 2 60 12Z" fill="#f4b942" stroke="#b5651d" stroke-width="4"/>'
+    '<circle cx="24" cy="20" r="5" fill="#c0392b"/><circle cx="40" cy="22" r="5" fill="#c0392b"/>'
+    '<circle cx="32" cy="38" r="5" fill="#c0392b"/></svg>'
+)
+
+
+@router.get("/favicon.ico", summary="The favicon", include_in_schema=False)
+async def favicon() -> Response:
+    return Response(
+        FAVICON_SVG,
+        media_type="image/svg+xml",
+        headers={"cache-control": "public, max-age=86400"},
+    )

@@ -29,6 +29,7 @@ from app.sql.store import (
     OrderStore,
     PendingStats,
     PrincipalRow,
+    StoredOrder,
     open_store,
 )
 
@@ -40,5 +41,6 @@ __all__ = [
     "OrderStore",
     "PendingStats",
     "PrincipalRow",
+    "StoredOrder",
     "open_store",
 ]

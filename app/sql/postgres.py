@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from app.models import from_units, to_units
 from app.sql.store import (
+    STORED_COLUMNS,
     ClaimedOrder,
     InsertRefused,
     MenuRow,
@@ -24,6 +25,7 @@ from app.sql.store import (
     OrderStore,
     PendingStats,
     PrincipalRow,
+    StoredOrder,
     StoreError,
 )
 
@@ -60,10 +62,11 @@ _INSERT = """
 WITH o AS (
     INSERT INTO diner_order (diner_id, franchise_id, store_id, date, status, total, jwt,
         attempts, last_reason, next_attempt_at, claimed_until, finished_at, idempotency_key,
-        request_hash, deferred_at)
-    SELECT $1, $2, $3, $4, 'pending', $5, NULL, 0, $6, $7, $8, NULL, $9, $10, $11
+        request_hash, deferred_at, twin_hash)
+    SELECT $1, $2, $3, $4, 'pending', $5, NULL, 0, $6, $7, $8, NULL, $9, $10, $11, $15
     WHERE EXISTS (SELECT 1 FROM store WHERE id = $3 AND franchise_id = $2)
-    ON CONFLICT (diner_id, idempotency_key) DO NOTHING
+    -- the diner's Idempotency-Key, or a pending twin (uq_order_pending_twin), stored first
+    ON CONFLICT DO NOTHING
     RETURNING id
 ), i AS (
     INSERT INTO order_item (order_id, menu_id, description, price)
@@ -77,6 +80,13 @@ SELECT (SELECT id FROM o), array(SELECT id FROM i ORDER BY id),
        EXISTS (SELECT 1 FROM store WHERE id = $3 AND franchise_id = $2)
 """
 _PENDING_ONLY = "WHERE id = $1 AND status = 'pending'"
+_FIND = {
+    "id": f"SELECT {STORED_COLUMNS} FROM diner_order WHERE id = $1",
+    "key": f"SELECT {STORED_COLUMNS} FROM diner_order WHERE diner_id = $1 AND idempotency_key = $2",
+    "twin": f"SELECT {STORED_COLUMNS} FROM diner_order"
+    " WHERE diner_id = $1 AND twin_hash = $2 AND status = 'pending'",
+}
+_ITEMS_OF = "SELECT id, menu_id, description, price FROM order_item WHERE order_id = $1 ORDER BY id"
 
 
 def _counted(update: str) -> str:
@@ -105,6 +115,8 @@ _UPDATES = {
     "defer": _counted(
         "UPDATE diner_order SET deferred_at = coalesce(deferred_at, $2) WHERE id = $1"
     ),
+    "forget_key": _counted("UPDATE diner_order SET idempotency_key = NULL WHERE id = $1"),
+    "forget_twin": _counted("UPDATE diner_order SET twin_hash = NULL WHERE id = $1"),
     "unclaim": _counted(
         "UPDATE diner_order SET claimed_until = NULL"
         " WHERE id = ANY($1::int[]) AND status = 'pending'"
@@ -145,6 +157,7 @@ def _arguments(kind: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
             [menu_id for menu_id, _, _ in order.items],
             [description for _, description, _ in order.items],
             [to_units(price) for _, _, price in order.items],
+            order.twin_hash,
         )
     if kind == "retry":
         order_id, reason, next_at, now = args
@@ -210,7 +223,7 @@ class PostgresOrderStore(OrderStore):
             return [
                 (row[0], list(row[1]))
                 if row[0] is not None
-                else InsertRefused.KEY_TAKEN
+                else InsertRefused.TAKEN
                 if row[2]
                 else InsertRefused.STORE_MISSING
                 for row in rows
@@ -251,6 +264,28 @@ class PostgresOrderStore(OrderStore):
     async def pending_stats(self) -> PendingStats:
         count, oldest, due = (await self._read(_PENDING))[0]
         return PendingStats(int(count), oldest, due)
+
+    async def _find(self, where: str, *args: Any) -> StoredOrder | None:
+        rows = await self._read(_FIND[where], *args)
+        if not rows:
+            return None
+        row = rows[0]
+        items = await self._read(_ITEMS_OF, row[0])
+        return StoredOrder(
+            id=row[0],
+            diner_id=row[1],
+            franchise_id=row[2],
+            store_id=row[3],
+            date=row[4],
+            status=row[5],
+            total=from_units(row[6]),
+            jwt=row[7],
+            last_reason=row[8],
+            failure=row[9],
+            request_hash=row[10],
+            deferred_at=row[11],
+            items=tuple((i[0], i[1], i[2], from_units(i[3])) for i in items),
+        )
 
     async def order_state(self, order_id: int) -> tuple[str, str | None] | None:
         rows = await self._read(_STATE, order_id)

@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from app.db import SQLITE_BUSY_TIMEOUT_MS
 from app.models import from_units, to_units
 from app.sql.store import (
+    STORED_COLUMNS,
     ClaimedOrder,
     InsertRefused,
     MenuRow,
@@ -33,6 +34,7 @@ from app.sql.store import (
     OrderStore,
     PendingStats,
     PrincipalRow,
+    StoredOrder,
     StoreError,
 )
 
@@ -80,8 +82,8 @@ _LOAD_ITEMS = (
 _INSERT_ORDER = """
 INSERT INTO diner_order (diner_id, franchise_id, store_id, date, status, total, jwt, attempts,
     last_reason, next_attempt_at, claimed_until, finished_at, idempotency_key, request_hash,
-    deferred_at)
-SELECT ?, ?, ?, ?, 'pending', ?, NULL, 0, ?, ?, ?, NULL, ?, ?, ?
+    twin_hash, deferred_at)
+SELECT ?, ?, ?, ?, 'pending', ?, NULL, 0, ?, ?, ?, NULL, ?, ?, ?, ?
 WHERE EXISTS (SELECT 1 FROM store WHERE id = ? AND franchise_id = ?)
 ON CONFLICT DO NOTHING
 """
@@ -105,6 +107,15 @@ _RELEASE = (
     f" deferred_at = coalesce(deferred_at, ?) {_PENDING_ONLY}"
 )
 _DEFER = "UPDATE diner_order SET deferred_at = coalesce(deferred_at, ?) WHERE id = ?"
+_FORGET_KEY = "UPDATE diner_order SET idempotency_key = NULL WHERE id = ?"
+_FORGET_TWIN = "UPDATE diner_order SET twin_hash = NULL WHERE id = ?"
+_FIND = {
+    "id": f"SELECT {STORED_COLUMNS} FROM diner_order WHERE id = ?",
+    "key": f"SELECT {STORED_COLUMNS} FROM diner_order WHERE diner_id = ? AND idempotency_key = ?",
+    "twin": f"SELECT {STORED_COLUMNS} FROM diner_order"
+    " WHERE diner_id = ? AND twin_hash = ? AND status = 'pending'",
+}
+_ITEMS_OF = "SELECT id, menu_id, description, price FROM order_item WHERE order_id = ? ORDER BY id"
 _UNCLAIM = (
     "UPDATE diner_order SET claimed_until = NULL"
     " WHERE id IN (SELECT value FROM json_each(?)) AND status = 'pending'"
@@ -290,6 +301,10 @@ class SqliteOrderStore(OrderStore):
         if kind == "defer":
             order_id, now = args
             return db.execute(_DEFER, (to_text(now), order_id)).rowcount
+        if kind == "forget_key":
+            return db.execute(_FORGET_KEY, args).rowcount
+        if kind == "forget_twin":
+            return db.execute(_FORGET_TWIN, args).rowcount
         if kind == "unclaim":
             return db.execute(_UNCLAIM, (json.dumps(args[0]),)).rowcount
         if kind == "claim":
@@ -318,6 +333,7 @@ class SqliteOrderStore(OrderStore):
                 to_text(order.claimed_until),
                 order.idempotency_key,
                 order.request_hash,
+                order.twin_hash,
                 to_text(order.deferred_at),
                 order.store_id,
                 order.franchise_id,
@@ -325,7 +341,7 @@ class SqliteOrderStore(OrderStore):
         )
         if cursor.rowcount != 1:
             store = db.execute(_STORE_EXISTS, (order.store_id, order.franchise_id)).fetchone()
-            return InsertRefused.KEY_TAKEN if store else InsertRefused.STORE_MISSING
+            return InsertRefused.TAKEN if store else InsertRefused.STORE_MISSING
         order_id = cursor.lastrowid
         assert order_id is not None
         item_ids = []
@@ -356,6 +372,28 @@ class SqliteOrderStore(OrderStore):
     async def pending_stats(self) -> PendingStats:
         count, oldest, due = (await self._read(_PENDING))[0]
         return PendingStats(int(count), from_text(oldest), from_text(due) if due else None)
+
+    async def _find(self, where: str, *args: Any) -> StoredOrder | None:
+        rows = await self._read(_FIND[where], *args)
+        if not rows:
+            return None
+        row = rows[0]
+        items = await self._read(_ITEMS_OF, row[0])
+        return StoredOrder(
+            id=row[0],
+            diner_id=row[1],
+            franchise_id=row[2],
+            store_id=row[3],
+            date=_aware(row[4]),
+            status=row[5],
+            total=from_units(row[6]),
+            jwt=row[7],
+            last_reason=row[8],
+            failure=row[9],
+            request_hash=row[10],
+            deferred_at=from_text(row[11]),
+            items=tuple((i[0], i[1], i[2], from_units(i[3])) for i in items),
+        )
 
     async def order_state(self, order_id: int) -> tuple[str, str | None] | None:
         rows = await self._read(_STATE, order_id)

@@ -25,7 +25,9 @@ class StoreError(Exception):
 
 class InsertRefused(Enum):
     STORE_MISSING = "store_missing"  # the store is not (or no longer) in this franchise
-    KEY_TAKEN = "key_taken"  # this diner already used this Idempotency-Key
+    # Stored first by another request: this diner's Idempotency-Key, or the pending twin
+    # of a keyless order ("Pay" pressed again).
+    TAKEN = "taken"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,7 @@ class NewOrder:
     total: Decimal
     idempotency_key: str | None
     request_hash: str
+    twin_hash: str | None  # set for a keyless order: one pending twin per diner and hash
     next_attempt_at: datetime
     claimed_until: datetime | None
     last_reason: str | None
@@ -81,6 +84,32 @@ class ClaimedOrder:
     diner_name: str
     diner_email: str
     items: tuple[tuple[int, int, str, Decimal], ...]  # item id, menu id, description, price
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOrder:
+    """An order as stored, with its items: what a replay or a twin answers with."""
+
+    id: int
+    diner_id: int
+    franchise_id: int
+    store_id: int
+    date: datetime
+    status: str
+    total: Decimal
+    jwt: str | None
+    last_reason: str | None
+    failure: str | None
+    request_hash: str | None
+    deferred_at: datetime | None
+    items: tuple[tuple[int, int, str, Decimal], ...]  # item id, menu id, description, price
+
+
+# The columns a StoredOrder is read from, in its order (both dialects).
+STORED_COLUMNS = (
+    "id, diner_id, franchise_id, store_id, date, status, total, jwt, last_reason, failure,"
+    " request_hash, deferred_at"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +226,24 @@ class OrderStore(ABC):
         """An order's status and pizza JWT as stored (None: no such order)."""
 
     @abstractmethod
+    async def _find(self, where: str, *args: Any) -> StoredOrder | None: ...
+
+    async def find_order(
+        self,
+        *,
+        order_id: int | None = None,
+        diner_id: int | None = None,
+        key: str | None = None,
+        twin_hash: str | None = None,
+    ) -> StoredOrder | None:
+        """One order by id, by its diner's Idempotency-Key, or its diner's pending twin."""
+        if order_id is not None:
+            return await self._find("id", order_id)
+        if key is not None:
+            return await self._find("key", diner_id, key)
+        return await self._find("twin", diner_id, twin_hash)
+
+    @abstractmethod
     async def load(self, ids: list[int]) -> list[ClaimedOrder]: ...
 
     # -- writes -----------------------------------------------------------------------------
@@ -227,6 +274,14 @@ class OrderStore(ABC):
     async def defer(self, order_id: int, now: datetime) -> bool:
         """The customer was answered pending while the call runs on (`deferred_at`)."""
         return bool(await self._writes.write("defer", order_id, now))
+
+    async def forget_key(self, order_id: int) -> None:
+        """The order's Idempotency-Key has expired: it may name a new order."""
+        await self._writes.write("forget_key", order_id)
+
+    async def forget_twin(self, order_id: int) -> None:
+        """The pending order is older than the "Pay again" window: a twin may be stored."""
+        await self._writes.write("forget_twin", order_id)
 
     async def unclaim(self, ids: list[int]) -> int:
         """Shutdown: hand the leases of interrupted calls back."""

@@ -82,7 +82,7 @@ class TestList:
             assert (await api.order(shop)).status_code == 200
             factory.put("/api/vendor/chaos/fail").raise_for_status()
             pending = await api.order(shop, menu_ids=[shop.menu[1]["id"]])
-            assert pending.status_code == 202, pending.text
+            assert pending.status_code == 503, pending.text
             empty = await api.store(shop.admin, shop.franchise["id"])
 
             answer = await api.client.get("/api/franchise", headers=shop.admin.headers)

@@ -92,7 +92,9 @@ class TestFailChaos:
 
         [opened] = await listed(api, shop)
         assert opened["status"] == "open"
-        assert opened["trigger"] == "link"
+        # The link and the chaos the vendor record names (read at the same failed call)
+        # race each other; either opens the incident.
+        assert opened["trigger"] in ("link", "chaos")
         assert "unavailable" in opened["fault"] and "chaos monkey" in opened["fault"]
         assert FACTORY_KEY not in str(opened)
 
@@ -138,12 +140,13 @@ class TestThrottleChaos:
             ids = await pending_orders(api, shop, 1)
             body = await closed_incident(api, shop)
 
-            assert body["trigger"] == "link"
-            assert "timeout" in body["fault"]
-            # The link only comes with the late answer: the service learns of the fault
-            # about 0.3 s after the customer was told 202.
+            # The link only comes with the late answer, about 0.3 s after the customer was
+            # told "pending"; the vendor record, read at the timed-out call, says so first.
+            assert body["trigger"] == "chaos"
+            assert "throttle" in body["fault"]
+            assert position(body, "chaos_reported") < position(body, "link_detected")
             assert position(body, "first_failed_order") < position(body, "link_detected")
-            assert 0.2 <= body["timeToDetectS"] < 5
+            assert 0.0 <= body["timeToDetectS"] < 5
             [attempt] = body["remediationAttempts"]
             assert attempt["mode"] == "auto" and attempt["by"] == "the service"
             assert attempt["resolved"] is True

@@ -132,10 +132,8 @@ def run_schemathesis(app: Any) -> Run:
         if isinstance(event, events.ScenarioFinished):
             recorder = event.recorder
             run.scenarios[event.phase.value] += 1
-            for case_id, checks in recorder.checks.items():
+            for checks in recorder.checks.values():
                 for check in checks:
-                    if _known_until_issue_11(recorder, case_id, check.name):
-                        continue
                     if check.status == Status.FAILURE and check.failure_info is not None:
                         run.failures.append(
                             f"{event.phase.value} {recorder.label} {check.name}: "
@@ -157,22 +155,6 @@ def _count_links(run: Run, recorder: Any) -> None:
         if linked:
             # "POST /api/auth -> [200] SignIn -> PUT /api/auth": the link's name
             run.links_followed[node.transition.id.split(" -> ")[1].split()[-1]] += 1
-
-
-def _known_until_issue_11(recorder: Any, case_id: str, check: str) -> bool:
-    """Today's order path answers 202 (without `Location`) to a client that did not send
-    `Prefer: respond-async`; issue 11 makes that a 503 with `Retry-After`, and the document
-    says so already. Exactly that one failure is let through; remove this with issue 11."""
-    interaction = recorder.interactions.get(case_id)
-    case = recorder.cases[case_id].value
-    return (
-        check == "response_headers_conformance"
-        and case.operation.label == "POST /api/order"
-        and interaction is not None
-        and interaction.response is not None
-        and interaction.response.status_code == 202
-        and "prefer" not in {name.lower() for name in interaction.request.headers}
-    )
 
 
 def test_schemathesis_finds_nothing_in_any_phase(fuzz_app: Any) -> None:

@@ -48,8 +48,11 @@ class FrontEnd:
     http: httpx.Client
     token: str | None = None
 
-    def call(self, method: str, url: str, body: Any = None) -> httpx.Response:
+    def call(
+        self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         asked = ["content-type", "authorization"] if self.token else ["content-type"]
+        asked += [name.lower() for name in headers or {}]
         preflight = self.http.options(
             url,
             headers={
@@ -64,11 +67,11 @@ class FrontEnd:
         assert method.lower() in header_set(preflight, "access-control-allow-methods"), where
         assert set(asked) <= header_set(preflight, "access-control-allow-headers"), where
 
-        headers = {"Origin": ORIGIN, "Content-Type": "application/json"}
+        sent = {"Origin": ORIGIN, "Content-Type": "application/json", **(headers or {})}
         if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+            sent["Authorization"] = f"Bearer {self.token}"
         content = None if body is None else json.dumps(body)
-        answer = self.http.request(method, url, headers=headers, content=content)
+        answer = self.http.request(method, url, headers=sent, content=content)
         assert_cors(answer)
         assert answer.headers.get("content-type", "").startswith("application/json"), answer.text
         if answer.status_code >= 400:

@@ -136,13 +136,15 @@ def test_remediate_from_the_status_page(
         admin = sign_in(http, ADMIN_EMAIL)
         body, diner = shop(http, admin)
 
-        # The factory fails; the diners' orders are kept (202) and the breaker opens.
+        # The factory fails; the diners' orders are kept (503 pending: no Prefer) and the
+        # breaker opens. Each its own order (its own Idempotency-Key), not "Pay" again.
         assert vendor.put("/api/vendor/chaos/fail").status_code == 200
         order_ids: list[int] = []
 
         def order() -> None:
-            answer = http.post("/api/order", headers=diner, json=body)
-            assert answer.status_code == 202, answer.text
+            key = {"Idempotency-Key": f"order-{len(order_ids)}"}
+            answer = http.post("/api/order", headers={**diner, **key}, json=body)
+            assert answer.status_code == 503, answer.text
             assert answer.json()["order"]["status"] == "pending"
             assert VENDOR_KEY not in answer.text
             order_ids.append(answer.json()["order"]["id"])
@@ -176,6 +178,11 @@ def test_remediate_from_the_status_page(
                 page = browser.new_page(viewport={"width": 1100, "height": 900})
                 errors: list[str] = []
                 page.on("pageerror", lambda error: errors.append(str(error)))
+                # Every load asked for a missing /favicon.ico once: no answer may be an error.
+                page.on(
+                    "response",
+                    lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+                )
                 page.goto(f"{stack.url}/factory/status")
                 expect(page.locator("#status")).to_be_hidden()
                 page.get_by_label("Email").fill(ADMIN_EMAIL)
@@ -184,10 +191,17 @@ def test_remediate_from_the_status_page(
 
                 state = page.locator("#breaker-state")
                 expect(state).to_have_text("open", timeout=10_000)
+                # The link shown is the one the server follows: the factory's own port (the
+                # factory writes https and no port), in a new tab.
                 link = page.locator("#remediation-link")
                 expect(link).to_be_visible()
                 href = link.get_attribute("href") or ""
-                assert "/api/support/" in href, href
+                assert href.startswith(f"{stack.factory_url}/api/support/"), href
+                assert link.get_attribute("target") == "_blank"
+                assert link.get_attribute("rel") == "noopener noreferrer"
+                # One line says what to do; the chaos the factory reports is named.
+                expect(page.locator("#instruction")).to_contain_text("Remediate now")
+                expect(page.locator("#chaos")).to_contain_text("chaos fail, running")
                 expect(page.locator("#pending-count")).to_have_text(str(ORDERS))
                 page.screenshot(path=str(tmp_path / "status-open.png"), full_page=True)
 
@@ -202,11 +216,21 @@ def test_remediate_from_the_status_page(
                 remediate = page.get_by_role("button", name="Remediate now")
                 expect(remediate).to_be_enabled()
                 remediate.click()
-                expect(page.locator("#remediate-result")).to_contain_text("Problem resolved")
+                result = page.locator("#remediate-result")
+                expect(result).to_contain_text("Problem resolved")
+                assert "chaos" not in vendor.get("/api/vendor").json()  # the click ended it
                 # Half-open now; the retry worker's probe closes it, the page polls itself.
                 expect(state).to_have_text("closed", timeout=REMEDIATION_DEADLINE_S * 1000)
                 expect(page.locator("#remediation-link")).to_have_count(0)
                 expect(remediate).to_be_disabled()  # nothing left to follow
+                # After the next refresh nothing stale is left: no answer naming an old
+                # breaker state, the instruction and the chaos line say it is over.
+                expect(result).to_have_text("", timeout=10_000)
+                expect(page.locator("#instruction")).to_have_text(
+                    "Nothing to do: the factory makes pizzas.", timeout=10_000
+                )
+                expect(page.locator("#chaos")).to_have_text("The factory reports no chaos.")
+                expect(page.locator("#last-success")).not_to_have_text("—")
                 page.screenshot(path=str(tmp_path / "status-closed.png"), full_page=True)
                 assert errors == [], errors
             finally:

@@ -27,6 +27,7 @@ from telemetry.metrics import PROMETHEUS_NAMES
 from tests.conftest import FACTORY_KEY, JWT_SECRET, make_settings, running_api
 from tests.utils.builders import PASSWORD as ADMIN_PASSWORD
 from tests.utils.builders import Account, Api, fast_password_hashing  # noqa: F401
+from tests.utils.orders import distinct
 from tests.utils.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("restore_logging", "fast_password_hashing")
@@ -155,7 +156,7 @@ def _attributes(span: Span) -> dict[str, Any]:
 
 
 async def _orders(api: Api, shop: Any, diner: Account, count: int) -> list[httpx.Response]:
-    return [await api.order(shop, diner=diner) for _ in range(count)]
+    return [await api.order(shop, diner=diner, headers=distinct()) for _ in range(count)]
 
 
 def _export_to(receiver: Received, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -199,7 +200,7 @@ async def test_every_signal_over_otlp_and_no_secret(
         assert [r.status_code for r in healthy] == [200] * HEALTHY_ORDERS
         factory.put("/api/vendor/chaos/fail").raise_for_status()
         failing = await _orders(api, shop, diner, FAILING_ORDERS)
-        assert 202 in [r.status_code for r in failing]
+        assert 503 in [r.status_code for r in failing]
         status = await api.client.get("/factory/status", headers=shop.admin.headers)
         assert status.status_code == 200
         history = {e["kind"] for e in status.json()["history"]}
@@ -290,8 +291,8 @@ async def test_breaker_and_manual_remediation_events(
     async with running_api(settings) as api:
         shop = await api.shop()
         factory.put("/api/vendor/chaos/fail").raise_for_status()
-        answers = [await api.order(shop) for _ in range(3)]
-        assert [a.status_code for a in answers] == [202] * 3
+        answers = [await api.order(shop, headers=distinct()) for _ in range(3)]
+        assert [a.status_code for a in answers] == [503] * 3
         fixed = await api.client.post("/factory/remediate", headers=shop.admin.headers)
         assert fixed.status_code == 200 and fixed.json()["attempt"]["resolved"], fixed.text
 
@@ -328,7 +329,7 @@ async def test_auto_remediation_attempt_is_a_span_event(
     async with running_api(settings) as api:
         shop = await api.shop()
         factory.put("/api/vendor/chaos/fail").raise_for_status()
-        assert (await api.order(shop)).status_code == 202
+        assert (await api.order(shop)).status_code == 503
 
         async def resolved() -> bool:
             status = await api.client.get("/factory/status", headers=shop.admin.headers)

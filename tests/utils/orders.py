@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from tests.utils.builders import Api, Shop
+
+_keys = itertools.count(1)
+
+
+def distinct() -> dict[str, str]:
+    """An Idempotency-Key of its own: a new order, not "Pay" pressed again (api.md)."""
+    return {"Idempotency-Key": f"distinct-order-{next(_keys)}"}
 
 
 async def status(api: Api, shop: Shop) -> dict[str, Any]:
@@ -25,13 +33,15 @@ async def all_fulfilled(api: Api, shop: Shop, ids: list[int]) -> bool:
 
 
 async def pending_orders(api: Api, shop: Shop, count: int) -> list[int]:
+    """`count` distinct orders the factory cannot make now, each answered 503 pending."""
     ids = []
     for _ in range(count):
-        answer = await api.order(shop)
-        assert answer.status_code == 202, answer.text
+        answer = await api.order(shop, headers=distinct())
+        assert answer.status_code == 503, answer.text
+        assert int(answer.headers["retry-after"]) >= 1
         body = answer.json()
         assert body["order"]["status"] == "pending"
         assert body["jwt"] is None
-        assert "factory" in body["message"].lower()
+        assert f"order {body['order']['id']} is saved" in body["message"]
         ids.append(body["order"]["id"])
     return ids

@@ -1,0 +1,144 @@
+"""Chaos the factory reports, known at once (resilience.md §4b)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from app.remediation import CHAOS_READ_MIN_S
+from tests.app.test_incident_alerts import Receiver, receiver, receiver_server  # noqa: F401
+from tests.conftest import make_settings, running_api
+from tests.utils.builders import Api
+from tests.utils.orders import pending_orders, status
+from tests.utils.waiting import eventually
+
+TOMORROW_S = 16 * 3600  # the real factory schedules chaos for the next morning
+
+
+@pytest.fixture
+async def manual(database_url: str, factory_url: str) -> AsyncIterator[Api]:
+    settings = make_settings(database_url, factory_url, factory_auto_remediate=False)
+    async with running_api(settings) as api:
+        yield api
+
+
+def chaos_metric(api: Api) -> dict[tuple[str, str], int]:
+    observed = api.services.metrics._observe_chaos(None)  # type: ignore[arg-type]
+    return {
+        (str(o.attributes["type"]), str(o.attributes["phase"])): int(o.value)
+        for o in observed
+        if o.attributes
+    }
+
+
+class TestARunningChaos:
+    async def test_is_read_at_the_first_failed_call_and_shown_everywhere(
+        self, manual: Api, factory: httpx.Client
+    ) -> None:
+        api = manual
+        shop = await api.shop()
+        # Before any chaos every series exists, at 0.
+        assert set(chaos_metric(api).values()) == {0}
+        assert ("throttle", "scheduled") in chaos_metric(api)
+        factory.put("/api/vendor/chaos/fail").raise_for_status()
+        await pending_orders(api, shop, 1)
+
+        async def reported() -> dict[str, Any] | None:
+            chaos: dict[str, Any] | None = (await status(api, shop))["chaos"]
+            return chaos
+
+        chaos = await eventually(reported, timeout_s=5)
+        assert (chaos["type"], chaos["phase"]) == ("fail", "running")
+        assert chaos["startDate"]
+        now = await status(api, shop)
+        [event] = [e for e in now["history"] if e["kind"] == "chaos_reported"]
+        assert event["detail"].startswith("running: the factory reports chaos fail running since")
+        assert chaos_metric(api)[("fail", "running")] == 1
+        listed = await api.client.get("/factory/incidents", headers=shop.admin.headers)
+        [incident] = listed.json()["incidents"]
+        one = await api.client.get(
+            f"/factory/incidents/{incident['id']}", headers=shop.admin.headers
+        )
+        assert "chaos_reported" in [e["kind"] for e in one.json()["timeline"]]
+
+    async def test_is_recorded_once_however_often_it_is_read(
+        self, manual: Api, factory: httpx.Client
+    ) -> None:
+        api = manual
+        shop = await api.shop()
+        factory.put("/api/vendor/chaos/fail").raise_for_status()
+        for _ in range(3):
+            await api.services.ops.probe()
+        history = (await status(api, shop))["history"]
+        assert [e["kind"] for e in history].count("chaos_reported") == 1
+
+        factory.put("/api/vendor/chaos/none").raise_for_status()
+        await api.services.ops.probe()
+        now = await status(api, shop)
+        assert now["chaos"] is None
+        assert "chaos_cleared" in [e["kind"] for e in now["history"]]
+        assert set(chaos_metric(api).values()) == {0}
+
+
+class TestReadingTheVendorRecord:
+    async def test_happens_at_most_every_few_seconds_while_failures_go_on(
+        self, manual: Api, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        ops = api = manual.services.ops
+        reads: list[float] = []
+        clock = [1000.0]
+
+        async def probe() -> None:
+            reads.append(clock[0])
+
+        monkeypatch.setattr(ops, "probe", probe)
+        monkeypatch.setattr(ops, "_clock", lambda: clock[0])
+        seconds = int(2 * CHAOS_READ_MIN_S) + 2
+        for _ in range(seconds):  # a timed-out call every second
+            api.observe_timeout("timed out")
+            await asyncio.sleep(0)  # the spawned read runs
+            clock[0] += 1.0
+        # The first at once, then one per CHAOS_READ_MIN_S: at 0, 5 and 10 s of 12.
+        assert reads == [1000.0, 1000.0 + CHAOS_READ_MIN_S, 1000.0 + 2 * CHAOS_READ_MIN_S]
+
+
+class TestAScheduledChaos:
+    async def test_is_announced_before_it_strikes(
+        self,
+        database_url: str,
+        factory_url: str,
+        factory: httpx.Client,
+        receiver: Receiver,  # noqa: F811
+    ) -> None:
+        settings = make_settings(
+            database_url, factory_url, alert_webhook_url=receiver.url, factory_auto_remediate=False
+        )
+        async with running_api(settings) as api:
+            shop = await api.shop()
+            factory.put(
+                "/api/vendor/chaos/fail", params={"start_delay_s": TOMORROW_S}
+            ).raise_for_status()
+            await api.services.ops.probe()  # the periodic read
+
+            now = await status(api, shop)
+            assert now["chaos"]["phase"] == "scheduled"
+            assert now["chaos"]["type"] == "fail"
+            assert chaos_metric(api)[("fail", "scheduled")] == 1
+            assert any(
+                e["kind"] == "chaos_reported" and "scheduled for" in e["detail"]
+                for e in now["history"]
+            )
+            # Pizzas are still made: it has not struck yet.
+            assert (await api.order(shop)).status_code == 200
+
+            async def paged() -> bool:
+                return "incident.chaos_reported" in receiver.events()
+
+            await eventually(paged)
+            [page] = [m for m in receiver.messages if m["event"] == "incident.chaos_reported"]
+            assert "chaos fail scheduled for" in page["text"]
+            factory.put("/api/vendor/chaos/none").raise_for_status()
