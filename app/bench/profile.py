@@ -59,6 +59,8 @@ async def profile(*, database_url: str, out: Path, seconds: float, route: str) -
                 warmup_s=1.0,
                 method=method,
                 pids=target.pids(),
+                # As the bench orders: each its own order (never "Pay" pressed again).
+                distinct_orders=route == "order" and target.distinct_orders,
             )
             running = asyncio.create_task(load.run(spec))
             await asyncio.sleep(1.0)  # the warm-up

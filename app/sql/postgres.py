@@ -85,6 +85,8 @@ _FIND = {
     "key": f"SELECT {STORED_COLUMNS} FROM diner_order WHERE diner_id = $1 AND idempotency_key = $2",
     "twin": f"SELECT {STORED_COLUMNS} FROM diner_order"
     " WHERE diner_id = $1 AND twin_hash = $2 AND status = 'pending'",
+    "last_twin": f"SELECT {STORED_COLUMNS} FROM diner_order"
+    " WHERE diner_id = $1 AND twin_hash = $2 ORDER BY id DESC LIMIT 1",
 }
 _ITEMS_OF = "SELECT id, menu_id, description, price FROM order_item WHERE order_id = $1 ORDER BY id"
 

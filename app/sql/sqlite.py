@@ -114,6 +114,8 @@ _FIND = {
     "key": f"SELECT {STORED_COLUMNS} FROM diner_order WHERE diner_id = ? AND idempotency_key = ?",
     "twin": f"SELECT {STORED_COLUMNS} FROM diner_order"
     " WHERE diner_id = ? AND twin_hash = ? AND status = 'pending'",
+    "last_twin": f"SELECT {STORED_COLUMNS} FROM diner_order"
+    " WHERE diner_id = ? AND twin_hash = ? ORDER BY id DESC LIMIT 1",
 }
 _ITEMS_OF = "SELECT id, menu_id, description, price FROM order_item WHERE order_id = ? ORDER BY id"
 _UNCLAIM = (

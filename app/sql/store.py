@@ -235,13 +235,15 @@ class OrderStore(ABC):
         diner_id: int | None = None,
         key: str | None = None,
         twin_hash: str | None = None,
+        pending: bool = True,
     ) -> StoredOrder | None:
-        """One order by id, by its diner's Idempotency-Key, or its diner's pending twin."""
+        """One order by id, by its diner's Idempotency-Key, or its diner's pending twin
+        (``pending=False``: the newest twin, whatever its status)."""
         if order_id is not None:
             return await self._find("id", order_id)
         if key is not None:
             return await self._find("key", diner_id, key)
-        return await self._find("twin", diner_id, twin_hash)
+        return await self._find("twin" if pending else "last_twin", diner_id, twin_hash)
 
     @abstractmethod
     async def load(self, ids: list[int]) -> list[ClaimedOrder]: ...
