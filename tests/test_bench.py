@@ -30,6 +30,7 @@ POSITIVE = (
     "factory_cpu_ms_per_pizza",
     "client_cpu_ms_per_order",
     "breaker_open_p99_ms",
+    "menu_cpu_ms_per_read",
     "telemetry_ratio",
     "redis_breaker_ratio",
     "drain_orders_per_s",
@@ -98,5 +99,13 @@ class TestQuickBench:
         assert "bench --quick" in report["command"]
         assert report["quick"] is True
         assert {"ratio_to_factory", "breaker_open_p99_ms", "errors"} <= set(report["targets"])
+        # The idle service's CPU is measured (it may be 0 within the clock's resolution),
+        # and answers pending at high concurrency are counted at both levels.
+        assert report["idle_cpu_ms_per_s"] >= 0
+        assert set(report["pending_under_load"]) == {"128", "256"}
+        assert all(isinstance(n, int) for n in report["pending_under_load"].values())
+        assert {"service_cpu_ms_per_order", "menu_cpu_ms_per_read", "idle_cpu_ms_per_s"} <= set(
+            report["targets"]
+        )
         for key in ("service_orders_per_s", "ratio_to_factory", "drain_orders_per_s"):
             assert key in stdout
