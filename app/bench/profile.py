@@ -10,16 +10,13 @@ permission to read another process's memory (root, or ptrace allowed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from app.bench.load import LoadSpec
-from app.bench.procs import BenchError, LoadGenerator, Processes
-from app.bench.runner import CONCURRENCY, FULL, Bench
-from app.bench.stores import bench_database, bench_redis, otlp_sink
+from app.bench.procs import BenchError
+from app.bench.runner import CONCURRENCY, FULL, bench_setup, open_shop
 
 PROFILE_RATE_HZ = 250
 
@@ -28,70 +25,57 @@ async def profile(*, database_url: str, out: Path, seconds: float, route: str) -
     py_spy = shutil.which("py-spy")
     if py_spy is None:
         raise BenchError("py-spy is not installed: pip install py-spy")
-    with tempfile.TemporaryDirectory(prefix="pizza-profile-") as tmp:
-        workdir = Path(tmp)
-        async with contextlib.AsyncExitStack() as stack:
-            database = await stack.enter_async_context(bench_database(database_url, workdir))
-            redis = await stack.enter_async_context(bench_redis(None))
-            sink = stack.enter_context(otlp_sink())
-            procs = Processes(workdir)
-            stack.push_async_callback(procs.stop_all)
-            load = LoadGenerator(workdir)
-            await load.start()
-            stack.push_async_callback(load.stop)
-            bench = Bench(FULL, procs, database, redis, sink, load)
-            factory = await bench.start_factory()
-            service = await bench.start_service("service", factory)
-            from app.bench.runner import open_shop
-
-            shop = await open_shop(service.url, bench.admin_password)
-            target = bench.service_target(service, factory, shop)
-            method = "POST"
-            url = target.url
-            if route == "menu":
-                method, url = "GET", f"{service.url}/api/order/menu"
-            spec = LoadSpec(
-                url=url,
-                body=target.body,
-                headers=target.headers,
-                concurrency=CONCURRENCY,
-                window_s=seconds + 2.0,
-                warmup_s=1.0,
-                method=method,
-                pids=target.pids(),
-                # As the bench orders: each its own order (never "Pay" pressed again).
-                distinct_orders=route == "order" and target.distinct_orders,
-            )
-            running = asyncio.create_task(load.run(spec))
-            await asyncio.sleep(1.0)  # the warm-up
-            recorder = await asyncio.create_subprocess_exec(
-                py_spy,
-                "record",
-                "--pid",
-                str(service.pid),
-                "--duration",
-                str(int(seconds)),
-                "--rate",
-                str(PROFILE_RATE_HZ),
-                "--format",
-                # FILE.txt: py-spy's collapsed stacks, one line per stack (for reading by tool)
-                "raw" if out.suffix == ".txt" else "flamegraph",
-                "--output",
-                str(out),
-                "--nonblocking",
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            _, err = await recorder.communicate()
-            result = await running
-            if recorder.returncode != 0:
-                raise BenchError(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
-            cpu = result.cpu_s.get("service", 0.0) * 1000 / max(result.requests, 1)
-            print(
-                f"{method} {route}: {result.per_s:.0f}/s at concurrency {CONCURRENCY}, "
-                f"service CPU {cpu:.2f} ms per request, statuses {result.statuses}; "
-                f"flame graph in {out}"
-            )
+    async with bench_setup(FULL, database_url=database_url, redis_url=None) as bench:
+        factory = await bench.start_factory()
+        service = await bench.start_service("service", factory)
+        shop = await open_shop(service.url, bench.admin_password)
+        target = bench.service_target(service, factory, shop)
+        method = "POST"
+        url = target.url
+        if route == "menu":
+            method, url = "GET", f"{service.url}/api/order/menu"
+        spec = LoadSpec(
+            url=url,
+            body=target.body,
+            headers=target.headers,
+            concurrency=CONCURRENCY,
+            window_s=seconds + 2.0,
+            warmup_s=1.0,
+            method=method,
+            pids=target.pids(),
+            # As the bench orders: each its own order (never "Pay" pressed again).
+            distinct_orders=route == "order" and target.distinct_orders,
+        )
+        running = asyncio.create_task(bench.load.run(spec))
+        await asyncio.sleep(1.0)  # the warm-up
+        recorder = await asyncio.create_subprocess_exec(
+            py_spy,
+            "record",
+            "--pid",
+            str(service.pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            str(PROFILE_RATE_HZ),
+            "--format",
+            # FILE.txt: py-spy's collapsed stacks, one line per stack (for reading by tool)
+            "raw" if out.suffix == ".txt" else "flamegraph",
+            "--output",
+            str(out),
+            "--nonblocking",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await recorder.communicate()
+        result = await running
+        if recorder.returncode != 0:
+            raise BenchError(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
+        cpu = result.cpu_s.get("service", 0.0) * 1000 / max(result.requests, 1)
+        print(
+            f"{method} {route}: {result.per_s:.0f}/s at concurrency {CONCURRENCY}, "
+            f"service CPU {cpu:.2f} ms per request, statuses {result.statuses}; "
+            f"flame graph in {out}"
+        )
 
 
 def profile_command(*, database_url: str, out: Path, seconds: float, route: str) -> int:

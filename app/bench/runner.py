@@ -21,6 +21,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -458,13 +459,12 @@ class Bench:
         }
 
 
-async def run_bench(
-    *, quick: bool, database_url: str, redis_url: str | None, command: str
-) -> dict[str, Any]:
-    """Run every measurement and return the report (performance.md)."""
-    plan = QUICK if quick else FULL
-    began, started_at = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
-    load_at_start = [round(x, 2) for x in os.getloadavg()]
+@contextlib.asynccontextmanager
+async def bench_setup(
+    plan: Plan, *, database_url: str, redis_url: str | None
+) -> AsyncIterator[Bench]:
+    """A bench in a temporary directory: its database, Redis db, OTLP sink and load
+    generator, every process it starts stopped and everything removed at the end."""
     with tempfile.TemporaryDirectory(prefix="pizza-bench-") as tmp:
         workdir = Path(tmp)
         async with contextlib.AsyncExitStack() as stack:
@@ -476,17 +476,27 @@ async def run_bench(
             load = LoadGenerator(workdir)
             await load.start()
             stack.push_async_callback(load.stop)
-            bench = Bench(plan, procs, database, redis, sink, load)
-            figures = await bench.run()
-            report: dict[str, Any] = {
-                "command": command,
-                "quick": quick,
-                "started_at": started_at,
-                "duration_s": round(time.monotonic() - began, 1),
-                "machine": {**machine(database), "load_average_at_start": load_at_start},
-                **figures,
-                "breaker_open_backlog_settled": bench.settled_after_open,
-            }
+            yield Bench(plan, procs, database, redis, sink, load)
+
+
+async def run_bench(
+    *, quick: bool, database_url: str, redis_url: str | None, command: str
+) -> dict[str, Any]:
+    """Run every measurement and return the report (performance.md)."""
+    plan = QUICK if quick else FULL
+    began, started_at = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    async with bench_setup(plan, database_url=database_url, redis_url=redis_url) as bench:
+        figures = await bench.run()
+        report: dict[str, Any] = {
+            "command": command,
+            "quick": quick,
+            "started_at": started_at,
+            "duration_s": round(time.monotonic() - began, 1),
+            "machine": {**machine(bench.database), "load_average_at_start": load_at_start},
+            **figures,
+            "breaker_open_backlog_settled": bench.settled_after_open,
+        }
     report["targets"] = {c.key: {"target": c.target, "met": c.met} for c in checks(report)}
     return report
 

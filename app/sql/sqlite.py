@@ -24,17 +24,12 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from app.db import SQLITE_BUSY_TIMEOUT_MS
-from app.models import from_units, to_units
+from app.models import to_units
 from app.sql.store import (
     STORED_COLUMNS,
-    ClaimedOrder,
     InsertRefused,
-    MenuRow,
     NewOrder,
     OrderStore,
-    PendingStats,
-    PrincipalRow,
-    StoredOrder,
     StoreError,
 )
 
@@ -162,6 +157,26 @@ def _connect(path: str) -> sqlite3.Connection:
 
 
 class SqliteOrderStore(OrderStore):
+    _reads = {
+        "principal": _PRINCIPAL,
+        "menu": _MENU,
+        "menu_items": _MENU_ITEMS,
+        "pending": _PENDING,
+        "state": _STATE,
+        "load": _LOAD,
+        "load_items": _LOAD_ITEMS,
+        "items_of": _ITEMS_OF,
+        **{f"find_{where}": statement for where, statement in _FIND.items()},
+    }
+
+    @staticmethod
+    def _time(value: Any) -> datetime | None:
+        return from_text(value)
+
+    @staticmethod
+    def _ids(ids: list[int]) -> Any:
+        return json.dumps(ids)  # read back with json_each: one statement for any count
+
     def __init__(self, database_url: str) -> None:
         super().__init__()
         self._path = make_url(database_url).database or ":memory:"
@@ -352,87 +367,3 @@ class SqliteOrderStore(OrderStore):
             assert item.lastrowid is not None
             item_ids.append(item.lastrowid)
         return order_id, item_ids
-
-    # -- reads ------------------------------------------------------------------------------
-
-    async def principal(self, jti: str, user_id: int) -> PrincipalRow | None:
-        rows = await self._read(_PRINCIPAL, jti, user_id)
-        if not rows:
-            return None
-        first = rows[0]
-        expires = from_text(first[3])
-        assert expires is not None
-        roles = tuple((row[4], row[5]) for row in rows if row[4] is not None)
-        return PrincipalRow(first[0], first[1], first[2], expires, roles)
-
-    async def menu(self) -> list[MenuRow]:
-        return [_menu_row(row) for row in await self._read(_MENU)]
-
-    async def _menu_items(self, ids: list[int]) -> list[MenuRow]:
-        return [_menu_row(row) for row in await self._read(_MENU_ITEMS, json.dumps(ids))]
-
-    async def pending_stats(self) -> PendingStats:
-        count, oldest, due = (await self._read(_PENDING))[0]
-        return PendingStats(int(count), from_text(oldest), from_text(due) if due else None)
-
-    async def _find(self, where: str, *args: Any) -> StoredOrder | None:
-        rows = await self._read(_FIND[where], *args)
-        if not rows:
-            return None
-        row = rows[0]
-        items = await self._read(_ITEMS_OF, row[0])
-        return StoredOrder(
-            id=row[0],
-            diner_id=row[1],
-            franchise_id=row[2],
-            store_id=row[3],
-            date=_aware(row[4]),
-            status=row[5],
-            total=from_units(row[6]),
-            jwt=row[7],
-            last_reason=row[8],
-            failure=row[9],
-            request_hash=row[10],
-            deferred_at=from_text(row[11]),
-            items=tuple((i[0], i[1], i[2], from_units(i[3])) for i in items),
-        )
-
-    async def order_state(self, order_id: int) -> tuple[str, str | None] | None:
-        rows = await self._read(_STATE, order_id)
-        return (rows[0][0], rows[0][1]) if rows else None
-
-    async def load(self, ids: list[int]) -> list[ClaimedOrder]:
-        if not ids:
-            return []
-        key = json.dumps(ids)
-        rows = await self._read(_LOAD, key)
-        items: dict[int, list[tuple[int, int, str, Any]]] = {row[0]: [] for row in rows}
-        for item_id, order_id, menu_id, description, price in await self._read(_LOAD_ITEMS, key):
-            if order_id in items:
-                items[order_id].append((item_id, menu_id, description, from_units(price)))
-        return [
-            ClaimedOrder(
-                id=row[0],
-                diner_id=row[1],
-                franchise_id=row[2],
-                store_id=row[3],
-                date=_aware(row[4]),
-                total=from_units(row[5]),
-                attempts=row[6],
-                deferred_at=from_text(row[7]),
-                diner_name=row[8] or "",
-                diner_email=row[9] or "",
-                items=tuple(items[row[0]]),
-            )
-            for row in rows
-        ]
-
-
-def _aware(value: str) -> datetime:
-    parsed = from_text(value)
-    assert parsed is not None
-    return parsed
-
-
-def _menu_row(row: tuple[Any, ...]) -> MenuRow:
-    return MenuRow(row[0], row[1], row[2], row[3], from_units(row[4]))

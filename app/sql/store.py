@@ -11,6 +11,8 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from app.models import from_units
+
 # A flush takes at most this many writes; the rest wait for the next one (microseconds).
 MAX_BATCH = 256
 
@@ -200,33 +202,56 @@ class OrderStore(ABC):
         """Apply `writes` in one transaction, in order; one result each, or raise."""
 
     # -- reads ------------------------------------------------------------------------------
+    # Each dialect gives its statements (`_reads`: principal, menu, menu_items, pending,
+    # state, load, load_items, items_of, find_id, find_key, find_twin, find_last_twin), how
+    # it runs one (`_read`), how a stored time reads back (`_time`) and how a list of ids is
+    # passed (`_ids`); the rows become objects here, once for both.
+
+    _reads: dict[str, str]
 
     @abstractmethod
-    async def principal(self, jti: str, user_id: int) -> PrincipalRow | None: ...
+    async def _read(self, statement: str, *args: Any) -> Sequence[Sequence[Any]]: ...
 
-    @abstractmethod
-    async def menu(self) -> list[MenuRow]: ...
+    @staticmethod
+    def _time(value: Any) -> datetime | None:
+        return value  # type: ignore[no-any-return]
 
-    @abstractmethod
-    async def _menu_items(self, ids: list[int]) -> list[MenuRow]: ...
+    @staticmethod
+    def _ids(ids: list[int]) -> Any:
+        return ids
+
+    def _at(self, value: Any) -> datetime:
+        at = self._time(value)
+        assert at is not None
+        return at
+
+    async def principal(self, jti: str, user_id: int) -> PrincipalRow | None:
+        rows = await self._read(self._reads["principal"], jti, user_id)
+        if not rows:
+            return None
+        first = rows[0]
+        roles = tuple((row[4], row[5]) for row in rows if row[4] is not None)
+        return PrincipalRow(first[0], first[1], first[2], self._at(first[3]), roles)
+
+    async def menu(self) -> list[MenuRow]:
+        return [_menu_row(row) for row in await self._read(self._reads["menu"])]
 
     async def menu_items(self, ids: set[int]) -> dict[int, MenuRow]:
         """The menu items among ``ids`` (unknown ids are missing from the answer)."""
         missing = [i for i in ids if i not in self._menu_rows]
         if missing:
-            for row in await self._menu_items(missing):
-                self._menu_rows[row.id] = row
+            for row in await self._read(self._reads["menu_items"], self._ids(missing)):
+                self._menu_rows[row[0]] = _menu_row(row)
         return {i: self._menu_rows[i] for i in ids if i in self._menu_rows}
 
-    @abstractmethod
-    async def pending_stats(self) -> PendingStats: ...
+    async def pending_stats(self) -> PendingStats:
+        count, oldest, due = (await self._read(self._reads["pending"]))[0]
+        return PendingStats(int(count), self._time(oldest), self._time(due) if due else None)
 
-    @abstractmethod
     async def order_state(self, order_id: int) -> tuple[str, str | None] | None:
         """An order's status and pizza JWT as stored (None: no such order)."""
-
-    @abstractmethod
-    async def _find(self, where: str, *args: Any) -> StoredOrder | None: ...
+        rows = await self._read(self._reads["state"], order_id)
+        return (rows[0][0], rows[0][1]) if rows else None
 
     async def find_order(
         self,
@@ -240,13 +265,57 @@ class OrderStore(ABC):
         """One order by id, by its diner's Idempotency-Key, or its diner's pending twin
         (``pending=False``: the newest twin, whatever its status)."""
         if order_id is not None:
-            return await self._find("id", order_id)
-        if key is not None:
-            return await self._find("key", diner_id, key)
-        return await self._find("twin" if pending else "last_twin", diner_id, twin_hash)
+            rows = await self._read(self._reads["find_id"], order_id)
+        elif key is not None:
+            rows = await self._read(self._reads["find_key"], diner_id, key)
+        else:
+            which = "find_twin" if pending else "find_last_twin"
+            rows = await self._read(self._reads[which], diner_id, twin_hash)
+        if not rows:
+            return None
+        row = rows[0]
+        items = await self._read(self._reads["items_of"], row[0])
+        return StoredOrder(
+            id=row[0],
+            diner_id=row[1],
+            franchise_id=row[2],
+            store_id=row[3],
+            date=self._at(row[4]),
+            status=row[5],
+            total=from_units(row[6]),
+            jwt=row[7],
+            last_reason=row[8],
+            failure=row[9],
+            request_hash=row[10],
+            deferred_at=self._time(row[11]),
+            items=tuple((i[0], i[1], i[2], from_units(i[3])) for i in items),
+        )
 
-    @abstractmethod
-    async def load(self, ids: list[int]) -> list[ClaimedOrder]: ...
+    async def load(self, ids: list[int]) -> list[ClaimedOrder]:
+        """The claimed orders still pending, with their diners and items: two statements."""
+        if not ids:
+            return []
+        rows = await self._read(self._reads["load"], self._ids(ids))
+        items: dict[int, list[tuple[int, int, str, Decimal]]] = {row[0]: [] for row in rows}
+        for item in await self._read(self._reads["load_items"], self._ids(ids)):
+            if item[1] in items:
+                items[item[1]].append((item[0], item[2], item[3], from_units(item[4])))
+        return [
+            ClaimedOrder(
+                id=row[0],
+                diner_id=row[1],
+                franchise_id=row[2],
+                store_id=row[3],
+                date=self._at(row[4]),
+                total=from_units(row[5]),
+                attempts=row[6],
+                deferred_at=self._time(row[7]),
+                diner_name=row[8] or "",
+                diner_email=row[9] or "",
+                items=tuple(items[row[0]]),
+            )
+            for row in rows
+        ]
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -297,6 +366,10 @@ class OrderStore(ABC):
     async def expire(self, cutoff: datetime, now: datetime, reason: str) -> int:
         """Fail the unclaimed pending orders placed before ``cutoff``."""
         return int(await self._writes.write("expire", cutoff, now, reason))
+
+
+def _menu_row(row: Sequence[Any]) -> MenuRow:
+    return MenuRow(row[0], row[1], row[2], row[3], from_units(row[4]))
 
 
 def open_store(database_url: str) -> OrderStore:
