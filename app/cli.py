@@ -22,7 +22,6 @@ import uvloop
 from pydantic import ValidationError
 
 from app.config import Settings, describe_errors
-from app.drill import Mode as DrillMode
 from clients.simulator import SimulatorConfig, create_simulator_app
 from telemetry.logging import configure_logging
 
@@ -370,11 +369,11 @@ def bench(
     """Benchmark the service against the factory simulator (performance.md)."""
     from pathlib import Path
 
-    from app.bench.runner import bench_command
+    from pizza_tools.bench.runner import bench_command
 
     settings = load_settings()
     if profile is not None:
-        from app.bench.profile import profile_command
+        from pizza_tools.bench.profile import profile_command
 
         raise typer.Exit(
             profile_command(
@@ -392,13 +391,21 @@ def bench(
 
 @cli.command()
 def drill(
-    mode: Annotated[DrillMode, typer.Option(help="the chaos to inject")] = DrillMode.ALL,
+    mode: Annotated[
+        str, typer.Option(help="the chaos to inject: fail, throttle, badjwt, or all (each in turn)")
+    ] = "all",
     quick: Annotated[bool, typer.Option(help="the short form CI runs")] = False,
 ) -> None:
     """Replay the 2024-12-05 incident against the simulator: detection, alerts, postmortem."""
-    from app.drill.runner import drill_command
+    from pizza_tools.drill import Mode
+    from pizza_tools.drill.runner import drill_command
 
-    raise typer.Exit(drill_command(mode=mode, quick=quick))
+    try:
+        chosen = Mode(mode)
+    except ValueError:
+        names = ", ".join(m.value for m in Mode)
+        raise typer.BadParameter(f"{mode!r} is not one of {names}", param_hint="--mode") from None
+    raise typer.Exit(drill_command(mode=chosen, quick=quick))
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.bench.report import checks
+from pizza_tools.bench.report import checks
 
 ROWS = (
     ("factory_alone_per_s", ""),

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.bench.procs import isolated_env
+from pizza_tools.bench.procs import isolated_env
 from tests.e2e.conftest import ORIGIN, Proc, Processes, pizza_command
 from tests.utils.servers import free_port
 

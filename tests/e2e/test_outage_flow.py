@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.bench.procs import isolated_env
+from pizza_tools.bench.procs import isolated_env
 from tests.e2e.conftest import Processes, wait_until
 from tests.e2e.test_frontend_flow import PASSWORD, FrontEnd
 from tests.utils.servers import free_port

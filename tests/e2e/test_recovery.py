@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import redis
 
-from app.bench.procs import isolated_env
+from pizza_tools.bench.procs import isolated_env
 from tests.conftest import reset_pg_schema
 from tests.e2e.conftest import Proc, Processes, wait_until
 from tests.utils.servers import free_port

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from app.bench.procs import isolated_env
+from pizza_tools.bench.procs import isolated_env
 from tests.e2e.conftest import CHROMIUM_ARGS, Proc, Processes, wait_until
 from tests.utils.servers import free_port
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from app.bench.procs import isolated_env
+from pizza_tools.bench.procs import isolated_env
 from tests.e2e.conftest import pizza_command
 
 pytestmark = pytest.mark.slow

@@ -1,6 +1,6 @@
 """The load generator: one measurement, driven from its own process.
 
-``python -m app.bench.load`` reads `LoadSpec` lines (JSON) on stdin; for each it sends
+``python -m pizza_tools.bench.load`` reads `LoadSpec` lines (JSON) on stdin; for each it sends
 ``POST`` requests with a fixed number of concurrent workers (closed loop: each sends its
 next request when its last one is answered) and prints one `LoadResult` line on stdout.
 

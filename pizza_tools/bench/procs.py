@@ -24,8 +24,8 @@ from typing import IO
 import httpx
 import psutil
 
-from app.bench.load import LoadResult, LoadSpec, parse_result
 from app.config import Settings
+from pizza_tools.bench.load import LoadResult, LoadSpec, parse_result
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -206,7 +206,7 @@ class LoadGenerator:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "app.bench.load",
+                "pizza_tools.bench.load",
                 cwd=self.workdir,
                 env=isolated_env(),
                 stdin=asyncio.subprocess.PIPE,

@@ -34,7 +34,7 @@ from importlib.resources import as_file, files
 from itertools import cycle, islice
 from pathlib import Path
 
-from app.drill.samples import Recording
+from pizza_tools.drill.samples import Recording
 
 # Long enough for the longest window a rule reads before the chaos (10 minutes), and after
 # the chaos for the 15-minute ones to fire.

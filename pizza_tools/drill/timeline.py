@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.drill.traffic import PENDING, Answer
+from pizza_tools.drill.traffic import PENDING, Answer
 
 # In the order a reader expects them; the service may record the link a few
 # milliseconds before the customer's 202 leaves, so order is not asserted between them.

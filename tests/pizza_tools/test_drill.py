@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.bench.procs import isolated_env
-from app.drill.alerts import (
+from pizza_tools.bench.procs import isolated_env
+from pizza_tools.drill.alerts import (
     EVALUATION_S,
     PREFIX_S,
     Window,
@@ -27,11 +27,11 @@ from app.drill.alerts import (
     rules_text,
     series_values,
 )
-from app.drill.plan import EXPECTED_ALERTS, QUICK, Phase
-from app.drill.runner import Drill
-from app.drill.samples import Recording, SeriesKey, parse_page
-from app.drill.timeline import build_timeline
-from app.drill.traffic import Answer
+from pizza_tools.drill.plan import EXPECTED_ALERTS, QUICK, Phase
+from pizza_tools.drill.runner import Drill
+from pizza_tools.drill.samples import Recording, SeriesKey, parse_page
+from pizza_tools.drill.timeline import build_timeline
+from pizza_tools.drill.traffic import Answer
 from tests.e2e.conftest import pizza_command
 
 # The service's incidents (another module): the drill prints their postmortem draft.
@@ -294,7 +294,7 @@ async def test_postmortem_hook_says_when_the_service_records_no_incidents(tmp_pa
     def service(request: httpx.Request) -> httpx.Response:
         return httpx.Response(404, json={"message": "unknown endpoint"})
 
-    from app.bench.procs import Processes
+    from pizza_tools.bench.procs import Processes
 
     drill = Drill(QUICK, [Phase("fail", auto=False)], Processes(tmp_path))
     notes: list[str] = []

@@ -14,9 +14,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from app.bench.load import LoadSpec
-from app.bench.procs import BenchError
-from app.bench.runner import CONCURRENCY, FULL, bench_setup, open_shop
+from pizza_tools.bench.load import LoadSpec
+from pizza_tools.bench.procs import BenchError
+from pizza_tools.bench.runner import CONCURRENCY, FULL, bench_setup, open_shop
 
 PROFILE_RATE_HZ = 250
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import textwrap
 from typing import TYPE_CHECKING
 
-from app.drill.alerts import EVALUATION_S, HORIZON_S, PREFIX_S
-from app.drill.plan import SERVICE_SETTINGS, THROTTLE_DELAY_S, PhaseResult, Plan
+from pizza_tools.drill.alerts import EVALUATION_S, HORIZON_S, PREFIX_S
+from pizza_tools.drill.plan import SERVICE_SETTINGS, THROTTLE_DELAY_S, PhaseResult, Plan
 
 if TYPE_CHECKING:
-    from app.drill import Mode
+    from pizza_tools.drill import Mode
 
 WIDTH = 92
 

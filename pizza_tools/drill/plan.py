@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from app.drill import Mode
-from app.drill.alerts import AlertTimes, Window
-from app.drill.samples import Recording
-from app.drill.timeline import Timeline
-from app.drill.traffic import OrderCounts
+from pizza_tools.drill import Mode
+from pizza_tools.drill.alerts import AlertTimes, Window
+from pizza_tools.drill.samples import Recording
+from pizza_tools.drill.timeline import Timeline
+from pizza_tools.drill.traffic import OrderCounts
 
 ADMIN_EMAIL = "drill-admin@jwt.com"
 CHAOS_MODES = ("fail", "throttle", "badjwt")

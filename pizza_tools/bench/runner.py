@@ -30,12 +30,12 @@ from typing import Any
 import httpx
 import psutil
 
-from app.bench.load import LoadResult, LoadSpec, cpu_seconds
-from app.bench.procs import BenchError, Child, LoadGenerator, Processes, isolated_env
-from app.bench.report import Measured, checks, ratio, render_table
-from app.bench.shop import Shop, bearer, call
-from app.bench.shop import open_shop as seed_shop
-from app.bench.stores import BenchDatabase, OtlpSink, bench_database, bench_redis, otlp_sink
+from pizza_tools.bench.load import LoadResult, LoadSpec, cpu_seconds
+from pizza_tools.bench.procs import BenchError, Child, LoadGenerator, Processes, isolated_env
+from pizza_tools.bench.report import Measured, checks, ratio, render_table
+from pizza_tools.bench.shop import Shop, bearer, call
+from pizza_tools.bench.shop import open_shop as seed_shop
+from pizza_tools.bench.stores import BenchDatabase, OtlpSink, bench_database, bench_redis, otlp_sink
 
 CONCURRENCY = 32
 SCALING = (1, 8, 32, 128)

@@ -1,7 +1,7 @@
 """`pizza bench` (performance.md): the service measured against the factory, side by side.
 
 - ``runner``: starts the simulator and the services, runs every measurement, writes the report;
-- ``load``: the load generator, run as its own process (``python -m app.bench.load``);
+- ``load``: the load generator, run as its own process (``python -m pizza_tools.bench.load``);
 - ``procs``: the child processes (``pizza factory-sim``, ``pizza serve``) and their CPU;
 - ``stores``: the bench's own database and Redis db, and the OTLP sink;
 - ``report``: the JSON report, its targets and the table on stdout.

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from app.bench.shop import Shop
+from pizza_tools.bench.shop import Shop
 
 SETTLE_POLL_S = 0.5
 SETTLE_READS_AT_ONCE = 8

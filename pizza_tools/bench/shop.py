@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from app.bench.procs import BenchError
+from pizza_tools.bench.procs import BenchError
 
 MENU = (("Veggie", 0.0038), ("Pepperoni", 0.0042))
 

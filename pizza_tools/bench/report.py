@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.bench.load import LoadResult
+from pizza_tools.bench.load import LoadResult
 
 # performance.md "Targets".
 RATIO_TO_FACTORY_MIN = 0.4

@@ -25,11 +25,11 @@ from typing import Any
 
 import httpx
 
-from app.bench.procs import BenchError, Child, Processes, isolated_env
-from app.bench.shop import Shop, bearer, call, open_shop
-from app.drill import Mode
-from app.drill.alerts import ReplayError, Window, replay
-from app.drill.plan import (
+from pizza_tools.bench.procs import BenchError, Child, Processes, isolated_env
+from pizza_tools.bench.shop import Shop, bearer, call, open_shop
+from pizza_tools.drill import Mode
+from pizza_tools.drill.alerts import ReplayError, Window, replay
+from pizza_tools.drill.plan import (
     ADMIN_EMAIL,
     FULL,
     QUICK,
@@ -40,15 +40,15 @@ from app.drill.plan import (
     Plan,
     phases_for,
 )
-from app.drill.samples import MetricsRecorder, Recording
-from app.drill.timeline import (
+from pizza_tools.drill.samples import MetricsRecorder, Recording
+from pizza_tools.drill.timeline import (
     Timeline,
     breaker_opened_at,
     build_timeline,
     resolved_attempt,
     steady_cycle,
 )
-from app.drill.traffic import DrillError, Traffic, settle
+from pizza_tools.drill.traffic import DrillError, Traffic, settle
 
 API_TIMEOUT_S = 30.0
 POLL_S = 0.25
@@ -377,7 +377,7 @@ async def run_drill(mode: Mode, plan: Plan) -> list[PhaseResult]:
 
 def drill_command(*, mode: Mode, quick: bool) -> int:
     """`pizza drill`: run, print the report; 0 when nothing was lost and the alerts held."""
-    from app.drill.report import render
+    from pizza_tools.drill.report import render
 
     plan = QUICK if quick else FULL
     began = time.monotonic()
