@@ -365,6 +365,9 @@ def bench(
     ] = None,
     route: Annotated[str, typer.Option(help="with --profile: order or menu")] = "order",
     seconds: Annotated[float, typer.Option(min=1, help="with --profile: how long")] = 15.0,
+    telemetry: Annotated[
+        bool, typer.Option(help="with --profile: telemetry exported to a local sink")
+    ] = False,
 ) -> None:
     """Benchmark the service against the factory simulator (performance.md)."""
     from pathlib import Path
@@ -377,7 +380,11 @@ def bench(
 
         raise typer.Exit(
             profile_command(
-                database_url=settings.database_url, out=Path(profile), seconds=seconds, route=route
+                database_url=settings.database_url,
+                out=Path(profile),
+                seconds=seconds,
+                route=route,
+                telemetry=telemetry,
             )
         )
     code = bench_command(

@@ -20,7 +20,6 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.instrumentation._semconv import _OpenTelemetrySemanticConventionStability
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor, RequestInfo
 from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.instrumentation.sqlalchemy.package import _instruments
 from opentelemetry.instrumentation.sqlalchemy.version import __version__ as sqlalchemy_otel
@@ -32,13 +31,13 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
-from opentelemetry.trace import Span, Tracer
+from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from telemetry.http_client import TracedTransport
 from telemetry.metrics import PizzaMetrics
-from telemetry.redaction import redact_text
 from telemetry.server import (
     DURATION_BUCKETS_S,
     ServerInstruments,
@@ -248,27 +247,13 @@ def instrument_engine(engine: AsyncEngine, telemetry: Telemetry) -> None:
     _instrumented_engines.add(sync_engine)
 
 
-async def _redact_url(span: Span, request: RequestInfo) -> None:
-    # Remediation links carry the vendor key in their path or query (factory.md).
-    if not span.is_recording():
-        return
-    url = str(request.url)
-    redacted = redact_text(url)
-    if redacted != url:
-        span.set_attribute("url.full", redacted)
-
-
 def instrument_http_client(client: httpx.AsyncClient, telemetry: Telemetry) -> None:
-    """Client spans for this client only (the factory's), links redacted.
-
-    Only where spans are recorded: the instrumentation's per-call work (a span, URL
-    parsing, a duration metric that no rule or panel reads) is otherwise pure cost.
+    """Client spans for this client only (the factory's), links redacted
+    (telemetry/http_client.py). Only where spans are recorded: a span and the URL's
+    redaction are otherwise pure cost.
     """
     if not telemetry.spans_wanted:
         return
-    HTTPXClientInstrumentor.instrument_client(
-        client,
-        tracer_provider=telemetry.tracer_provider,
-        meter_provider=telemetry.meter_provider,
-        request_hook=_redact_url,
-    )
+    # httpx has no public way to wrap a built client's transport; this is the attribute
+    # its own instrumentation patches too.
+    client._transport = TracedTransport(client._transport, telemetry.tracer)

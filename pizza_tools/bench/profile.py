@@ -21,13 +21,17 @@ from pizza_tools.bench.runner import CONCURRENCY, FULL, bench_setup, open_shop
 PROFILE_RATE_HZ = 250
 
 
-async def profile(*, database_url: str, out: Path, seconds: float, route: str) -> None:
+async def profile(
+    *, database_url: str, out: Path, seconds: float, route: str, telemetry: bool = False
+) -> None:
     py_spy = shutil.which("py-spy")
     if py_spy is None:
         raise BenchError("py-spy is not installed: pip install py-spy")
     async with bench_setup(FULL, database_url=database_url, redis_url=None) as bench:
         factory = await bench.start_factory()
-        service = await bench.start_service("service", factory)
+        # With telemetry: exported to the bench's local sink, as its telemetry_on variant.
+        exporting = {"OTEL_EXPORTER_OTLP_ENDPOINT": bench.sink.url} if telemetry else {}
+        service = await bench.start_service("service", factory, settings=exporting)
         shop = await open_shop(service.url, bench.admin_password)
         target = bench.service_target(service, factory, shop)
         method = "POST"
@@ -63,6 +67,7 @@ async def profile(*, database_url: str, out: Path, seconds: float, route: str) -
             "--output",
             str(out),
             "--nonblocking",
+            "--full-filenames",  # which package a frame is in, for reading by area
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -78,12 +83,22 @@ async def profile(*, database_url: str, out: Path, seconds: float, route: str) -
         )
 
 
-def profile_command(*, database_url: str, out: Path, seconds: float, route: str) -> int:
+def profile_command(
+    *, database_url: str, out: Path, seconds: float, route: str, telemetry: bool = False
+) -> int:
     if route not in ("order", "menu"):
         print("--route: order or menu", file=sys.stderr)
         return 2
     try:
-        asyncio.run(profile(database_url=database_url, out=out, seconds=seconds, route=route))
+        asyncio.run(
+            profile(
+                database_url=database_url,
+                out=out,
+                seconds=seconds,
+                route=route,
+                telemetry=telemetry,
+            )
+        )
     except BenchError as error:
         print(f"profile failed: {error}", file=sys.stderr)
         return 1

@@ -5,12 +5,12 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from telemetry.setup import instrument_app, instrument_engine, instrument_http_client
-from tests.telemetry.conftest import MakeTelemetry, sample_names
+from tests.telemetry.conftest import MakeTelemetry
 
 KEY = "factory-key-d3adb33f-s3cr3t"
 
@@ -81,8 +81,12 @@ async def test_factory_client_spans_without_the_key(make_telemetry: MakeTelemetr
     spans = InMemorySpanExporter()
     telemetry = make_telemetry(span_exporter=spans)
 
+    sent: list[str | None] = []
+
     def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"message": "Problem resolved"})
+        sent.append(request.headers.get("traceparent"))
+        status = 500 if request.url.path == "/api/vendor" else 200
+        return httpx.Response(status, json={"message": "Problem resolved"})
 
     factory = httpx.AsyncClient(transport=httpx.MockTransport(answer))
     other = httpx.AsyncClient(transport=httpx.MockTransport(answer))
@@ -101,6 +105,16 @@ async def test_factory_client_spans_without_the_key(make_telemetry: MakeTelemetr
     ]
     for span in client:
         assert KEY not in str(span.attributes) and KEY not in span.name
-    assert "http_client_request_duration_seconds_count" in sample_names(
-        telemetry.render_prometheus()[0]
-    )
+    # The factory is told which span called it (W3C trace context), and an answer that
+    # failed marks its span so.
+    assert [header.split("-")[1:3] for header in sent[:3] if header] == [
+        [f"{s.context.trace_id:032x}", f"{s.context.span_id:016x}"] for s in client
+    ]
+    assert sent[3] is None  # the other client is not instrumented
+    statuses = [(s.attributes or {})["http.response.status_code"] for s in client]
+    assert statuses == [200, 200, 500]
+    assert [s.status.status_code for s in client] == [
+        StatusCode.UNSET,
+        StatusCode.UNSET,
+        StatusCode.ERROR,
+    ]
