@@ -1,10 +1,12 @@
 """The order path on PostgreSQL: asyncpg's own prepared statements, writes group-committed.
 
 asyncpg prepares each statement once per connection and keeps it. One connection is the
-writer: a flush is one transaction, and the statements of one kind in it go out
-pipelined (`fetchmany`), so a flush of 30 orders costs about the round trips of one.
-Reads use a small pool of their own. The claim is one statement with
-`FOR UPDATE SKIP LOCKED` (resilience.md §4): replicas never take the same order.
+writer: the statements of one kind in a flush go out pipelined (`fetchmany`) as one
+implicit transaction, so a flush of 30 orders costs about the round trip of one. Reads
+use a small pool of their own. Each round trip counts: on this kind of machine a write
+to a loopback socket was the largest single cost of an order on PostgreSQL. The claim is
+one statement with `FOR UPDATE SKIP LOCKED` (resilience.md §4): replicas never take the
+same order.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from app.sql.store import (
     NewOrder,
     OrderStore,
     StoreError,
+    WriteFailed,
 )
 
 READ_POOL_SIZE = 4
@@ -165,6 +168,13 @@ def _arguments(kind: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
     return args
 
 
+async def _session_untouched(connection: asyncpg.Connection) -> None:
+    """The read pool's reset: nothing to undo. Each read is one SELECT outside a
+    transaction (no SET, LISTEN, cursor or advisory lock), so asyncpg's default reset
+    (`RESET ALL; UNLISTEN *; ...` on every release, a round trip per read) was a tenth of
+    the service's CPU per order. asyncpg still rolls back a transaction left open."""
+
+
 class PostgresOrderStore(OrderStore):
     _reads = {
         "principal": _PRINCIPAL,
@@ -190,7 +200,11 @@ class PostgresOrderStore(OrderStore):
         try:
             self._writer = await asyncpg.connect(self._dsn, server_settings=settings)
             self._readers = await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=READ_POOL_SIZE, server_settings=settings
+                self._dsn,
+                min_size=1,
+                max_size=READ_POOL_SIZE,
+                server_settings=settings,
+                reset=_session_untouched,
             )
         except _ERRORS as exc:
             raise StoreError(f"{type(exc).__name__}: {exc}") from None
@@ -212,17 +226,24 @@ class PostgresOrderStore(OrderStore):
         return self._writer
 
     async def _flush(self, writes: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Each run of writes of one kind is one pipeline, and so one implicit transaction
+        (asyncpg sends a single Sync for it): atomic, durable when it returns, with no
+        BEGIN and COMMIT round trips of its own. Runs are independent (no write waits in
+        a flush on another of the same flush), so a run that fails fails its writes only.
+        """
         try:
             db = await self._writer_connection()
-            results: list[Any] = []
-            async with db.transaction():
-                # Consecutive writes of one kind go out pipelined, in order.
-                for kind, group in groupby(writes, key=lambda write: write[0]):
-                    arguments = [_arguments(kind, args) for _, args in group]
-                    results.extend(await self._apply(db, kind, arguments))
-            return results
         except _ERRORS as exc:
             raise StoreError(f"{type(exc).__name__}: {exc}") from None
+        results: list[Any] = []
+        for kind, group in groupby(writes, key=lambda write: write[0]):
+            arguments = [_arguments(kind, args) for _, args in group]
+            try:
+                results.extend(await self._apply(db, kind, arguments))
+            except _ERRORS as exc:
+                failed = WriteFailed(StoreError(f"{type(exc).__name__}: {exc}"))
+                results.extend([failed] * len(arguments))
+        return results
 
     async def _apply(
         self, db: asyncpg.Connection, kind: str, arguments: list[tuple[Any, ...]]
@@ -238,10 +259,16 @@ class PostgresOrderStore(OrderStore):
                 for row in rows
             ]
         if kind == "claim":
-            claimed = []
+            # One statement each, so each its own transaction: a claim that failed
+            # does not hide one that was made.
+            claimed: list[Any] = []
             for limit, now, until in arguments:
-                rows = await db.fetch(_CLAIM, now, limit, until)
-                claimed.append(sorted(row[0] for row in rows))
+                try:
+                    rows = await db.fetch(_CLAIM, now, limit, until)
+                except _ERRORS as exc:
+                    claimed.append(WriteFailed(StoreError(f"{type(exc).__name__}: {exc}")))
+                else:
+                    claimed.append(sorted(row[0] for row in rows))
             return claimed
         rows = await db.fetchmany(_UPDATES[kind], arguments)
         return [row[0] for row in rows]

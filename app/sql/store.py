@@ -121,6 +121,14 @@ class PendingStats:
     next_due: datetime | None  # when the next pending order may be tried (or its lease ends)
 
 
+@dataclass(frozen=True, slots=True)
+class WriteFailed:
+    """A flush's result for one write that was not stored, while others of the same
+    flush were (a dialect that commits a flush in more than one transaction)."""
+
+    error: StoreError
+
+
 class _Write:
     __slots__ = ("args", "future", "kind")
 
@@ -172,7 +180,11 @@ class GroupCommit:
                         raise
                     continue
                 for write, result in zip(batch, results, strict=True):
-                    if not write.future.done():
+                    if write.future.done():
+                        continue
+                    if isinstance(result, WriteFailed):
+                        write.future.set_exception(result.error)
+                    else:
                         write.future.set_result(result)
         finally:
             self._flusher = None
