@@ -17,13 +17,13 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 from app.errors import BadRequest, Conflict
 from app.models import OrderFailure, OrderStatus, utcnow
-from app.orders.workflow import Attempt, PlacedItem, PlacedOrder
+from app.orders.workflow import Attempt, OrderWorkflow, PlacedItem, PlacedOrder
 from app.schemas import ItemFields, OrderBody, OrderFields, order_json
 from app.services import Services
 from app.sql import InsertRefused, NewOrder, OrderStore, StoredOrder
@@ -191,41 +191,12 @@ async def place_order(
     # While the breaker is open (or our key is refused) no call can be made: the order
     # is stored already handed back to the worker and answered pending at once.
     refused = workflow.refusal()
-    new = NewOrder(
-        diner_id=diner.id,
-        franchise_id=body.franchiseId,
-        store_id=body.storeId,
-        date=now,
-        total=sum((price for _, _, price in priced), Decimal(0)),
-        idempotency_key=idempotency_key or None,
-        request_hash=digest,
-        # Without a key, "Pay" pressed again finds this order (uq_order_pending_twin).
-        twin_hash=None if idempotency_key else digest,
-        next_attempt_at=now,
-        # Claimed by this request until its call is over: the worker leaves it alone.
-        claimed_until=None if refused else workflow.claim_until(now),
-        last_reason=refused,
-        deferred_at=now if refused else None,
-        items=priced,
-    )
+    new = _new_order(diner, body, idempotency_key, digest, priced, now, refused, workflow)
     inserted = await store.insert_order(new)
     if inserted is InsertRefused.STORE_MISSING:
         raise BadRequest("storeId: no such store in this franchise")
     if inserted is InsertRefused.TAKEN:
-        # The same key, or the same keyless order while pending, raced in from a second
-        # request: answer with the first order.
-        if idempotency_key:
-            replay = await _replay(store, diner.id, idempotency_key, digest, asked)
-        else:
-            # The twin was pending when this insert met it; it may be made by now: the
-            # press repeated it all the same, so it answers with it, whatever its status.
-            first = await store.find_order(diner_id=diner.id, twin_hash=digest, pending=False)
-            if first is not None:
-                first = await _first_answer_of(store, first, asked.twin_wait_s)
-            replay = _stored_answer(first, asked) if first is not None else None
-        if replay is None:
-            raise Conflict("this order was placed by another request at the same moment")
-        return replay
+        return await _taken(store, diner.id, idempotency_key, digest, asked)
     order_id, item_ids = inserted
     order = PlacedOrder(
         id=order_id,
@@ -245,6 +216,54 @@ async def place_order(
         return answer(order, items, asked)
     attempt = await workflow.attempt(order, diner, items)
     return answer(_with(order, attempt), items, asked)
+
+
+def _new_order(
+    diner: DinerInfo,
+    body: OrderBody,
+    idempotency_key: str | None,
+    digest: str,
+    priced: list[tuple[int, str, Decimal]],
+    now: datetime,
+    refused: str | None,
+    workflow: OrderWorkflow,
+) -> NewOrder:
+    return NewOrder(
+        diner_id=diner.id,
+        franchise_id=body.franchiseId,
+        store_id=body.storeId,
+        date=now,
+        total=sum((price for _, _, price in priced), Decimal(0)),
+        idempotency_key=idempotency_key or None,
+        request_hash=digest,
+        # Without a key, "Pay" pressed again finds this order (uq_order_pending_twin).
+        twin_hash=None if idempotency_key else digest,
+        next_attempt_at=now,
+        # Claimed by this request until its call is over: the worker leaves it alone.
+        claimed_until=None if refused else workflow.claim_until(now),
+        last_reason=refused,
+        deferred_at=now if refused else None,
+        items=priced,
+    )
+
+
+async def _taken(
+    store: OrderStore, diner_id: int, idempotency_key: str | None, digest: str, asked: Asked
+) -> Answer:
+    """The same key, or the same keyless order while pending, raced in from a second
+    request and was stored first: the answer is the first order's."""
+    if idempotency_key:
+        replay = await _replay(store, diner_id, idempotency_key, digest, asked)
+    else:
+        # The twin was pending when this insert met it; it may be made by now: the
+        # press repeated it all the same, so it answers with it, whatever its status.
+        first = await store.find_order(diner_id=diner_id, twin_hash=digest, pending=False)
+        if first is not None:
+            first = await _first_answer_of(store, first, asked.twin_wait_s)
+        replay = _stored_answer(first, asked) if first is not None else None
+    if replay is None:
+        raise Conflict("this order was placed by another request at the same moment")
+    return replay
 
 
 def _with(order: PlacedOrder, attempt: Attempt) -> PlacedOrder:
