@@ -5,8 +5,11 @@ A pending order is answered as the client asked (RFC 7240, api.md "POST /api/ord
 front end that reads any 2xx as "made" never shows a pizza that is not there. "Pay"
 pressed again within PENDING_TWIN_WINDOW answers with the pending twin it would repeat.
 
-Every lookup here (the key's order, a pending twin) and the insert go through the order
-path's own store (app/sql): prepared statements, the insert group-committed.
+The insert comes first: the diner's Idempotency-Key and a keyless order's pending twin
+are unique in the database, so an order meets its earlier self as a refused insert, and
+only then is that one read (and answered, or let go when expired and the order stored
+anew). Everything goes through the order path's own store (app/sql): prepared
+statements, the insert group-committed.
 """
 
 from __future__ import annotations
@@ -115,7 +118,13 @@ def _stored_answer(order: StoredOrder, asked: Asked) -> Answer:
     return answer(order, [PlacedItem(*item) for item in order.items], asked)
 
 
-async def _replay(
+# What an insert that was refused met: the diner's earlier order with this key or this
+# keyless twin, answered as it stands; or nothing, when the earlier one was let go
+# (expired) and the order may be stored anew.
+_LET_GO = None
+
+
+async def _earlier_by_key(
     store: OrderStore, diner_id: int, key: str, digest: str, asked: Asked
 ) -> Answer | None:
     existing = await store.find_order(diner_id=diner_id, key=key)
@@ -123,26 +132,28 @@ async def _replay(
         return None
     if existing.date < utcnow() - IDEMPOTENCY_WINDOW:
         await store.forget_key(existing.id)  # expired: the key may name a new order
-        return None
+        return _LET_GO
     if existing.request_hash != digest:
         raise Conflict("Idempotency-Key was already used for a different order")
     return _stored_answer(existing, asked)
 
 
-async def _pending_twin(
-    store: OrderStore, diner_id: int, digest: str, asked: Asked
+async def _earlier_twin(
+    store: OrderStore, diner_id: int, digest: str, asked: Asked, *, pending: bool
 ) -> Answer | None:
-    """The answer of the pending twin of a keyless order, if one is young enough.
+    """The answer of the keyless order this one repeats, once that has its first answer.
 
-    A twin older than PENDING_TWIN_WINDOW is let go (its `twin_hash` cleared): the
-    new order is then stored beside it.
+    A pending twin older than PENDING_TWIN_WINDOW is let go (its `twin_hash` cleared):
+    the new order is then stored beside it. ``pending=False`` (the insert met a pending
+    twin): the newest twin whatever its status, since it may be made by now and the
+    press repeated it all the same.
     """
-    twin = await store.find_order(diner_id=diner_id, twin_hash=digest)
+    twin = await store.find_order(diner_id=diner_id, twin_hash=digest, pending=pending)
     if twin is None:
         return None
-    if twin.date < utcnow() - PENDING_TWIN_WINDOW:
+    if twin.status == OrderStatus.PENDING and twin.date < utcnow() - PENDING_TWIN_WINDOW:
         await store.forget_twin(twin.id)
-        return None
+        return _LET_GO
     return _stored_answer(await _first_answer_of(store, twin, asked.twin_wait_s), asked)
 
 
@@ -178,25 +189,29 @@ async def place_order(
     asked = asked or Asked()
     store, workflow = services.store, services.orders
     digest = request_hash(body)
-    if idempotency_key:
-        replay = await _replay(store, diner.id, idempotency_key, digest, asked)
-        if replay is not None:
-            return replay
-    else:
-        twin = await _pending_twin(store, diner.id, digest, asked)
-        if twin is not None:
-            return twin
     priced = await _priced_items(store, body)
     now = utcnow()
     # While the breaker is open (or our key is refused) no call can be made: the order
     # is stored already handed back to the worker and answered pending at once.
     refused = workflow.refusal()
     new = _new_order(diner, body, idempotency_key, digest, priced, now, refused, workflow)
+    # Stored first, looked up only when the insert is refused: a new order (nearly every
+    # one) costs no read for its key or its twin.
     inserted = await store.insert_order(new)
-    if inserted is InsertRefused.STORE_MISSING:
-        raise BadRequest("storeId: no such store in this franchise")
-    if inserted is InsertRefused.TAKEN:
-        return await _taken(store, diner.id, idempotency_key, digest, asked)
+    for _ in range(2):
+        if not isinstance(inserted, InsertRefused):
+            break
+        earlier = await _earlier(store, diner.id, idempotency_key, digest, asked, inserted)
+        if earlier is not None:
+            return earlier
+        if inserted is InsertRefused.STORE_MISSING:
+            raise BadRequest("storeId: no such store in this franchise")
+        # The earlier order was let go (expired key, stale twin): store this one anew.
+        inserted = await store.insert_order(new)
+    if isinstance(inserted, InsertRefused):
+        # Taken again at once: another request with the same key or order won the race
+        # and is not readable yet.
+        raise Conflict("this order was placed by another request at the same moment")
     order_id, item_ids = inserted
     order = PlacedOrder(
         id=order_id,
@@ -247,23 +262,23 @@ def _new_order(
     )
 
 
-async def _taken(
-    store: OrderStore, diner_id: int, idempotency_key: str | None, digest: str, asked: Asked
-) -> Answer:
-    """The same key, or the same keyless order while pending, raced in from a second
-    request and was stored first: the answer is the first order's."""
+async def _earlier(
+    store: OrderStore,
+    diner_id: int,
+    idempotency_key: str | None,
+    digest: str,
+    asked: Asked,
+    refused: InsertRefused,
+) -> Answer | None:
+    """The answer of the earlier order that a refused insert met (the same key, or the
+    same keyless order while pending), or None when there is none (a missing store) or
+    it was let go."""
     if idempotency_key:
-        replay = await _replay(store, diner_id, idempotency_key, digest, asked)
-    else:
-        # The twin was pending when this insert met it; it may be made by now: the
-        # press repeated it all the same, so it answers with it, whatever its status.
-        first = await store.find_order(diner_id=diner_id, twin_hash=digest, pending=False)
-        if first is not None:
-            first = await _first_answer_of(store, first, asked.twin_wait_s)
-        replay = _stored_answer(first, asked) if first is not None else None
-    if replay is None:
-        raise Conflict("this order was placed by another request at the same moment")
-    return replay
+        return await _earlier_by_key(store, diner_id, idempotency_key, digest, asked)
+    # A missing store meets no twin in the insert: look for a pending one, as "Pay"
+    # pressed again would find it.
+    taken = refused is InsertRefused.TAKEN
+    return await _earlier_twin(store, diner_id, digest, asked, pending=not taken)
 
 
 def _with(order: PlacedOrder, attempt: Attempt) -> PlacedOrder:
