@@ -15,21 +15,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.deps import AdminUser, CurrentUser, OptionalUser, Principal, SessionDep
 from app.errors import Conflict, Forbidden, NotFound, error_responses
+from app.fields import IdPath, Limit, NameFilter, Page0, like_pattern
 from app.models import DinerOrder, Franchise, Money, OrderStatus, Role, Store, User, UserRole
 from app.orders.cancel import fail_pending
 from app.schemas import (
     FranchiseBody,
     FranchiseListOut,
     FranchiseOut,
-    IdPath,
-    Limit,
     MessageOut,
-    NameFilter,
     NewFranchiseOut,
     NewStoreOut,
-    Page0,
     StoreBody,
-    like_pattern,
     money,
 )
 

@@ -11,22 +11,11 @@ from sqlmodel import col, select
 
 from app.deps import AdminUser, CurrentUser, ServicesDep, SessionDep, bearer_token
 from app.errors import Conflict, Forbidden, NotFound, error_responses
+from app.fields import IdPath, Limit, NameFilter, Page0, like_pattern
 from app.models import AuthSession, DinerOrder, User, UserRole
 from app.orders.cancel import fail_pending
 from app.routes.auth import roles_of, start_session
-from app.schemas import (
-    AuthOut,
-    IdPath,
-    Limit,
-    MessageOut,
-    NameFilter,
-    Page0,
-    UserListOut,
-    UserOut,
-    UserUpdateBody,
-    like_pattern,
-    user_json,
-)
+from app.schemas import AuthOut, MessageOut, UserListOut, UserOut, UserUpdateBody, user_json
 from app.security import hash_password
 
 router = APIRouter(prefix="/api/user", tags=["user"], responses=error_responses(400, 401, 413))
