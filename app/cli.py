@@ -342,7 +342,7 @@ def incident_report(
     ] = None,
 ) -> None:
     """A Markdown postmortem draft of a recorded incident (the latest by default)."""
-    from app.incident_report import report_from_settings
+    from app.incidents.report import report_from_settings
 
     settings = load_settings()
     text = asyncio.run(report_from_settings(settings, incident_id))

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app.webhook import Delivery, WebhookPager
+from app.incidents.webhook import Delivery, WebhookPager
 from telemetry.logging import configure_logging
 from tests.conftest import FACTORY_KEY, JWT_SECRET, make_settings, running_api
 from tests.utils.orders import all_fulfilled, distinct, pending_orders

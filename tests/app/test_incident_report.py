@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from app import db
 from app.cli import cli
-from app.incident_report import SECTIONS, TO_FILL, duration, utc
 from app.incidents import Conditions, IncidentRecorder
+from app.incidents.report import SECTIONS, TO_FILL, duration, utc
 from app.models import FactoryEvent
 from clients.breaker import BreakerState
 from tests.conftest import FACTORY_KEY, JWT_SECRET

@@ -14,8 +14,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import db
 from app.incidents import Conditions, IncidentRecorder
+from app.incidents.webhook import Build, WebhookPager
 from app.models import EventKind, FactoryEvent, Incident
-from app.webhook import Build, WebhookPager
 from clients.breaker import BreakerState
 from tests.conftest import FACTORY_KEY
 from tests.utils.builders import Api

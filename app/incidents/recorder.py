@@ -12,7 +12,7 @@ same fault at once, one insert (or reopening update) wins and the other joins it
 factory event goes through `on_event` (FactoryOps._event is the one funnel); while an
 incident is open, or within the window after it closed, the event is tagged with it and
 becomes its timeline. Order facts (first failed order, impact) are read from the orders
-table when the incident is read (app/incident_view.py), so the order path pays nothing
+table when the incident is read (app/incidents/view.py), so the order path pays nothing
 beyond `deferred_at`.
 
 Pages go out through `WebhookPager` (opened, reopened, link detected, closed), never
@@ -37,7 +37,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.incident_view import impact_of
+from app.incidents.view import impact_of
+from app.incidents.webhook import WEBHOOK_TIMEOUT_S, Delivery, Message, WebhookPager
 from app.models import (
     DinerOrder,
     EventKind,
@@ -48,7 +49,6 @@ from app.models import (
     utcnow,
 )
 from app.times import iso
-from app.webhook import WEBHOOK_TIMEOUT_S, Delivery, Message, WebhookPager
 from clients.breaker import BreakerState
 from clients.remediation import redact
 

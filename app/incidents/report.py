@@ -24,7 +24,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import db
 from app.config import Settings
-from app.incident_view import (
+from app.incidents.recorder import DEFAULT_PUBLIC_URL, TRIGGERS
+from app.incidents.view import (
     ALL_MADE,
     FIRST_FAILED,
     FIRST_FULFILLED,
@@ -37,7 +38,6 @@ from app.incident_view import (
     load_view,
     seconds,
 )
-from app.incidents import DEFAULT_PUBLIC_URL, TRIGGERS
 from app.models import EventKind, Incident, utcnow
 from clients.breaker import BreakerState
 from telemetry.redaction import redact_text
