@@ -10,6 +10,7 @@ Their HTTP surface is app/routes/incidents.py. What the rest of the service need
 named here: the recorder, and the conditions it is told about.
 """
 
-from app.incidents.recorder import Conditions, IncidentRecorder, create_recorder
+from app.incidents.recorder import IncidentRecorder, create_recorder
+from app.incidents.signs import Conditions
 
 __all__ = ["Conditions", "IncidentRecorder", "create_recorder"]

@@ -24,7 +24,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import db
 from app.config import Settings
-from app.incidents.recorder import DEFAULT_PUBLIC_URL, TRIGGERS
+from app.incidents.impact import decimal_text, seconds
+from app.incidents.recorder import DEFAULT_PUBLIC_URL
+from app.incidents.signs import TRIGGERS
 from app.incidents.view import (
     ALL_MADE,
     FIRST_FAILED,
@@ -32,11 +34,9 @@ from app.incidents.view import (
     AttemptEntry,
     IncidentView,
     TimelineEntry,
-    decimal_text,
     earlier_alike,
     get_incident,
     load_view,
-    seconds,
 )
 from app.models import EventKind, Incident, utcnow
 from clients.breaker import BreakerState
@@ -112,166 +112,198 @@ def render_report(
     written_at: datetime | None = None,
 ) -> str:
     """The Markdown draft for one incident (see the module docstring)."""
-    incident, impact = view.incident, view.impact
-    written_at = written_at or utcnow()
-    end = incident.closed_at
-    first_failed = view.first(FIRST_FAILED)
-    first_made = view.first(FIRST_FULFILLED)
-    all_made = view.first(ALL_MADE)
-    trigger = TRIGGERS.get(incident.trigger, incident.trigger)
-    pages = view.entries(EventKind.PAGE)
-    operators = view.entries(EventKind.OPERATOR)
-    breaker = view.entries(EventKind.BREAKER)
-    links = view.entries(EventKind.LINK_DETECTED)
-    state = (
-        f"It closed at {utc(end)}."
-        if end
-        else f"It is **still open** as of {utc(impact.as_of)}: figures are so far."
-    )
-    out: list[str] = [
-        f"# Incident {view.id}: {incident.opened_at.strftime('%Y-%m-%d %H-%M-%S')} UTC",
+    out = [
+        *_title(view, written_at or utcnow()),
+        *_summary(view),
+        *_detection(view, status_page),
+        *_impact(view),
+        *_section("Timeline", ["All times UTC.", "", *_timeline(view)]),
+        *_response(view),
+        *_root_cause(view),
+        *_resolution(view),
+        *_prevention(view, earlier),
+        *_section(
+            "Action items",
+            [
+                _prompt(
+                    "Corrective actions to prevent this class of incident: what, who is "
+                    "responsible, by when, and where it is tracked."
+                )
+            ],
+        ),
+    ]
+    # The log redactor: every configured secret of a useful length, and secret shapes.
+    return redact_text("\n".join(out), list(secrets))
+
+
+def _section(name: str, body: list[str], prompt: str | None = None) -> list[str]:
+    """One `## name` section: its recorded facts, then what a person is asked to write."""
+    asked = ["", _prompt(prompt)] if prompt else []
+    return [f"## {name}", "", *body, *asked, ""]
+
+
+def _trigger(incident: Incident) -> str:
+    return TRIGGERS.get(incident.trigger, incident.trigger)
+
+
+def _until(incident: Incident) -> str:
+    return utc(incident.closed_at) if incident.closed_at else "now"
+
+
+def _title(view: IncidentView, written_at: datetime) -> list[str]:
+    return [
+        f"# Incident {view.id}: {view.incident.opened_at.strftime('%Y-%m-%d %H-%M-%S')} UTC",
         "",
         f"> Draft written by JWT Pizza from its own records at {utc(written_at)}. All times are "
         f"UTC. Lines marked {TO_FILL} are for a person to write; everything else is a "
         "recorded fact.",
         "",
-        "## Summary",
-        "",
-        f"From {utc(incident.started_at)} to {utc(end) if end else 'now'} "
+    ]
+
+
+def _summary(view: IncidentView) -> list[str]:
+    incident, impact, end = view.incident, view.impact, view.incident.closed_at
+    state = (
+        f"It closed at {utc(end)}."
+        if end
+        else f"It is **still open** as of {utc(impact.as_of)}: figures are so far."
+    )
+    summary = (
+        f"From {utc(incident.started_at)} to {_until(incident)} "
         f"({duration(seconds(incident.started_at, end or impact.as_of))}) the pizza factory did "
-        f"not make every order at once. The first sign the service saw: {trigger}, at "
-        f"{utc(incident.opened_at)}. Orders answered 202 and kept pending instead of being "
+        f"not make every order at once. The first sign the service saw: {_trigger(incident)}, "
+        f"at {utc(incident.opened_at)}. Orders answered 202 and kept pending instead of being "
         f"made at once: {impact.orders_affected} (customers: {impact.customers_affected}); "
         f"made later: {impact.fulfilled_late}, still pending: {impact.pending}, failed (never "
-        f"charged): {impact.failed}. {state}",
-        "",
-        f"The factory's answer: `{incident.fault}`.",
-        "",
-        _prompt("Severity, and what the customers experienced beyond these figures."),
-        "",
-        "## Detection",
-        "",
-    ]
-    if first_failed:
-        out.append(f"- First customer impact, the first failed order: {_at(first_failed)}.")
-    else:
-        out.append("- No order was answered 202 during the incident.")
-    out.append(
-        f"- Detected by the service itself at {utc(incident.opened_at)} ({trigger}): "
-        f"time to detect **{duration(view.time_to_detect_s)}** after the first customer impact."
+        f"charged): {impact.failed}. {state}"
     )
+    return _section(
+        "Summary",
+        [summary, "", f"The factory's answer: `{incident.fault}`."],
+        "Severity, and what the customers experienced beyond these figures.",
+    )
+
+
+def _detection(view: IncidentView, status_page: str) -> list[str]:
+    incident = view.incident
+    first_failed = view.first(FIRST_FAILED)
+    pages = view.entries(EventKind.PAGE)
+    body = [
+        f"- First customer impact, the first failed order: {_at(first_failed)}."
+        if first_failed
+        else "- No order was answered 202 during the incident.",
+        f"- Detected by the service itself at {utc(incident.opened_at)} ({_trigger(incident)}): "
+        f"time to detect **{duration(view.time_to_detect_s)}** after the first customer impact.",
+    ]
     if pages:
-        out += [f"- Paged directly: {_at(page)}." for page in pages]
+        body += [f"- Paged directly: {_at(page)}." for page in pages]
     else:
-        out.append(
+        body.append(
             "- No direct page was recorded (is ALERT_WEBHOOK_URL set?). The status page showed "
             f"it: {status_page}"
         )
-    out += [
-        "",
-        _prompt("When did a person first look, and why then? How could detection be halved?"),
-        "",
-        "## Impact",
-        "",
-        f"As of {utc(impact.as_of)}, over the orders answered 202 from {utc(incident.started_at)} "
-        f"to {utc(end) if end else 'now'}:",
-        "",
-        "| figure | value |",
-        "|---|---|",
-        f"| orders affected (answered 202) | {impact.orders_affected} |",
-        f"| customers affected | {impact.customers_affected} |",
-        f"| fulfilled late | {impact.fulfilled_late} |",
-        f"| still pending | {impact.pending} |",
-        f"| failed (never charged) | {impact.failed} |",
-        f"| orders made at once meanwhile | {impact.orders_made_at_once} |",
-        f"| revenue delayed (made late or pending) | {money(impact.revenue_delayed)} |",
-        f"| revenue lost (failed orders) | {money(impact.revenue_lost)} |",
-        f"| longest customer wait | {duration(impact.longest_wait_s)}"
-        + (
-            f" (order {impact.longest_wait_order_id})"
-            if impact.longest_wait_order_id is not None
-            else ""
-        )
-        + " |",
-        "",
-        _prompt("Support cases raised, and any impact the service cannot see."),
-        "",
-        "## Timeline",
-        "",
-        "All times UTC.",
-        "",
-    ]
-    out += [_line(entry) for entry in view.timeline] or ["- (no event recorded)"]
-    out += ["", "## Response", ""]
-    out += [f"- {_attempt(a)}." for a in view.attempts]
-    out += [f"- Operator action: {_at(entry)}." for entry in operators]
+    return _section(
+        "Detection",
+        body,
+        "When did a person first look, and why then? How could detection be halved?",
+    )
+
+
+def _impact(view: IncidentView) -> list[str]:
+    impact = view.impact
+    longest = (
+        f" (order {impact.longest_wait_order_id})"
+        if impact.longest_wait_order_id is not None
+        else ""
+    )
+    return _section(
+        "Impact",
+        [
+            f"As of {utc(impact.as_of)}, over the orders answered 202 from "
+            f"{utc(view.incident.started_at)} to {_until(view.incident)}:",
+            "",
+            "| figure | value |",
+            "|---|---|",
+            f"| orders affected (answered 202) | {impact.orders_affected} |",
+            f"| customers affected | {impact.customers_affected} |",
+            f"| fulfilled late | {impact.fulfilled_late} |",
+            f"| still pending | {impact.pending} |",
+            f"| failed (never charged) | {impact.failed} |",
+            f"| orders made at once meanwhile | {impact.orders_made_at_once} |",
+            f"| revenue delayed (made late or pending) | {money(impact.revenue_delayed)} |",
+            f"| revenue lost (failed orders) | {money(impact.revenue_lost)} |",
+            f"| longest customer wait | {duration(impact.longest_wait_s)}{longest} |",
+        ],
+        "Support cases raised, and any impact the service cannot see.",
+    )
+
+
+def _timeline(view: IncidentView) -> list[str]:
+    return [_line(entry) for entry in view.timeline] or ["- (no event recorded)"]
+
+
+def _response(view: IncidentView) -> list[str]:
+    operators = view.entries(EventKind.OPERATOR)
+    body = [f"- {_attempt(a)}." for a in view.attempts]
+    body += [f"- Operator action: {_at(entry)}." for entry in operators]
     if not (view.attempts or operators):
-        out.append("- No remediation attempt or operator action was recorded.")
-    out += [
-        "",
-        _prompt("Who responded, when, and what they did; any delay or obstacle."),
-        "",
-        "## Root cause",
-        "",
-        f"What the factory answered, as the service recorded it: `{incident.fault}`.",
+        body.append("- No remediation attempt or operator action was recorded.")
+    return _section(
+        "Response", body, "Who responded, when, and what they did; any delay or obstacle."
+    )
+
+
+def _root_cause(view: IncidentView) -> list[str]:
+    body = [f"What the factory answered, as the service recorded it: `{view.incident.fault}`."]
+    body += [
+        f"- Remediation link detected: {_at(link)}."
+        for link in view.entries(EventKind.LINK_DETECTED)
     ]
-    out += [f"- Remediation link detected: {_at(link)}." for link in links]
-    out += [
-        "",
-        _prompt(
-            "The root cause beyond the factory's answer: why the factory failed, and what "
-            "must change so that this class of incident cannot happen again."
-        ),
-        "",
-        "## Resolution",
-        "",
-    ]
-    out += [f"- Remediation link resolved: {_attempt(a)}." for a in view.attempts if a.resolved]
-    out += [f"- Breaker {_at(e)}." for e in breaker if e.breaker_to == BreakerState.CLOSED]
+    return _section(
+        "Root cause",
+        body,
+        "The root cause beyond the factory's answer: why the factory failed, and what "
+        "must change so that this class of incident cannot happen again.",
+    )
+
+
+def _resolution(view: IncidentView) -> list[str]:
+    impact, end = view.impact, view.incident.closed_at
+    breaker = view.entries(EventKind.BREAKER)
+    first_made, all_made = view.first(FIRST_FULFILLED), view.first(ALL_MADE)
+    body = [f"- Remediation link resolved: {_attempt(a)}." for a in view.attempts if a.resolved]
+    body += [f"- Breaker {_at(e)}." for e in breaker if e.breaker_to == BreakerState.CLOSED]
     if first_made:
-        out.append(f"- First fulfilled order after: {_at(first_made)}.")
+        body.append(f"- First fulfilled order after: {_at(first_made)}.")
     if end:
-        out.append(
+        body.append(
             f"- Incident closed at {utc(end)} (breaker closed, no remediation link waiting): "
             f"time to mitigate **{duration(view.time_to_mitigate_s)}** after the first "
             "customer impact."
         )
     else:
-        out.append(f"- Not resolved as of {utc(impact.as_of)}.")
+        body.append(f"- Not resolved as of {utc(impact.as_of)}.")
     if all_made:
-        out.append(f"- Every affected order was made by {utc(all_made.at)}.")
+        body.append(f"- Every affected order was made by {utc(all_made.at)}.")
     elif impact.pending:
-        out.append(f"- {impact.pending} affected orders are still pending.")
-    out += [
-        "",
-        _prompt("How could the time to mitigate have been halved?"),
-        "",
-        "## Prevention",
-        "",
-    ]
+        body.append(f"- {impact.pending} affected orders are still pending.")
+    return _section("Resolution", body, "How could the time to mitigate have been halved?")
+
+
+def _prevention(view: IncidentView, earlier: Iterable[Incident]) -> list[str]:
+    trigger = _trigger(view.incident)
     alike = [f"- Incident {e.id} opened {utc(e.opened_at)}: `{e.fault}`" for e in earlier if e.id]
-    out += (
+    body = (
         [f"Earlier recorded incidents that opened the same way ({trigger}):", "", *alike]
         if alike
         else [f"No earlier recorded incident opened the same way ({trigger})."]
     )
-    out += [
-        "",
-        _prompt(
-            "Could earlier incidents have the same root cause? What was done then, and why "
-            "did it happen again?"
-        ),
-        "",
-        "## Action items",
-        "",
-        _prompt(
-            "Corrective actions to prevent this class of incident: what, who is responsible, "
-            "by when, and where it is tracked."
-        ),
-        "",
-    ]
-    # The log redactor: every configured secret of a useful length, and secret shapes.
-    return redact_text("\n".join(out), list(secrets))
+    return _section(
+        "Prevention",
+        body,
+        "Could earlier incidents have the same root cause? What was done then, and why "
+        "did it happen again?",
+    )
 
 
 async def incident_report(

@@ -9,8 +9,9 @@ from fastapi.responses import PlainTextResponse
 
 from app.deps import ServicesDep, SessionDep, admin_user
 from app.errors import NotFound, error_responses
+from app.incidents.impact import impacts_of
 from app.incidents.report import render_report
-from app.incidents.view import IncidentView, earlier_alike, impacts_of, list_incidents, load_view
+from app.incidents.view import IncidentView, earlier_alike, list_incidents, load_view
 from app.models import Incident, utcnow
 from app.schemas import IdPath
 
