@@ -12,11 +12,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.deps import CurrentUser, ServicesDep, SessionDep
 from app.errors import Conflict, NotFound, error_responses
-from app.logins import check_allowed, client_address, record_failure
 from app.models import AuthSession, Role, User, UserRole
 from app.schemas import AuthOut, LoginBody, MessageOut, RegisterBody, user_json
 from app.security import hash_password, issue_token, verify_password
 from app.services import Services
+from app.users.logins import check_allowed, client_address, record_failure
 
 router = APIRouter(prefix="/api/auth", tags=["auth"], responses=error_responses(400, 413))
 

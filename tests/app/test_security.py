@@ -17,7 +17,7 @@ from sqlalchemy import delete
 from sqlmodel import col
 
 import app.deps
-import app.logins
+import app.users.logins
 from app.config import Settings, describe_errors
 from app.deps import get_services
 from app.main import create_app
@@ -441,7 +441,7 @@ class TestItem08FailedSignInsAreThrottled:
         assert (await sign_in(api, victim.email)).status_code == 429
         later = utcnow() + timedelta(minutes=5, seconds=1)
 
-        monkeypatch.setattr(app.logins, "utcnow", lambda: later)
+        monkeypatch.setattr(app.users.logins, "utcnow", lambda: later)
 
         assert (await sign_in(api, victim.email)).status_code == 200
 
