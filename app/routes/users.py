@@ -13,7 +13,6 @@ from app.deps import AdminUser, CurrentUser, ServicesDep, SessionDep, bearer_tok
 from app.errors import Conflict, Forbidden, NotFound, error_responses
 from app.models import AuthSession, DinerOrder, User, UserRole
 from app.orders.cancel import fail_pending
-from app.routes.auth import roles_of, start_session
 from app.schemas import (
     AuthOut,
     IdPath,
@@ -27,7 +26,9 @@ from app.schemas import (
     like_pattern,
     user_json,
 )
-from app.security import hash_password
+from app.users.accounts import roles_of
+from app.users.passwords import hash_password
+from app.users.sessions import start_session
 
 router = APIRouter(prefix="/api/user", tags=["user"], responses=error_responses(400, 401, 413))
 

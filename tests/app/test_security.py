@@ -672,7 +672,7 @@ class TestItem12InputIsValidated:
     async def test_an_empty_or_missing_password_never_signs_anyone_in(self, api: Api) -> None:
         # An account whose stored hash is of the empty password (e.g. imported data).
         async with api.services.sessions() as session:
-            hashed = app.security._hasher.hash("")
+            hashed = app.users.passwords._hasher.hash("")
             session.add(User(name="legacy", email="legacy@jwt.com", password_hash=hashed))
             await session.commit()
 
