@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from app.remediation import CHAOS_READ_MIN_S
-from tests.app.test_incident_alerts import Receiver, receiver, receiver_server  # noqa: F401
+from tests.app.incidents.test_webhook import Receiver, receiver, receiver_server  # noqa: F401
 from tests.conftest import make_settings, running_api
 from tests.utils.builders import Api
 from tests.utils.orders import pending_orders, status
