@@ -148,7 +148,7 @@ class DinerOrder(SQLModel, table=True):
         Index("ix_order_due", "status", "next_attempt_at"),
         Index("ix_order_diner", "diner_id", "id"),
         Index("ix_order_store", "store_id", "status"),
-        # An incident's impact is read over these two (app/incidents/view.py).
+        # An incident's impact is read over these two (app/incidents/impact.py).
         Index("ix_order_deferred", "deferred_at"),
         Index("ix_order_finished", "finished_at"),
         # "Pay" pressed again: one pending order per diner and request (app/orders/placement.py).
