@@ -244,8 +244,8 @@ def serve(
 
 async def _demo(settings: Settings) -> None:
     from app import db
-    from app.main import create_admin
     from app.models import Franchise, MenuItem, Role, Store, UserRole
+    from app.users.accounts import create_admin
 
     engine = db.create_engine(settings.database_url)
     try:
@@ -325,7 +325,7 @@ def admin_create(
 
 async def _admin_create(settings: Settings, name: str, email: str, password: str) -> None:
     from app import db
-    from app.main import create_admin
+    from app.users.accounts import create_admin
 
     engine = db.create_engine(settings.database_url)
     try:
@@ -342,7 +342,7 @@ def incident_report(
     ] = None,
 ) -> None:
     """A Markdown postmortem draft of a recorded incident (the latest by default)."""
-    from app.incident_report import report_from_settings
+    from app.incidents.report import report_from_settings
 
     settings = load_settings()
     text = asyncio.run(report_from_settings(settings, incident_id))

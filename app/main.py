@@ -20,16 +20,16 @@ from app.errors import install_error_handlers
 from app.incidents import create_recorder
 from app.methods import AllowedMethodsMiddleware
 from app.middleware import HardeningMiddleware, SecurityHeadersMiddleware
-from app.models import AppSetting, Role, User, UserRole
+from app.models import AppSetting, Role, UserRole
 from app.openapi import install_openapi, operation_id
 from app.orders.worker import IDLE_POLL_S, RetryWorker
 from app.orders.workflow import FACTORY_SLOTS, OrderWorkflow
 from app.remediation import PROBE_PERIOD_S, FactoryOps
 from app.routes import auth, factory, franchises, incidents, orders, root, users
-from app.security import hash_password
 from app.services import Services
 from app.sql import open_store
 from app.supervisor import Supervisor
+from app.users.accounts import create_admin
 from app.version import VERSION
 from clients.breaker import FactoryBreaker
 from clients.client import ORDER_PATH, FactoryClient
@@ -90,24 +90,6 @@ async def shared_jwt_secret(sessions: async_sessionmaker[AsyncSession]) -> str:
         stored = await session.get(AppSetting, "jwt_secret", populate_existing=True)
         assert stored is not None
         return stored.value
-
-
-async def create_admin(
-    sessions: async_sessionmaker[AsyncSession], *, name: str, email: str, password: str
-) -> User:
-    """An admin account (`pizza admin create`, or ADMIN_EMAIL/ADMIN_PASSWORD at start)."""
-    async with sessions() as session:
-        user = (await session.exec(select(User).where(User.email == email.lower()))).first()
-        if user is None:
-            user = User(name=name, email=email.lower(), password_hash=await hash_password(password))
-            session.add(user)
-            await session.flush()
-        assert user.id is not None
-        roles = await session.exec(select(UserRole).where(UserRole.user_id == user.id))
-        if not any(r.role == Role.ADMIN for r in roles):
-            session.add(UserRole(user_id=user.id, role=Role.ADMIN))
-        await session.commit()
-        return user
 
 
 async def _admin_from_settings(

@@ -148,7 +148,7 @@ class DinerOrder(SQLModel, table=True):
         Index("ix_order_due", "status", "next_attempt_at"),
         Index("ix_order_diner", "diner_id", "id"),
         Index("ix_order_store", "store_id", "status"),
-        # An incident's impact is read over these two (app/incident_view.py).
+        # An incident's impact is read over these two (app/incidents/impact.py).
         Index("ix_order_deferred", "deferred_at"),
         Index("ix_order_finished", "finished_at"),
         # "Pay" pressed again: one pending order per diner and request (app/orders/placement.py).
@@ -278,7 +278,7 @@ class FactoryEvent(SQLModel, table=True):
 
 
 class Incident(SQLModel, table=True):
-    """A factory outage as the service saw it (app/incidents.py)."""
+    """A factory outage as the service saw it (app/incidents/recorder.py)."""
 
     __tablename__ = "incident"
     id: int | None = Field(default=None, primary_key=True)

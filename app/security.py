@@ -1,4 +1,7 @@
-"""Passwords (argon2id) and auth tokens (HS256 JWTs backed by a revocable session row)."""
+"""Auth tokens: HS256 JWTs backed by a revocable session row (app/users/sessions.py).
+
+Passwords are hashed in app/users/passwords.py.
+"""
 
 from __future__ import annotations
 
@@ -13,33 +16,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import anyio
 import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
 from app.models import utcnow
 
 TOKEN_ALGORITHM = "HS256"  # noqa: S105 (an algorithm name, not a password)
-_hasher = PasswordHasher()
-# Verifying against this when the email is unknown keeps both answers equally slow,
-# so timing does not tell which emails have accounts.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-
-
-async def hash_password(password: str) -> str:
-    # argon2 is deliberately slow: keep it off the event loop.
-    return await anyio.to_thread.run_sync(_hasher.hash, password)
-
-
-async def verify_password(password_hash: str | None, password: str) -> bool:
-    def _verify() -> bool:
-        try:
-            return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
-        except (VerificationError, InvalidHashError):
-            return False
-
-    return await anyio.to_thread.run_sync(_verify)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,15 +8,15 @@ from fastapi import APIRouter, Request
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.deps import CurrentUser, ServicesDep, SessionDep
 from app.errors import Conflict, NotFound, error_responses
-from app.logins import check_allowed, client_address, record_failure
 from app.models import AuthSession, Role, User, UserRole
 from app.schemas import AuthOut, LoginBody, MessageOut, RegisterBody, user_json
-from app.security import hash_password, issue_token, verify_password
-from app.services import Services
+from app.users.accounts import roles_of
+from app.users.logins import check_allowed, client_address, record_failure
+from app.users.passwords import hash_password, verify_password
+from app.users.sessions import start_session
 
 router = APIRouter(prefix="/api/auth", tags=["auth"], responses=error_responses(400, 413))
 
@@ -31,18 +31,6 @@ def _user_links(user_id: str) -> dict[str, Any]:
 
 
 SIGNED_IN_LINKS = _user_links("$response.body#/user/id")
-
-
-async def start_session(session: AsyncSession, services: Services, user_id: int) -> str:
-    """A new signed token backed by a session row (so it can be revoked)."""
-    issued = issue_token(user_id, secret=services.jwt_secret, ttl_s=services.settings.token_ttl_s)
-    session.add(AuthSession(jti=issued.jti, user_id=user_id, expires_at=issued.expires_at))
-    await session.commit()
-    return issued.token
-
-
-async def roles_of(session: AsyncSession, user_id: int) -> list[UserRole]:
-    return list(await session.exec(select(UserRole).where(UserRole.user_id == user_id)))
 
 
 @router.post(

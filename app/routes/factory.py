@@ -22,6 +22,7 @@ from app.models import (
     RemediationLink,
     utcnow,
 )
+from app.supervisor import TaskHealth
 from app.times import iso
 
 router = APIRouter(
@@ -71,30 +72,20 @@ async def status(
         page = files("app").joinpath("static/status.html").read_text(encoding="utf-8")
         return HTMLResponse(page, headers=PAGE_HEADERS)
     response.headers.update(PRIVATE)
+    # Read here, not by AdminUser: the page above is served without a token.
     principal = await load_principal(request, services)
     if principal is None:
         raise Unauthorized("unauthorized")
     if not principal.is_admin:
         raise Forbidden("unauthorized")
+    return await _status_json(session, services)
+
+
+async def _status_json(session: SessionDep, services: ServicesDep) -> dict[str, Any]:
+    """What an operator needs to know about the factory, in one answer."""
     ops, breaker, settings = services.ops, services.breaker, services.settings
-    count, oldest = (
-        await session.exec(
-            select(func.count(), func.min(DinerOrder.date)).where(
-                DinerOrder.status == OrderStatus.PENDING
-            )
-        )
-    ).one()
-    link = await ops.waiting_link(session)
-    attempts = list(
-        await session.exec(
-            select(RemediationAttempt).order_by(col(RemediationAttempt.id).desc()).limit(20)
-        )
-    )
-    links = list(
-        await session.exec(
-            select(RemediationLink).order_by(col(RemediationLink.id).desc()).limit(20)
-        )
-    )
+    pending = await _pending_json(session)
+    remediation = await _remediation_json(session, services)
     events = list(
         await session.exec(
             select(FactoryEvent).order_by(col(FactoryEvent.id).desc()).limit(HISTORY_LENGTH)
@@ -117,45 +108,74 @@ async def status(
         "recentOutcomes": ops.recent_outcomes(),
         "lastSuccess": iso(last_success),
         "lastFailure": last_failure,
-        "remediation": {
-            "autoRemediate": settings.factory_auto_remediate,
-            # The full link, key included: this answer is for signed-in admins only.
-            "link": link.url if link else None,
-            # The URL "Remediate now" fetches (FACTORY_URL's scheme, host and port); None
-            # for a link the service will not follow.
-            "followUrl": ops.follow_url(link.url) if link else None,
-            "detectedAt": iso(link.first_seen) if link else None,
-            "outcome": link.outcome if link else None,
-            "followable": link.followable if link else None,
-            "attempts": [attempt_json(a) for a in attempts],
-            "links": [
-                {
-                    "link": item.redacted,
-                    "detectedAt": iso(item.first_seen),
-                    "outcome": item.outcome,
-                    "resolvedAt": iso(item.resolved_at),
-                }
-                for item in links
-            ],
-        },
-        "pending": {
-            "count": int(count),
-            "oldestAgeS": round((utcnow() - oldest).total_seconds(), 3) if oldest else 0.0,
-        },
+        "remediation": remediation,
+        "pending": pending,
         "history": [{"at": iso(e.at), "kind": e.kind, "detail": e.detail} for e in events],
-        "tasks": [
-            {
-                "name": task.name,
-                "state": str(task.state),
-                "crashes": task.crashes,
-                "crashStreak": task.crash_streak,
-                "lastError": task.last_error,
-                "heartbeatAgeS": task.heartbeat_age_s,
-                "staleAfterS": task.stale_after_s,
-            }
-            for task in services.supervisor.health()
-        ],
+        "tasks": [_task_json(task) for task in services.supervisor.health()],
         "taskProblems": services.supervisor.problems(),
+    }
+
+
+async def _pending_json(session: SessionDep) -> dict[str, Any]:
+    """How many orders wait for the factory, and for how long the oldest has."""
+    count, oldest = (
+        await session.exec(
+            select(func.count(), func.min(DinerOrder.date)).where(
+                DinerOrder.status == OrderStatus.PENDING
+            )
+        )
+    ).one()
+    return {
+        "count": int(count),
+        "oldestAgeS": round((utcnow() - oldest).total_seconds(), 3) if oldest else 0.0,
+    }
+
+
+async def _remediation_json(session: SessionDep, services: ServicesDep) -> dict[str, Any]:
+    """The link waiting (in full: this answer is for signed-in admins only) and the history."""
+    ops = services.ops
+    link = await ops.waiting_link(session)
+    attempts = list(
+        await session.exec(
+            select(RemediationAttempt).order_by(col(RemediationAttempt.id).desc()).limit(20)
+        )
+    )
+    links = list(
+        await session.exec(
+            select(RemediationLink).order_by(col(RemediationLink.id).desc()).limit(20)
+        )
+    )
+    return {
+        "autoRemediate": services.settings.factory_auto_remediate,
+        "link": link.url if link else None,
+        # The URL "Remediate now" fetches (FACTORY_URL's scheme, host and port); None
+        # for a link the service will not follow.
+        "followUrl": ops.follow_url(link.url) if link else None,
+        "detectedAt": iso(link.first_seen) if link else None,
+        "outcome": link.outcome if link else None,
+        "followable": link.followable if link else None,
+        "attempts": [attempt_json(a) for a in attempts],
+        "links": [
+            {
+                "link": item.redacted,
+                "detectedAt": iso(item.first_seen),
+                "outcome": item.outcome,
+                "resolvedAt": iso(item.resolved_at),
+            }
+            for item in links
+        ],
+    }
+
+
+def _task_json(task: TaskHealth) -> dict[str, Any]:
+    return {
+        "name": task.name,
+        "state": str(task.state),
+        "crashes": task.crashes,
+        "crashStreak": task.crash_streak,
+        "lastError": task.last_error,
+        "heartbeatAgeS": task.heartbeat_age_s,
+        "staleAfterS": task.stale_after_s,
     }
 
 

@@ -10,8 +10,9 @@ from fastapi.responses import PlainTextResponse
 from app.deps import ServicesDep, SessionDep, admin_user
 from app.errors import NotFound, error_responses
 from app.fields import IdPath
-from app.incident_report import render_report
-from app.incident_view import IncidentView, earlier_alike, impacts_of, list_incidents, load_view
+from app.incidents.impact import impacts_of
+from app.incidents.report import render_report
+from app.incidents.view import IncidentView, earlier_alike, list_incidents, load_view
 from app.models import Incident, utcnow
 
 router = APIRouter(

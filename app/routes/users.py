@@ -14,9 +14,10 @@ from app.errors import Conflict, Forbidden, NotFound, error_responses
 from app.fields import IdPath, Limit, NameFilter, Page0, like_pattern
 from app.models import AuthSession, DinerOrder, User, UserRole
 from app.orders.cancel import fail_pending
-from app.routes.auth import roles_of, start_session
 from app.schemas import AuthOut, MessageOut, UserListOut, UserOut, UserUpdateBody, user_json
-from app.security import hash_password
+from app.users.accounts import roles_of
+from app.users.passwords import hash_password
+from app.users.sessions import start_session
 
 router = APIRouter(prefix="/api/user", tags=["user"], responses=error_responses(400, 401, 413))
 

@@ -8,12 +8,9 @@ import pytest
 from app.security import issue_token
 from tests.conftest import JWT_SECRET
 from tests.utils.builders import PASSWORD, Api, fast_password_hashing  # noqa: F401
+from tests.utils.users import bearer
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 class TestRegister:

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from app.remediation import CHAOS_READ_MIN_S
-from tests.app.test_incident_alerts import Receiver, receiver, receiver_server  # noqa: F401
 from tests.conftest import make_settings, running_api
 from tests.utils.builders import Api
+from tests.utils.incidents import Receiver
 from tests.utils.orders import pending_orders, status
 from tests.utils.waiting import eventually
 
@@ -112,7 +112,7 @@ class TestAScheduledChaos:
         database_url: str,
         factory_url: str,
         factory: httpx.Client,
-        receiver: Receiver,  # noqa: F811
+        receiver: Receiver,
     ) -> None:
         settings = make_settings(
             database_url, factory_url, alert_webhook_url=receiver.url, factory_auto_remediate=False

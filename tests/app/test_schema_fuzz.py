@@ -25,7 +25,7 @@ from app import db
 from app.config import Settings
 from app.main import create_app
 from app.models import Role, User, UserRole
-from app.security import hash_password
+from app.users.passwords import hash_password
 from tests.conftest import make_settings
 from tests.utils.builders import PASSWORD, fast_password_hashing  # noqa: F401
 

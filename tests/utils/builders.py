@@ -11,9 +11,9 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 
-from app import security
-from app.main import create_admin
 from app.services import Services
+from app.users import passwords
+from app.users.accounts import create_admin
 
 _counter = itertools.count(1)
 PASSWORD = "correct horse battery"
@@ -27,8 +27,8 @@ _FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Cheap argon2 parameters for one test; a module opts in with
     `pytestmark = pytest.mark.usefixtures("fast_password_hashing")` and the import."""
-    monkeypatch.setattr(security, "_hasher", _FAST_HASHER)
-    monkeypatch.setattr(security, "_DUMMY_HASH", _FAST_HASHER.hash("not a password"))
+    monkeypatch.setattr(passwords, "_hasher", _FAST_HASHER)
+    monkeypatch.setattr(passwords, "_DUMMY_HASH", _FAST_HASHER.hash("not a password"))
 
 
 @dataclass

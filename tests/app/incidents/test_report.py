@@ -1,5 +1,6 @@
 """The postmortem draft: every section of the seed's template, the recorded facts in UTC,
-prompts where a person must judge, and no secret (issue 6)."""
+prompts where a person must judge, and no secret; redacted by the one redactor, which
+leaves ordinary words alone (issues 6 and 9)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from typer.testing import CliRunner
 
 from app import db
 from app.cli import cli
-from app.incident_report import SECTIONS, TO_FILL, duration, utc
 from app.incidents import Conditions, IncidentRecorder
+from app.incidents.report import SECTIONS, TO_FILL, duration, utc
 from app.models import FactoryEvent
 from clients.breaker import BreakerState
-from tests.conftest import FACTORY_KEY, JWT_SECRET
+from tests.conftest import FACTORY_KEY, JWT_SECRET, make_settings, running_api
 from tests.utils.builders import PASSWORD, Api
 from tests.utils.incidents import async_url, closed_incident, when
 from tests.utils.orders import all_fulfilled, pending_orders
@@ -165,3 +166,40 @@ class TestIncidentReportCommand:
 )
 def test_durations_read_like_a_person_wrote_them(seconds: float, text: str) -> None:
     assert duration(seconds) == text
+
+
+# An operator's weak choice, and a word every factory incident report contains.
+ORDINARY_WORD = "chaos"
+
+
+class TestReportRedaction:
+    async def test_a_short_admin_password_does_not_mask_words_of_the_report(
+        self, database_url: str, factory_url: str, factory: httpx.Client
+    ) -> None:
+        settings = make_settings(
+            database_url,
+            factory_url,
+            factory_auto_remediate=False,
+            breaker_fail_max=3,
+            breaker_reset_s=600,
+            admin_email="first-admin@jwt.pizza",
+            admin_password=ORDINARY_WORD,
+        )
+        async with running_api(settings) as api:
+            shop = await api.shop()
+            factory.put("/api/vendor/chaos/fail").raise_for_status()
+            ids = await pending_orders(api, shop, 3)
+            await api.client.post("/factory/remediate", headers=shop.admin.headers)
+            await eventually(lambda: all_fulfilled(api, shop, ids))
+            body = await closed_incident(api, shop)
+            answer = await api.client.get(
+                f"/factory/incidents/{body['id']}/report", headers=shop.admin.headers
+            )
+        assert answer.status_code == 200
+        report = answer.text
+        # The factory's words, as recorded: "chaos monkey", not "*** monkey".
+        assert "chaos monkey" in report
+        assert "*** monkey" not in report
+        # What must be masked still is.
+        assert FACTORY_KEY not in report
+        assert "/api/support/***/report/" in report

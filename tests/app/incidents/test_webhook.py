@@ -8,54 +8,19 @@ import json
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from app.webhook import Delivery, WebhookPager
+from app.incidents.webhook import Delivery, WebhookPager
 from telemetry.logging import configure_logging
 from tests.conftest import FACTORY_KEY, JWT_SECRET, make_settings, running_api
+from tests.utils.incidents import WEBHOOK_TOKEN, Receiver
 from tests.utils.orders import all_fulfilled, distinct, pending_orders
-from tests.utils.servers import serve_in_thread
 from tests.utils.waiting import eventually
 
 PUBLIC_URL = "https://pizza.example"
-WEBHOOK_TOKEN = "T0-webhook-s3cr3t"
-
-
-@dataclass
-class Receiver:
-    url: str
-    messages: list[dict[str, Any]] = field(default_factory=list)
-
-    def events(self) -> list[str]:
-        return [m["event"] for m in self.messages]
-
-
-@pytest.fixture(scope="module")
-def receiver_server() -> Iterator[Receiver]:
-    receiver = Receiver(url="")
-
-    async def hook(request: Request) -> JSONResponse:
-        receiver.messages.append(await request.json())
-        return JSONResponse({"ok": True})
-
-    routes = [Route("/hook/{token}", hook, methods=["POST"])]
-    with serve_in_thread(Starlette(routes=routes)) as url:
-        receiver.url = f"{url}/hook/{WEBHOOK_TOKEN}"  # such URLs are credentials (Slack's)
-        yield receiver
-
-
-@pytest.fixture
-def receiver(receiver_server: Receiver) -> Receiver:
-    receiver_server.messages.clear()
-    return receiver_server
 
 
 class TestWebhookReceivesTheIncident:

@@ -12,11 +12,14 @@ same fault at once, one insert (or reopening update) wins and the other joins it
 factory event goes through `on_event` (FactoryOps._event is the one funnel); while an
 incident is open, or within the window after it closed, the event is tagged with it and
 becomes its timeline. Order facts (first failed order, impact) are read from the orders
-table when the incident is read (app/incident_view.py), so the order path pays nothing
+table when the incident is read (app/incidents/view.py), so the order path pays nothing
 beyond `deferred_at`.
 
 Pages go out through `WebhookPager` (opened, reopened, link detected, closed), never
 waited for; each delivery's result is noted on the timeline.
+
+What an event means (a sign of a fault, a chance to close) is in signs.py; the queries
+on the incidents table are in store.py.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,19 +39,12 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.incident_view import impact_of
-from app.models import (
-    DinerOrder,
-    EventKind,
-    FactoryEvent,
-    Incident,
-    OrderStatus,
-    RemediationLink,
-    utcnow,
-)
+from app.incidents.impact import impact_of
+from app.incidents.signs import TRIGGERS, Conditions, fault_sign, fault_text, may_close
+from app.incidents.store import OPEN, first_deferral, latest_incident, note, open_incident, tag
+from app.incidents.webhook import WEBHOOK_TIMEOUT_S, Delivery, Message, WebhookPager
+from app.models import EventKind, FactoryEvent, Incident, RemediationLink, utcnow
 from app.times import iso
-from app.webhook import WEBHOOK_TIMEOUT_S, Delivery, Message, WebhookPager
-from clients.breaker import BreakerState
 from clients.remediation import redact
 
 log = logging.getLogger("app.incidents")
@@ -57,73 +52,7 @@ log = logging.getLogger("app.incidents")
 REOPEN_WINDOW_S = 300.0
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:3000"  # PUBLIC_URL's default for the default port
 WATCH_PERIOD_S = 15.0
-OPEN = 1
 OPEN_ATTEMPTS = 3
-
-_NOT_CLOSED = {BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.FORCED_OPEN}
-TRIGGERS = {
-    "breaker": "the circuit breaker left closed",
-    "link": "the factory sent a remediation link",
-    "unauthorized": "the factory refused our API key",
-    "chaos": "the factory reports chaos",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Conditions:
-    """What this replica knows now about the factory (FactoryOps.conditions)."""
-
-    breaker: BreakerState
-    config_fault: str | None = None
-    last_failure: str | None = None  # "outcome: reason" of the last failed call
-    chaos: str | None = None  # the chaos the vendor record reports, scheduled or running
-
-    @property
-    def healthy(self) -> bool:
-        return (
-            self.breaker is BreakerState.CLOSED and self.config_fault is None and self.chaos is None
-        )
-
-
-def breaker_change(event: FactoryEvent) -> tuple[BreakerState, BreakerState] | None:
-    """The breaker event's two states, from its typed fields."""
-    if event.kind != EventKind.BREAKER or not (event.breaker_from and event.breaker_to):
-        return None
-    try:
-        return BreakerState(event.breaker_from), BreakerState(event.breaker_to)
-    except ValueError:
-        return None  # a state a newer release knows
-
-
-def fault_sign(event: FactoryEvent) -> str | None:
-    """The trigger this event is a sign of, if it is one."""
-    if event.kind == EventKind.LINK_DETECTED:
-        return "link"
-    if event.kind == EventKind.CONFIG_FAULT:
-        return "unauthorized"
-    if event.kind == EventKind.CHAOS_REPORTED:
-        # Running: a fault. Scheduled: an announcement, paged ahead of time all the same.
-        return "chaos"
-    change = breaker_change(event)
-    if change is not None and change[1] in _NOT_CLOSED:
-        return "breaker"
-    return None
-
-
-_CLOSING_KINDS = (
-    EventKind.REMEDIATION,
-    EventKind.CONFIG_FAULT_CLEARED,
-    EventKind.OPERATOR,
-    EventKind.LINKS_CLEARED,
-    EventKind.CHAOS_CLEARED,
-)
-
-
-def _may_close(event: FactoryEvent) -> bool:
-    if event.kind == EventKind.BREAKER:
-        change = breaker_change(event)
-        return change is not None and change[1] is BreakerState.CLOSED
-    return event.kind in _CLOSING_KINDS
 
 
 def create_recorder(
@@ -206,7 +135,7 @@ class IncidentRecorder:
                 self._page(incident_id, "incident.chaos_reported", note=event.detail)
             return
         is_open = await self._join(event)
-        if is_open and _may_close(event):
+        if is_open and may_close(event):
             if event.kind == EventKind.CONFIG_FAULT_CLEARED:
                 # Announced just before FactoryOps forgets the fault: this event is the news.
                 conditions = dataclasses.replace(conditions, config_fault=None)
@@ -221,8 +150,8 @@ class IncidentRecorder:
         async with self._sessions() as session:
             for _ in range(OPEN_ATTEMPTS):
                 now = self._clock()
-                current = await _open_incident(session)
-                latest = current or await _latest(session)
+                current = await open_incident(session)
+                latest = current or await latest_incident(session)
                 if current is not None:
                     incident, change = current, None
                 elif (
@@ -241,7 +170,7 @@ class IncidentRecorder:
                         continue
                 else:
                     change = "opened"
-                    started = await _first_deferral(
+                    started = await first_deferral(
                         session, after=latest.closed_at if latest else None
                     )
                     incident = Incident(
@@ -249,17 +178,17 @@ class IncidentRecorder:
                         started_at=min(event.at, started or event.at),
                         open_slot=OPEN,
                         trigger=sign,
-                        fault=self._redact(_fault(event, conditions))[:2000],
+                        fault=self._redact(fault_text(event, conditions))[:2000],
                     )
                     session.add(incident)
                 try:
                     await session.flush()
                     assert incident.id is not None
                     incident_id = incident.id
-                    await _tag(session, event, incident_id)
+                    await tag(session, event, incident_id)
                     if change is not None:
                         detail = f"{change} ({TRIGGERS[sign]}): {event.detail}"
-                        session.add(_note(incident_id, now, detail))
+                        session.add(note(incident_id, now, detail))
                     await session.commit()
                 except IntegrityError:
                     # Another replica (or task) opened one meanwhile: join it.
@@ -276,13 +205,13 @@ class IncidentRecorder:
         Returns whether an incident is open.
         """
         async with self._sessions() as session:
-            incident = await _open_incident(session) or await _latest(session)
+            incident = await open_incident(session) or await latest_incident(session)
             if incident is None or incident.id is None:
                 return False
             is_open = incident.closed_at is None
             if not is_open and incident.closed_at < event.at - self._window:  # type: ignore[operator]
                 return False
-            await _tag(session, event, incident.id)
+            await tag(session, event, incident.id)
             await session.commit()
             return is_open
 
@@ -291,7 +220,7 @@ class IncidentRecorder:
         if not conditions.healthy:
             return
         async with self._sessions() as session:
-            incident = await _open_incident(session)
+            incident = await open_incident(session)
             if incident is None or incident.id is None:
                 return
             waiting = (
@@ -310,7 +239,7 @@ class IncidentRecorder:
             if closed.rowcount != 1:  # type: ignore[attr-defined]
                 return  # another replica closed it
             session.add(
-                _note(incident.id, now, "closed: breaker closed, no remediation link waiting")
+                note(incident.id, now, "closed: breaker closed, no remediation link waiting")
             )
             await session.commit()
         log.warning("factory incident %d closed", incident.id)
@@ -386,17 +315,8 @@ class IncidentRecorder:
         tries = f"{delivery.tries} {'try' if delivery.tries == 1 else 'tries'}"
         detail = f"alert webhook: {delivery.event} {outcome} ({delivery.detail}, {tries})"
         async with self._sessions() as session:
-            session.add(_note(delivery.incident_id, self._clock(), detail, kind=EventKind.PAGE))
+            session.add(note(delivery.incident_id, self._clock(), detail, kind=EventKind.PAGE))
             await session.commit()
-
-
-def _fault(event: FactoryEvent, conditions: Conditions) -> str:
-    """What the factory answered, as far as the service can tell (the report's root cause)."""
-    change = breaker_change(event)
-    forced = change is not None and change[1] is BreakerState.FORCED_OPEN
-    if conditions.last_failure and not forced:
-        return f"{event.detail}; last failed call: {conditions.last_failure}"
-    return event.detail
 
 
 def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
@@ -405,58 +325,3 @@ def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
     if isinstance(value, dict):
         return {key: _redacted(item, redact) for key, item in value.items()}
     return value
-
-
-def _note(
-    incident_id: int, at: datetime, detail: str, *, kind: EventKind = EventKind.INCIDENT
-) -> FactoryEvent:
-    return FactoryEvent(at=at, kind=kind, detail=detail, incident_id=incident_id)
-
-
-async def _tag(session: AsyncSession, event: FactoryEvent, incident_id: int) -> None:
-    await session.execute(
-        update(FactoryEvent).where(col(FactoryEvent.id) == event.id).values(incident_id=incident_id)
-    )
-
-
-async def _open_incident(session: AsyncSession) -> Incident | None:
-    return (
-        await session.exec(
-            select(Incident)
-            .where(Incident.open_slot == OPEN)
-            .execution_options(populate_existing=True)
-        )
-    ).first()
-
-
-async def _latest(session: AsyncSession) -> Incident | None:
-    return (
-        await session.exec(
-            select(Incident)
-            .order_by(col(Incident.id).desc())
-            .limit(1)
-            .execution_options(populate_existing=True)
-        )
-    ).first()
-
-
-async def _first_deferral(session: AsyncSession, *, after: datetime | None) -> datetime | None:
-    """When this outage first cost a customer: the first order answered 202 since the
-    factory last made an order at once (and since the previous incident closed)."""
-    last_ok = (
-        await session.exec(
-            select(DinerOrder.id)
-            .where(
-                col(DinerOrder.status) == OrderStatus.FULFILLED,
-                col(DinerOrder.deferred_at).is_(None),
-            )
-            .order_by(col(DinerOrder.id).desc())
-            .limit(1)
-        )
-    ).first()
-    query = select(DinerOrder.deferred_at).where(col(DinerOrder.deferred_at).is_not(None))
-    if last_ok is not None:
-        query = query.where(col(DinerOrder.id) > last_ok)
-    if after is not None:
-        query = query.where(col(DinerOrder.deferred_at) > after)
-    return (await session.exec(query.order_by(col(DinerOrder.deferred_at)).limit(1))).first()

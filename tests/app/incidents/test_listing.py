@@ -84,3 +84,22 @@ class TestIncidentListing:
         for item in found:
             assert without_as_of(item["impact"]) == without_as_of(real["impact"])
             assert "timeline" not in item
+
+
+class TestOperatorSurface:
+    async def test_incidents_are_for_admins_only_and_unknown_ids_are_404(self, api: Api) -> None:
+        shop = await api.shop()
+        assert (await api.client.get("/factory/incidents")).status_code == 401
+        diner = shop.diner.headers
+        assert (await api.client.get("/factory/incidents", headers=diner)).status_code == 403
+        assert (await api.client.get("/factory/incidents/1", headers=diner)).status_code == 403
+        admin = shop.admin.headers
+        assert (await api.client.get("/factory/incidents/1", headers=admin)).status_code == 404
+        answer = await api.client.get("/factory/incidents/1/report", headers=admin)
+        assert answer.status_code == 404
+        assert answer.json() == {"message": "no incident 1"}
+
+    async def test_the_status_page_lists_them(self, api: Api) -> None:
+        page = await api.client.get("/factory/status", headers={"accept": "text/html"})
+        assert '<tbody id="incidents">' in page.text
+        assert "/factory/incidents?limit=" in page.text

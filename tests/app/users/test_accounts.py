@@ -1,0 +1,117 @@
+"""Accounts, where this service is deliberately stricter than the reference (api.md, last
+section): no built-in admin (item 4), one account per email (items 9 and 13), roles read
+on every request (item 11). One class per item; each test fails on the reference's
+behaviour."""
+
+from __future__ import annotations
+
+import httpx
+
+from app.models import Role
+from tests.conftest import make_settings, running_api
+from tests.utils.builders import Api
+from tests.utils.users import drop_roles, set_role, sign_in
+
+
+class TestItem04NoBuiltInAdmin:
+    async def test_the_reference_s_default_admins_cannot_sign_in(self, api: Api) -> None:
+        for email in ("a@jwt.com", "admin@jwt.com"):
+            for password in ("admin", "a", "password", ""):
+                assert (await sign_in(api, email, password)).status_code == 404
+
+    async def test_its_email_is_free_and_gives_no_power(self, api: Api) -> None:
+        squatter = await api.register(email="a@jwt.com", password="admin")
+
+        assert squatter.roles == [{"role": "diner"}]
+        assert (await api.client.get("/api/user", headers=squatter.headers)).status_code == 403
+
+    async def test_the_first_admin_can_come_from_configuration(
+        self, database_url: str, factory_url: str, factory: httpx.Client
+    ) -> None:
+        settings = make_settings(
+            database_url, factory_url, admin_email="Boss@jwt.com", admin_password="s3cret pw"
+        )
+        async with running_api(settings) as api:
+            answer = await sign_in(api, "boss@jwt.com", "s3cret pw")
+
+        assert answer.status_code == 200
+        assert {"role": "admin"} in answer.json()["user"]["roles"]
+
+
+class TestItem09OneAccountPerEmail:
+    async def test_the_same_email_in_any_case_is_a_409(self, api: Api) -> None:
+        admin = await api.admin()
+        first = await api.register(email="Dup@jwt.com")
+
+        for email in ("Dup@jwt.com", "dup@jwt.com", "DUP@JWT.COM"):
+            answer = await api.client.post(
+                "/api/auth", json={"name": "twin", "email": email, "password": "other pw"}
+            )
+            assert answer.status_code == 409, email
+
+        users = await api.client.get("/api/user?name=twin", headers=admin.headers)
+        assert users.json()["users"] == []
+        assert (await sign_in(api, "dup@jwt.com")).json()["user"]["id"] == first.id
+        assert (await sign_in(api, "dup@jwt.com", "other pw")).status_code == 404
+
+
+class TestItem13AnEmailInUseCannotBeTaken:
+    """The reference let a user take the admin's email, then sign in as the admin."""
+
+    async def test_changing_to_an_email_in_use_is_a_409(self, api: Api) -> None:
+        admin = await api.admin()
+        attacker = await api.register(email="attacker@jwt.com", password="attacker pw")
+
+        for email in (admin.email, admin.email.upper()):
+            answer = await api.client.put(
+                f"/api/user/{attacker.id}", headers=attacker.headers, json={"email": email}
+            )
+            assert answer.status_code == 409
+            assert answer.json() == {"message": "email already in use"}
+
+        assert (await sign_in(api, admin.email, attacker.password)).status_code == 404
+        me = await api.client.get("/api/user/me", headers=attacker.headers)
+        assert me.json()["email"] == "attacker@jwt.com"
+        assert (await sign_in(api, admin.email)).json()["user"]["id"] == admin.id
+
+
+class TestItem11RolesAreReadOnEveryRequest:
+    """The reference trusted the roles inside the token."""
+
+    async def test_a_revoked_franchisee_is_refused_at_once_with_the_same_token(
+        self, api: Api
+    ) -> None:
+        admin = await api.admin()
+        owner = await api.register()
+        franchise = await api.franchise(admin, admins=[owner.email])
+        owner = await api.login(owner.email)  # roles as of now are in nothing but the DB
+        path = f"/api/franchise/{franchise['id']}/store"
+        assert (await api.client.post(path, headers=owner.headers, json={"name": "a"})).is_success
+
+        await drop_roles(api, owner.id, Role.FRANCHISEE)
+
+        answer = await api.client.post(path, headers=owner.headers, json={"name": "b"})
+        assert answer.status_code == 403
+
+    async def test_a_revoked_admin_is_refused_at_once(self, api: Api) -> None:
+        admin = await api.admin()
+        assert (await api.client.get("/api/user", headers=admin.headers)).status_code == 200
+
+        await drop_roles(api, admin.id, Role.ADMIN)
+
+        assert (await api.client.get("/api/user", headers=admin.headers)).status_code == 403
+        me = await api.client.get("/api/user/me", headers=admin.headers)
+        assert {"role": "admin"} not in me.json()["roles"]
+
+    async def test_a_granted_role_works_at_once(self, api: Api) -> None:
+        admin = await api.admin()
+        franchise = await api.franchise(admin)
+        diner = await api.register()
+        path = f"/api/franchise/{franchise['id']}/store"
+        assert (
+            await api.client.post(path, headers=diner.headers, json={"name": "a"})
+        ).status_code == 403
+
+        await set_role(api, diner.id, Role.FRANCHISEE, franchise["id"])
+
+        assert (await api.client.post(path, headers=diner.headers, json={"name": "a"})).is_success
