@@ -1,4 +1,4 @@
-"""The `pizza` command (operations.md). Exit codes: 0 ok, 2 usage or configuration, 1 other."""
+"""`pizza serve` and `pizza factory-sim`: uvicorn on uvloop, a socket bound before start."""
 
 from __future__ import annotations
 
@@ -11,25 +11,18 @@ import os
 import secrets
 import signal
 import socket
-import sys
 from collections.abc import Coroutine, Iterator
 from decimal import Decimal
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 import uvicorn
 import uvloop
-from pydantic import ValidationError
 
-from app.config import Settings, describe_errors
+from app.cli import cli, fail, load_settings
+from app.config import Settings
 from clients.simulator import SimulatorConfig, create_simulator_app
 from telemetry.logging import configure_logging
-
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help="JWT Pizza service")
-admin_cli = typer.Typer(no_args_is_help=True, help="Accounts")
-cli.add_typer(admin_cli, name="admin")
-incident_cli = typer.Typer(no_args_is_help=True, help="Recorded factory incidents")
-cli.add_typer(incident_cli, name="incident")
 
 DEMO_MENU = [
     ("Veggie", "A garden of delight", "pizza1.png", "0.0038"),
@@ -38,21 +31,6 @@ DEMO_MENU = [
     ("Crusty", "A dry mouthed favorite", "pizza4.png", "0.0028"),
     ("Charred Leopard", "For those with a darker side", "pizza5.png", "0.0099"),
 ]
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(message, err=True)
-    raise typer.Exit(code)
-
-
-def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment and .env; one line per mistake, exit 2."""
-    try:
-        return Settings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as error:
-        for line in describe_errors(error):
-            typer.echo(f"configuration error: {line}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
@@ -301,122 +279,3 @@ def factory_sim(
     sock = _bind(host, port, "--port")
     server = _Server(_uvicorn_config(create_simulator_app(config), host, port))
     _stopped(run_on_uvloop(_run_servers([(server, sock)])))
-
-
-@admin_cli.command("create")
-def admin_create(
-    name: Annotated[str, typer.Option()],
-    email: Annotated[str, typer.Option()],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
-) -> None:
-    """Make an admin (there is no default admin). Brings the schema up to date first."""
-    from app.schemas import RegisterBody
-
-    try:
-        body = RegisterBody(name=name, email=email, password=password)
-    except ValidationError as error:
-        for item in error.errors():
-            typer.echo(f"error: --{item['loc'][0]}: {item['msg']}", err=True)
-        raise typer.Exit(2) from None
-    settings = load_settings()
-    asyncio.run(_admin_create(settings, body.name, body.email, body.password))
-    typer.echo(f"admin {body.email} is ready")
-
-
-async def _admin_create(settings: Settings, name: str, email: str, password: str) -> None:
-    from app import db
-    from app.users.accounts import create_admin
-
-    engine = db.create_engine(settings.database_url)
-    try:
-        await db.migrate(engine)
-        await create_admin(db.session_factory(engine), name=name, email=email, password=password)
-    finally:
-        await engine.dispose()
-
-
-@incident_cli.command("report")
-def incident_report(
-    incident_id: Annotated[
-        int | None, typer.Argument(min=1, help="the incident's id (default: the latest)")
-    ] = None,
-) -> None:
-    """A Markdown postmortem draft of a recorded incident (the latest by default)."""
-    from app.incidents.report import report_from_settings
-
-    settings = load_settings()
-    text = asyncio.run(report_from_settings(settings, incident_id))
-    if text is None:
-        fail(
-            "no incident is recorded in this database"
-            if incident_id is None
-            else f"no incident {incident_id}: `GET /factory/incidents` lists them"
-        )
-    typer.echo(text, nl=False)
-
-
-@cli.command()
-def bench(
-    out: Annotated[str, typer.Option(help="where to write the JSON report")] = "bench.json",
-    quick: Annotated[bool, typer.Option(help="the short form CI runs")] = False,
-    profile: Annotated[
-        str | None,
-        typer.Option(help="instead: write a py-spy flame graph (SVG) of the service here"),
-    ] = None,
-    route: Annotated[str, typer.Option(help="with --profile: order or menu")] = "order",
-    seconds: Annotated[float, typer.Option(min=1, help="with --profile: how long")] = 15.0,
-    telemetry: Annotated[
-        bool, typer.Option(help="with --profile: telemetry exported to a local sink")
-    ] = False,
-) -> None:
-    """Benchmark the service against the factory simulator (performance.md)."""
-    from pathlib import Path
-
-    from pizza_tools.bench.runner import bench_command
-
-    settings = load_settings()
-    if profile is not None:
-        from pizza_tools.bench.profile import profile_command
-
-        raise typer.Exit(
-            profile_command(
-                database_url=settings.database_url,
-                out=Path(profile),
-                seconds=seconds,
-                route=route,
-                telemetry=telemetry,
-            )
-        )
-    code = bench_command(
-        database_url=settings.database_url,
-        redis_url=settings.redis_url,
-        out=Path(out),
-        quick=quick,
-    )
-    raise typer.Exit(code)
-
-
-@cli.command()
-def drill(
-    mode: Annotated[
-        str, typer.Option(help="the chaos to inject: fail, throttle, badjwt, or all (each in turn)")
-    ] = "all",
-    quick: Annotated[bool, typer.Option(help="the short form CI runs")] = False,
-) -> None:
-    """Replay the 2024-12-05 incident against the simulator: detection, alerts, postmortem."""
-    from pizza_tools.drill import Mode
-    from pizza_tools.drill.runner import drill_command
-
-    try:
-        chosen = Mode(mode)
-    except ValueError:
-        names = ", ".join(m.value for m in Mode)
-        raise typer.BadParameter(f"{mode!r} is not one of {names}", param_hint="--mode") from None
-    raise typer.Exit(drill_command(mode=chosen, quick=quick))
-
-
-def main() -> None:
-    try:
-        cli()
-    except KeyboardInterrupt:
-        sys.exit(130)
