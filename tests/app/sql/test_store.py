@@ -1,0 +1,63 @@
+"""The order store's group commit: writes that share a flush each learn their own fate."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from app.sql.postgres import PostgresOrderStore
+from app.sql.store import NewOrder, StoreError
+from tests.utils.builders import Api
+
+
+def _order(api_shop_ids: tuple[int, int, int], key: str, menu_id: int) -> NewOrder:
+    diner_id, franchise_id, store_id = api_shop_ids
+    now = datetime.now(UTC)
+    return NewOrder(
+        diner_id=diner_id,
+        franchise_id=franchise_id,
+        store_id=store_id,
+        date=now,
+        total=Decimal("0.0050"),
+        idempotency_key=key,
+        request_hash=f"hash-{key}",
+        twin_hash=None,
+        next_attempt_at=now,
+        claimed_until=None,
+        last_reason=None,
+        deferred_at=None,
+        items=[(menu_id, "Veggie", Decimal("0.0050"))],
+    )
+
+
+async def test_writes_in_one_flush_are_told_what_was_stored(api: Api) -> None:
+    """An order to store and a write that the database refuses, flushed together: each
+    caller learns the truth about its own write, and nothing is half-written. On
+    PostgreSQL each run of one kind is its own implicit transaction, so the order is
+    stored; SQLite commits a flush as one transaction, so neither is."""
+    shop = await api.shop()
+    store = api.services.store
+    ids = (shop.diner.id, shop.franchise["id"], shop.store["id"])
+    menu_id = shop.menu[0]["id"]
+    first = await store.insert_order(_order(ids, "first", menu_id))
+    assert isinstance(first, tuple)
+    first_id = first[0]
+
+    # Queued in the same turn of the loop: one flush holds both.
+    stored, refused = await asyncio.gather(
+        store.insert_order(_order(ids, "second", menu_id)),
+        # Not a JWT the database can hold: the driver refuses the write.
+        store.fulfil(first_id, object(), datetime.now(UTC)),  # type: ignore[arg-type]
+        return_exceptions=True,
+    )
+    assert isinstance(refused, StoreError)
+    found = await store.find_order(diner_id=shop.diner.id, key="second")
+    if isinstance(store, PostgresOrderStore):
+        assert isinstance(stored, tuple)
+    if isinstance(stored, tuple):
+        assert found is not None and found.id == stored[0] and found.status == "pending"
+    else:
+        assert isinstance(stored, StoreError) and found is None
+    # The refused write changed nothing.
+    assert await store.order_state(first_id) == ("pending", None)
