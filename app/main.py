@@ -17,6 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 from app import db
 from app.config import Settings
 from app.errors import install_error_handlers
+from app.factory.operations import PROBE_PERIOD_S, FactoryOps
 from app.incidents import create_recorder
 from app.methods import AllowedMethodsMiddleware
 from app.middleware import HardeningMiddleware, SecurityHeadersMiddleware
@@ -24,7 +25,6 @@ from app.models import AppSetting, Role, UserRole
 from app.openapi import install_openapi, operation_id
 from app.orders.worker import IDLE_POLL_S, RetryWorker
 from app.orders.workflow import FACTORY_SLOTS, OrderWorkflow
-from app.remediation import PROBE_PERIOD_S, FactoryOps
 from app.routes import auth, factory, franchises, incidents, orders, root, users
 from app.services import Services
 from app.sql import open_store
@@ -177,7 +177,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         incidents=recorder,
         tracer=telemetry.tracer,
     )
-    await ops.load()
+    await ops.links.load()
     breaker.add_refused_listener(telemetry.metrics.call_refused)
     telemetry.metrics.set_breaker_state(str(breaker.state))
     workflow = OrderWorkflow(

@@ -18,10 +18,10 @@ from telemetry.metrics import PizzaMetrics
 from telemetry.setup import Telemetry
 
 if TYPE_CHECKING:
+    from app.factory import FactoryOps
     from app.incidents import IncidentRecorder
     from app.orders.worker import RetryWorker
     from app.orders.workflow import OrderWorkflow
-    from app.remediation import FactoryOps
 
 
 @dataclass(slots=True)

@@ -32,7 +32,7 @@ from clients.client import FactoryClient
 from clients.schemas import DinerInfo, FactoryResult, ItemInfo, OrderInfo, Outcome
 
 if TYPE_CHECKING:
-    from app.remediation import FactoryOps
+    from app.factory import FactoryOps
     from telemetry.metrics import PizzaMetrics
 
 log = logging.getLogger("app.orders")

@@ -102,9 +102,9 @@ async def _status_json(session: SessionDep, services: ServicesDep) -> dict[str, 
             "resetTimeoutS": settings.breaker_reset_s,
         },
         "configuration": {"fault": ops.config_fault},
-        "chaosScheduled": ops.chaos_scheduled,
+        "chaosScheduled": ops.chaos.scheduled,
         # What the vendor record reports: type, start, and "scheduled" or "running".
-        "chaos": ops.chaos(),
+        "chaos": ops.chaos.shown(),
         "recentOutcomes": ops.recent_outcomes(),
         "lastSuccess": iso(last_success),
         "lastFailure": last_failure,
@@ -134,7 +134,7 @@ async def _pending_json(session: SessionDep) -> dict[str, Any]:
 async def _remediation_json(session: SessionDep, services: ServicesDep) -> dict[str, Any]:
     """The link waiting (in full: this answer is for signed-in admins only) and the history."""
     ops = services.ops
-    link = await ops.waiting_link(session)
+    link = await ops.links.waiting_link(session)
     attempts = list(
         await session.exec(
             select(RemediationAttempt).order_by(col(RemediationAttempt.id).desc()).limit(20)
@@ -150,7 +150,7 @@ async def _remediation_json(session: SessionDep, services: ServicesDep) -> dict[
         "link": link.url if link else None,
         # The URL "Remediate now" fetches (FACTORY_URL's scheme, host and port); None
         # for a link the service will not follow.
-        "followUrl": ops.follow_url(link.url) if link else None,
+        "followUrl": ops.links.follow_url(link.url) if link else None,
         "detectedAt": iso(link.first_seen) if link else None,
         "outcome": link.outcome if link else None,
         "followable": link.followable if link else None,
@@ -228,7 +228,7 @@ async def _last_outcomes(
     responses=error_responses(404),
 )
 async def remediate(principal: AdminUser, services: ServicesDep) -> dict[str, Any]:
-    attempt = await services.ops.remediate(mode="manual", user_id=principal.id)
+    attempt = await services.ops.links.remediate(mode="manual", user_id=principal.id)
     if attempt is None:
         raise NotFound("no remediation link is waiting")
     if attempt.resolved:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.remediation import CHAOS_READ_MIN_S
+from app.factory.chaos import CHAOS_READ_MIN_S
 from tests.conftest import make_settings, running_api
 from tests.utils.builders import Api
 from tests.utils.incidents import Receiver
@@ -96,7 +96,7 @@ class TestReadingTheVendorRecord:
             reads.append(clock[0])
 
         monkeypatch.setattr(ops, "probe", probe)
-        monkeypatch.setattr(ops, "_clock", lambda: clock[0])
+        monkeypatch.setattr(ops.chaos, "_clock", lambda: clock[0])
         seconds = int(2 * CHAOS_READ_MIN_S) + 2
         for _ in range(seconds):  # a timed-out call every second
             api.observe_timeout("timed out")

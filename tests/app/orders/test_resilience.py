@@ -362,8 +362,8 @@ class TestLinksSeenAgain:
         await pending_orders(api, shop, 1)
         ops = api.services.ops
         link = (await status(api, shop))["remediation"]["link"]
-        ops._known_links.clear()  # what a restarted process (or another replica) knows
-        await ops.record_link(link, Outcome.UNAVAILABLE)
+        ops.links._known_links.clear()  # what a restarted process (or another replica) knows
+        await ops.links.record(link, Outcome.UNAVAILABLE)
         state = await status(api, shop)
         assert [item["link"] for item in state["remediation"]["links"]] == [
             link.replace(FACTORY_KEY, "***")

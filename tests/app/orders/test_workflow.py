@@ -9,8 +9,8 @@ import httpx
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from app.factory.links import RemediationLinks
 from app.models import DinerOrder
-from app.remediation import FactoryOps
 from clients.client import FactoryClient
 from clients.schemas import Outcome
 from tests.conftest import make_settings, running_api
@@ -26,10 +26,10 @@ class TestAVerifiedPizzaIsStoredFirst:
         monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
-        async def link_store_fails(self: FactoryOps, url: str, outcome: Outcome) -> None:
+        async def link_store_fails(self: RemediationLinks, url: str, outcome: Outcome) -> None:
             raise OperationalError("INSERT INTO remediationlink", {}, Exception("disk I/O error"))
 
-        monkeypatch.setattr(FactoryOps, "record_link", link_store_fails)
+        monkeypatch.setattr(RemediationLinks, "record", link_store_fails)
         shop = await api.shop()
         # Throttle: a slow (0.5 s, within the 2 s wait) but verified pizza, with a link.
         factory.put("/api/vendor/chaos/throttle").raise_for_status()

@@ -1,0 +1,121 @@
+"""Chaos the factory reports in its vendor record (resilience.md §4b): read off the order
+path, shown at /factory/status, told once per distinct chaos and phase."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from opentelemetry import trace
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.models import EventKind, FactoryEvent, utcnow
+from telemetry.metrics import PizzaMetrics
+
+log = logging.getLogger("app.factory")
+
+# A failed or timed-out call reads the vendor record at once, then at most this often
+# while failures go on (resilience.md §4b: the throttle's first late answer takes 32 s).
+CHAOS_READ_MIN_S = 5.0
+CHAOS_PHASES = ("scheduled", "running")
+CHAOS_KINDS = (EventKind.CHAOS_REPORTED, EventKind.CHAOS_CLEARED)
+
+
+def chaos_phase(chaos: dict[str, Any], now: datetime) -> str:
+    """`scheduled` while the reported chaos' `startDate` is ahead, else `running`."""
+    start = chaos.get("startDate")
+    try:
+        at = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+    except ValueError:
+        return "running"  # no readable start: the factory says it is there, take it as now
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return "scheduled" if at > now else "running"
+
+
+class ChaosWatch:
+    """What the vendor record last said about chaos, and when it was last read."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        metrics: PizzaMetrics,
+        clock: Callable[[], float],
+        read: Callable[[], None],
+        event: Callable[[EventKind, str], Awaitable[None]],
+    ) -> None:
+        self._sessions = sessions
+        self._metrics = metrics
+        self._clock = clock
+        self._read = read  # starts a read of the vendor record, off the order path
+        self._event = event
+        # The chaos the vendor record reports (scheduled or running), as last read.
+        self.scheduled: dict[str, Any] | None = None
+        self.seen: str | None = None  # the detail of the last chaos_reported event
+        self._read_at: float | None = None
+
+    def read_soon(self, *, now: bool = False) -> None:
+        """Read the vendor record off the order path, at most every CHAOS_READ_MIN_S."""
+        at = self._clock()
+        recent = self._read_at is not None and at - self._read_at < CHAOS_READ_MIN_S
+        if recent and not now:
+            return
+        self._read_at = at
+        self._read()
+
+    def shown(self) -> dict[str, Any] | None:
+        """The reported chaos for /factory/status: type, start, scheduled or running."""
+        chaos = self.scheduled
+        if chaos is None:
+            return None
+        return {
+            "type": chaos.get("type"),
+            "startDate": chaos.get("startDate"),
+            "phase": chaos_phase(chaos, utcnow()),
+        }
+
+    async def news(self, chaos: dict[str, Any] | None) -> None:
+        """The metric always; a timeline event once per distinct chaos and phase."""
+        self.scheduled = chaos
+        if chaos is None:
+            self._metrics.set_chaos(None, None)
+            if self.seen is not None:
+                self.seen = None
+                log.warning("the factory no longer reports chaos")
+                await self._event(EventKind.CHAOS_CLEARED, "the factory no longer reports chaos")
+            return
+        kind, start = str(chaos.get("type")), str(chaos.get("startDate"))
+        phase = chaos_phase(chaos, utcnow())
+        self._metrics.set_chaos(kind, phase)
+        when = "scheduled for" if phase == "scheduled" else "running since"
+        detail = f"{phase}: the factory reports chaos {kind} {when} {start}"
+        if detail == self.seen:
+            return
+        self.seen = detail
+        if await self._told_before(detail):
+            return  # by another replica, or before a restart
+        log.error("factory chaos reported: %s", detail)
+        trace.get_current_span().add_event(
+            "factory.chaos.reported", {"type": kind, "phase": phase, "start": start}
+        )
+        await self._event(EventKind.CHAOS_REPORTED, detail)
+
+    async def _told_before(self, detail: str) -> bool:
+        async with self._sessions() as session:
+            latest = (
+                await session.exec(
+                    select(FactoryEvent)
+                    .where(col(FactoryEvent.kind).in_(CHAOS_KINDS))
+                    .order_by(col(FactoryEvent.id).desc())
+                )
+            ).first()
+        return (
+            latest is not None
+            and latest.kind == EventKind.CHAOS_REPORTED
+            and latest.detail == detail
+        )
