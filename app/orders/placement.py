@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from app.errors import BadRequest, Conflict
 from app.models import OrderFailure, OrderStatus, utcnow
+from app.orders.tracing import traceparent
 from app.orders.workflow import Attempt, PlacedItem, PlacedOrder
 from app.schemas import ItemFields, OrderBody, OrderFields, order_json
 from app.services import Services
@@ -207,6 +208,8 @@ async def place_order(
         last_reason=refused,
         deferred_at=now if refused else None,
         items=priced,
+        # The worker's retries link back to this request's trace.
+        trace_context=traceparent(),
     )
     inserted = await store.insert_order(new)
     if inserted is InsertRefused.STORE_MISSING:
@@ -241,7 +244,7 @@ async def place_order(
         for item_id, (menu_id, text, price) in zip(item_ids, priced, strict=True)
     ]
     if refused:
-        workflow.refused(refused, now)
+        workflow.refused(order_id, refused, now)
         return answer(order, items, asked)
     attempt = await workflow.attempt(order, diner, items)
     return answer(_with(order, attempt), items, asked)
