@@ -25,7 +25,7 @@ from tests.conftest import reset_pg_schema
 from tests.e2e.conftest import Processes, wait_until
 from tests.e2e.test_recovery import KEY, Shop, chaos, service_env, start_factory, start_service
 from tests.telemetry.otlp import Received, export_env, otlp_receiver
-from tests.telemetry.series import Clock, at, pushed, run_promtool_tests
+from tests.telemetry.series import Clock, at, pushed, run_promtool_tests, scraped
 from tests.utils.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -206,3 +206,72 @@ def test_the_bundled_simulator_exports_nothing_as_the_service(
     exported = {r.body.string_value for r in receiver.log_records}
     assert "JWT Pizza" in " ".join(exported)  # the service's own records are exported
     assert not own & exported, f"the simulator's records were exported: {own & exported}"
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "telemetry" / "dashboards" / "jwt-pizza.json"
+# Panel queries that may rightly return nothing on a healthy, busy service: none today.
+# (Every counter starts at 0 and every gauge is read from the start; a query added here
+# must say why its series is absent.)
+LEGITIMATELY_EMPTY: dict[str, str] = {}
+SCRAPES = 14
+
+
+def _panel_queries() -> list[tuple[str, str]]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [
+        (f"{panel['title']} [{target['refId']}]", target["expr"])
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+    ]
+
+
+def _as_grafana_runs_it(expr: str, job: str) -> str:
+    # $__rate_interval: four scrape (or export) intervals of 15 s.
+    return expr.replace("$job", job).replace("$__rate_interval", "1m")
+
+
+def test_every_dashboard_query_returns_data_on_both_paths(
+    processes: Processes, receiver: Received, tmp_path: Path
+) -> None:
+    """A busy service, scraped on /metrics and exporting over OTLP at the same time: every
+    panel's query, as Grafana sends it, returns data on what each backend would store."""
+    factory = start_factory(processes)
+    env = service_env(
+        f"sqlite:///{tmp_path}/pizza.db",
+        factory,
+        OTEL_SERVICE_NAME="jwt-pizza",
+        **export_env(receiver),
+    )
+    base = start_service(processes, "service", env)
+    started = time.time()
+    shop = Shop(base)
+    pages: list[tuple[float, str]] = []
+    for step in range(SCRAPES):
+        shop.order(base)
+        if step % 3 == 0:  # a failed sign-in now and then
+            httpx.put(f"{base}/api/auth", json={"email": "d@jwt.com", "password": "wrong"})
+        pages.append((time.time(), httpx.get(f"{base}/metrics", timeout=10).text))
+        # Scraped at the export interval: one page per step of promtool's clock.
+        time.sleep(max(0.0, started + (step + 1) * EXPORT_STEP_S - time.time()))
+    processes.stop(processes.running[-1])
+
+    assert not receiver.errors
+    clock = Clock(origin=started, step=EXPORT_STEP_S, interval_s=VIRTUAL_INTERVAL_S)
+    end = at(clock.virtual(pages[-1][0]) - VIRTUAL_INTERVAL_S, VIRTUAL_INTERVAL_S)
+    host = base.removeprefix("http://")
+    paths = {
+        "scraped": scraped(pages, job="jwt-pizza", instance=host),
+        "pushed": pushed(receiver.exports["/v1/metrics"]),
+    }
+    for path, series in paths.items():
+        tests = [
+            {
+                "expr": f"clamp_max(count({_as_grafana_runs_it(expr, 'jwt-pizza')}), 1)",
+                "eval_time": end,
+                "exp_samples": [{"labels": "{}", "value": 1}],
+            }
+            for name, expr in _panel_queries()
+            if name not in LEGITIMATELY_EMPTY
+        ]
+        assert len(tests) >= 20
+        run_promtool_tests(tmp_path, series, clock, tests, f"dashboard-{path}")
