@@ -152,6 +152,11 @@ class _OtlpHandler(logging.Handler):
         self._emitting.active = True
         try:
             attributes = {k: _attribute(v) for k, v in _extras(record)}
+            # Where it was logged (semantic conventions' code.*): the scope only names
+            # the logger, and a search by function or file needs these.
+            attributes["code.function.name"] = record.funcName
+            attributes["code.file.path"] = record.pathname
+            attributes["code.line.number"] = record.lineno
             if record.exc_info and record.exc_info[0] is not None:
                 attributes["exception.type"] = record.exc_info[0].__name__
             if record.exc_text:

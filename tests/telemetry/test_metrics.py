@@ -74,6 +74,16 @@ def test_failure_counters_start_at_zero(make_telemetry: MakeTelemetry) -> None:
             )
 
 
+def gauge(reader: InMemoryMetricReader, name: str) -> float:
+    """The first data point of gauge ``name`` in a fresh collection."""
+    data = reader.get_metrics_data()
+    assert data is not None
+    for metric in data.resource_metrics[0].scope_metrics[0].metrics:
+        if metric.name == name:
+            return float(metric.data.data_points[0].value)  # type: ignore[union-attr]
+    raise AssertionError(f"{name} missing")
+
+
 def test_heartbeat_is_the_time_of_each_reading() -> None:
     """Each reading (an export, a scrape) carries the wall-clock time it was made at."""
     now = [1_700_000_000.0]
@@ -81,18 +91,10 @@ def test_heartbeat_is_the_time_of_each_reading() -> None:
     provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
     PizzaMetrics(provider.get_meter("t"), wall_clock=lambda: now[0])
 
-    def heartbeat() -> float:
-        data = reader.get_metrics_data()
-        assert data is not None
-        for metric in data.resource_metrics[0].scope_metrics[0].metrics:
-            if metric.name == "pizza.service.heartbeat.timestamp":
-                return float(metric.data.data_points[0].value)  # type: ignore[union-attr]
-        raise AssertionError("pizza.service.heartbeat.timestamp missing")
-
     try:
-        assert heartbeat() == 1_700_000_000.0
+        assert gauge(reader, "pizza.service.heartbeat.timestamp") == 1_700_000_000.0
         now[0] += 15
-        assert heartbeat() == 1_700_000_015.0
+        assert gauge(reader, "pizza.service.heartbeat.timestamp") == 1_700_000_015.0
     finally:
         provider.shutdown()
 
@@ -134,12 +136,7 @@ def test_active_users_are_distinct_and_forgotten_after_five_minutes() -> None:
     metrics = PizzaMetrics(provider.get_meter("t"), clock=lambda: now[0])
 
     def active() -> float:
-        data = reader.get_metrics_data()
-        assert data is not None
-        for metric in data.resource_metrics[0].scope_metrics[0].metrics:
-            if metric.name == "pizza.users.active":
-                return float(metric.data.data_points[0].value)  # type: ignore[union-attr]
-        raise AssertionError("pizza.users.active missing")
+        return gauge(reader, "pizza.users.active")
 
     try:
         metrics.user_seen(1)

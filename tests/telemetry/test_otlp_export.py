@@ -113,6 +113,11 @@ async def test_every_signal_over_otlp_and_no_secret(
     assert any(r.trace_id in server_traces for r in traced)
     [detected] = [r for r in records if "remediation link detected" in r.body.string_value]
     assert detected.trace_id in server_traces and detected.severity_text == "ERROR"
+    # Each record says where it was logged, beyond its logger (the scope).
+    where = {a.key: a.value for a in detected.attributes}
+    assert where["code.function.name"].string_value
+    assert where["code.file.path"].string_value.endswith(".py")
+    assert where["code.line.number"].int_value > 0
 
     # Nothing secret anywhere: decoded text, and the raw protobuf bytes.
     text = receiver.text()
