@@ -56,6 +56,7 @@ PROMETHEUS_NAMES = {
     "pizza.auth.attempts": "pizza_auth_attempts_total",
     "pizza.users.active": "pizza_users_active",
     "pizza.log.records": "pizza_log_records_total",
+    "pizza.service.heartbeat": "pizza_service_heartbeat",
     "pizza.service.heartbeat.timestamp": "pizza_service_heartbeat_timestamp_seconds",
     "pizza.task.heartbeat.age": "pizza_task_heartbeat_age_seconds",
     "pizza.tasks.crashed": "pizza_tasks_crashed_total",
@@ -171,6 +172,8 @@ class PizzaMetrics:
                 "Users seen in the last 5 minutes (this process)",
                 _reading(self._active_users),
             ),
+            # telemetry.md's "always 1"; the rules read the timestamp beside it.
+            ("pizza.service.heartbeat", "{beat}", "Always 1", _reading(lambda: 1.0)),
             (
                 "pizza.service.heartbeat.timestamp",
                 "s",

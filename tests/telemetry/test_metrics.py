@@ -44,6 +44,7 @@ def test_values_and_labels(page: str) -> None:
     assert value(page, "pizza_orders_pending") == 3
     assert value(page, "pizza_orders_pending_oldest_age_seconds") == 42
     assert value(page, "pizza_factory_remediation_pending") == 1
+    assert value(page, "pizza_service_heartbeat") == 1
     # A Unix timestamp, read at the render: how the rules tell a live instance.
     assert abs(value(page, "pizza_service_heartbeat_timestamp_seconds") - time.time()) < 60
     assert value(page, "process_memory_usage_bytes") > 1_000_000
