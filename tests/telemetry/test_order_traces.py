@@ -95,6 +95,43 @@ async def test_refused_by_the_open_breaker_then_made_by_the_worker(
     assert statuses["success"] != Status.STATUS_CODE_ERROR
 
 
+async def test_a_late_answer_says_the_order_was_fulfilled_late(
+    receiver: Received,
+    factory: httpx.Client,
+    factory_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The throttle chaos: the customer is told "pending", the pizza comes after."""
+    export_to(receiver, monkeypatch)
+    # The simulator answers after 0.5 s; the customer waits 0.2 s.
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{tmp_path}/pizza.db",
+        factory_url,
+        factory_timeout_s=0.2,
+        factory_auto_remediate=False,
+    )
+    async with running_api(settings) as api:
+        shop = await api.shop()
+        factory.put("/api/vendor/chaos/throttle").raise_for_status()
+        answer = await api.order(shop, headers=distinct())
+        assert answer.status_code == 503
+        order_id = answer.json()["order"]["id"]
+
+        async def made() -> bool:
+            state = await api.client.get(f"/api/order/{order_id}", headers=shop.diner.headers)
+            return bool(state.json()["status"] == "fulfilled")
+
+        await eventually(made, timeout_s=15)
+
+    [request] = [s for s in receiver.spans if s.name == "POST /api/order"]
+    assert _events(request)[PENDING]["pizza.outcome"] == "timeout"
+    [create] = _of_order(receiver.spans, "pizza.create", order_id)
+    assert create.parent_span_id == request.span_id
+    assert _events(create)[FULFILLED] == {"pizza.order.id": order_id, "pizza.late_answer": True}
+    assert create.status.code != Status.STATUS_CODE_ERROR
+
+
 async def test_an_idle_minute_makes_no_parentless_database_traces(
     receiver: Received,
     factory: httpx.Client,
