@@ -5,23 +5,27 @@ Over real HTTP to an OTLP receiver that decodes protobuf, as a collector would."
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from app.config import Settings
 from app.orders.tracing import FULFILLED, PENDING, REFUSED
 from app.orders.workflow import BREAKER_OPEN_REASON
 from app.sql.store import PendingStats
 from tests.conftest import make_settings, running_api
 from tests.telemetry.otlp import Received, attributes, export_to
-from tests.utils.builders import fast_password_hashing  # noqa: F401
+from tests.utils.builders import Api, Shop, fast_password_hashing  # noqa: F401
 from tests.utils.orders import distinct
 from tests.utils.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("restore_logging", "fast_password_hashing")
 
+MakeSettings = Callable[..., Settings]
 # What a minute of idle service polls at WORKER_IDLE_POLL_S = 5 s: twelve cycles.
 IDLE_CYCLES_PER_MINUTE = 12
 
@@ -37,17 +41,31 @@ def _of_order(spans: list[Span], name: str, order_id: int) -> list[Span]:
     return [s for s in spans if s.name == name and attributes(s).get("pizza.order.id") == order_id]
 
 
-async def test_refused_by_the_open_breaker_then_made_by_the_worker(
-    receiver: Received,
-    factory: httpx.Client,
-    factory_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def _fulfilled(api: Api, shop: Shop, order_id: int) -> None:
+    async def made() -> bool:
+        state = await api.client.get(f"/api/order/{order_id}", headers=shop.diner.headers)
+        return bool(state.json()["status"] == "fulfilled")
+
+    await eventually(made, timeout_s=15)
+
+
+@pytest.fixture
+def exporting_settings(
+    receiver: Received, factory_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> MakeSettings:
+    """Settings for a service on SQLite exporting every signal to ``receiver``."""
     export_to(receiver, monkeypatch)
-    settings = make_settings(
-        f"sqlite+aiosqlite:///{tmp_path}/pizza.db",
-        factory_url,
+
+    def make(**overrides: Any) -> Settings:
+        return make_settings(f"sqlite+aiosqlite:///{tmp_path}/pizza.db", factory_url, **overrides)
+
+    return make
+
+
+async def test_refused_by_the_open_breaker_then_made_by_the_worker(
+    receiver: Received, factory: httpx.Client, exporting_settings: MakeSettings
+) -> None:
+    settings = exporting_settings(
         factory_auto_remediate=False,
         breaker_fail_max=2,
         breaker_reset_s=0.5,
@@ -61,12 +79,7 @@ async def test_refused_by_the_open_breaker_then_made_by_the_worker(
         assert refused.status_code == 503
         order_id = refused.json()["order"]["id"]
         factory.put("/api/vendor/chaos/none").raise_for_status()
-
-        async def made() -> bool:
-            answer = await api.client.get(f"/api/order/{order_id}", headers=shop.diner.headers)
-            return bool(answer.json()["status"] == "fulfilled")
-
-        await eventually(made, timeout_s=15)
+        await _fulfilled(api, shop, order_id)
 
     assert not receiver.errors
     spans = receiver.spans
@@ -96,33 +109,18 @@ async def test_refused_by_the_open_breaker_then_made_by_the_worker(
 
 
 async def test_a_late_answer_says_the_order_was_fulfilled_late(
-    receiver: Received,
-    factory: httpx.Client,
-    factory_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    receiver: Received, factory: httpx.Client, exporting_settings: MakeSettings
 ) -> None:
     """The throttle chaos: the customer is told "pending", the pizza comes after."""
-    export_to(receiver, monkeypatch)
     # The simulator answers after 0.5 s; the customer waits 0.2 s.
-    settings = make_settings(
-        f"sqlite+aiosqlite:///{tmp_path}/pizza.db",
-        factory_url,
-        factory_timeout_s=0.2,
-        factory_auto_remediate=False,
-    )
+    settings = exporting_settings(factory_timeout_s=0.2, factory_auto_remediate=False)
     async with running_api(settings) as api:
         shop = await api.shop()
         factory.put("/api/vendor/chaos/throttle").raise_for_status()
         answer = await api.order(shop, headers=distinct())
         assert answer.status_code == 503
         order_id = answer.json()["order"]["id"]
-
-        async def made() -> bool:
-            state = await api.client.get(f"/api/order/{order_id}", headers=shop.diner.headers)
-            return bool(state.json()["status"] == "fulfilled")
-
-        await eventually(made, timeout_s=15)
+        await _fulfilled(api, shop, order_id)
 
     [request] = [s for s in receiver.spans if s.name == "POST /api/order"]
     assert _events(request)[PENDING]["pizza.outcome"] == "timeout"
@@ -135,16 +133,12 @@ async def test_a_late_answer_says_the_order_was_fulfilled_late(
 async def test_an_idle_minute_makes_no_parentless_database_traces(
     receiver: Received,
     factory: httpx.Client,
-    factory_url: str,
-    tmp_path: Path,
+    exporting_settings: MakeSettings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A minute of idle polling, at a small real poll interval: every trace that exists
     has a named root, none is a lone database statement."""
-    export_to(receiver, monkeypatch)
-    settings = make_settings(
-        f"sqlite+aiosqlite:///{tmp_path}/pizza.db", factory_url, worker_idle_poll_s=0.05
-    )
+    settings = exporting_settings(worker_idle_poll_s=0.05)
     async with running_api(settings) as api:
         store = api.services.store
         polls = 0
