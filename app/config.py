@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     retry_base_s: float = Field(1.0, gt=0)
     retry_max_s: float = Field(60.0, gt=0)
     worker_poll_s: float = Field(0.5, gt=0)
+    # How often an idle worker looks for work (orders another replica left, leases of a
+    # replica that died): IDLE_POLL_S unless set (tests use small values).
+    worker_idle_poll_s: float = Field(5.0, gt=0)
     worker_batch: int = Field(32, ge=1)
     remediation_retry_s: float = Field(2.0, gt=0)
     max_body_bytes: int = Field(64 * 1024, gt=0)

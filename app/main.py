@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from opentelemetry import trace
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
@@ -23,7 +24,7 @@ from app.methods import AllowedMethodsMiddleware
 from app.middleware import HardeningMiddleware, SecurityHeadersMiddleware
 from app.models import AppSetting, Role, UserRole
 from app.openapi import install_openapi, operation_id
-from app.orders.worker import IDLE_POLL_S, RetryWorker
+from app.orders.worker import RetryWorker
 from app.orders.workflow import FACTORY_SLOTS, OrderWorkflow
 from app.routes import auth, factory, franchises, incidents, orders, root, users
 from app.services import Services
@@ -51,10 +52,10 @@ PROBE_STALE_AFTER_S = 3 * PROBE_PERIOD_S
 
 
 def worker_stale_after_s(settings: Settings) -> float:
-    """An idle worker completes a cycle every IDLE_POLL_S (5 s), a busy one after each batch
-    (each call at most FACTORY_TIMEOUT_S): a minute without one is stuck (the heartbeat
+    """An idle worker completes a cycle every WORKER_IDLE_POLL_S (5 s), a busy one after each
+    batch (each call at most FACTORY_TIMEOUT_S): a minute without one is stuck (the heartbeat
     alert's bound too)."""
-    return max(60.0, 2 * (IDLE_POLL_S + settings.factory_timeout_s))
+    return max(60.0, 2 * (settings.worker_idle_poll_s + settings.factory_timeout_s))
 
 
 class QuietFactoryOrders(logging.Filter):
@@ -132,16 +133,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     instrument_app(app, telemetry)
     engine = db.create_engine(settings.database_url)
     instrument_engine(engine, telemetry)
-    await db.migrate(engine)
-    sessions = db.session_factory(engine)
+    # The start's statements are one trace, not a hundred parentless ones.
+    startup = telemetry.tracer.start_span("pizza.startup")
+    with trace.use_span(startup, end_on_exit=True):
+        await db.migrate(engine)
+        sessions = db.session_factory(engine)
+        jwt_secret = (
+            settings.jwt_secret.get_secret_value()
+            if settings.jwt_secret
+            else await shared_jwt_secret(sessions)
+        )
+        await _admin_from_settings(settings, sessions)
     store = open_store(settings.database_url)
     await store.start()
-    jwt_secret = (
-        settings.jwt_secret.get_secret_value()
-        if settings.jwt_secret
-        else await shared_jwt_secret(sessions)
-    )
-    await _admin_from_settings(settings, sessions)
 
     factory_url, api_key = factory_address(settings)
     http = factory_http_client(
@@ -177,7 +181,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         incidents=recorder,
         tracer=telemetry.tracer,
     )
-    await ops.links.load()
+    with trace.use_span(
+        telemetry.tracer.start_span("pizza.startup.factory_state"), end_on_exit=True
+    ):
+        await ops.links.load()
     breaker.add_refused_listener(telemetry.metrics.call_refused)
     telemetry.metrics.set_breaker_state(str(breaker.state))
     workflow = OrderWorkflow(
@@ -196,6 +203,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         breaker=breaker,
         metrics=telemetry.metrics,
         tracer=telemetry.tracer,
+        idle_poll_s=settings.worker_idle_poll_s,
     )
     supervisor = Supervisor(telemetry.metrics)
     app.state.services = Services(

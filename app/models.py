@@ -184,6 +184,8 @@ class DinerOrder(SQLModel, table=True):
     twin_hash: str | None = Field(default=None, sa_column=Column(String(64)))
     # When the order was first answered pending (the factory did not make it at once).
     deferred_at: datetime | None = None
+    # The W3C traceparent of the request that placed it: the worker's retries link to it.
+    trace_context: str | None = Field(default=None, sa_column=Column(String(55)))
 
 
 class OrderItem(SQLModel, table=True):

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
@@ -37,6 +38,11 @@ _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     _REDACTED,
 }
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+# Another component running in this process on behalf of no customer (the factory
+# simulator that `pizza serve` bundles): set in that component's task, its records are
+# named by a "source" field on stdout and never exported over OTLP, where they would
+# be counted under the service's own service.name.
+log_source: ContextVar[str | None] = ContextVar("log_source", default=None)
 _EXCEPTION_FORMATTER = logging.Formatter()
 # OpenTelemetry's names for Python's levels (logs data model, "displaying severity").
 _OTEL_SEVERITY = (
@@ -97,6 +103,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        source = log_source.get()
+        if source is not None:
+            entry["source"] = source
         span_context = trace.get_current_span().get_span_context()
         if span_context.is_valid:
             entry["trace_id"] = trace.format_trace_id(span_context.trace_id)
@@ -134,13 +143,20 @@ class _OtlpHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         # The SDK logs about its own export ("queue full", "shutdown called", failed
         # requests); sending those through the same pipeline would loop.
-        if record.name.split(".", 1)[0] == "opentelemetry" or getattr(
-            self._emitting, "active", False
+        if (
+            record.name.split(".", 1)[0] == "opentelemetry"
+            or getattr(self._emitting, "active", False)
+            or log_source.get() is not None
         ):
             return
         self._emitting.active = True
         try:
             attributes = {k: _attribute(v) for k, v in _extras(record)}
+            # Where it was logged (semantic conventions' code.*): the scope only names
+            # the logger, and a search by function or file needs these.
+            attributes["code.function.name"] = record.funcName
+            attributes["code.file.path"] = record.pathname
+            attributes["code.line.number"] = record.lineno
             if record.exc_info and record.exc_info[0] is not None:
                 attributes["exception.type"] = record.exc_info[0].__name__
             if record.exc_text:

@@ -30,6 +30,15 @@ TASK_NAMES = ("retry-worker", "factory-probe", "incident-watch")
 # The factory's chaos types (factory.md): each has a series from the start, 0 until reported.
 CHAOS_TYPES = ("fail", "throttle", "badjwt")
 CHAOS_PHASES = ("scheduled", "running")
+# Remediation links followed (app/remediation.py): every pair exists from the start, so
+# the dashboard's panel shows 0 attempts rather than nothing when an operator looks.
+REMEDIATION_MODES = ("auto", "manual")
+REMEDIATION_RESULTS = ("resolved", "unresolved")
+# How recent an instance's heartbeat must be for the rules and panels to count it
+# (alerts/pizza.rules.yaml, dashboards/jwt-pizza.json): two 60 s scrape or export
+# intervals. Pushed (OTLP) series get no staleness marker, so a dead process's last
+# values would otherwise count for Prometheus' 5-minute lookback after every restart.
+HEARTBEAT_FRESH_S = 120
 
 # Exactly what the Python Prometheus exporter prints (checked by the tests).
 PROMETHEUS_NAMES = {
@@ -48,6 +57,7 @@ PROMETHEUS_NAMES = {
     "pizza.users.active": "pizza_users_active",
     "pizza.log.records": "pizza_log_records_total",
     "pizza.service.heartbeat": "pizza_service_heartbeat",
+    "pizza.service.heartbeat.timestamp": "pizza_service_heartbeat_timestamp_seconds",
     "pizza.task.heartbeat.age": "pizza_task_heartbeat_age_seconds",
     "pizza.tasks.crashed": "pizza_tasks_crashed_total",
     "process.cpu.utilization": "process_cpu_utilization_percent",
@@ -72,8 +82,15 @@ class PizzaMetrics:
     only read fields kept here: never a database query, never a lock held long.
     """
 
-    def __init__(self, meter: Meter, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        meter: Meter,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self._clock = clock
+        self._wall_clock = wall_clock
         self._lock = threading.Lock()
         self._users: OrderedDict[int, float] = OrderedDict()
         self._pending = 0
@@ -155,7 +172,14 @@ class PizzaMetrics:
                 "Users seen in the last 5 minutes (this process)",
                 _reading(self._active_users),
             ),
+            # telemetry.md's "always 1"; the rules read the timestamp beside it.
             ("pizza.service.heartbeat", "{beat}", "Always 1", _reading(lambda: 1.0)),
+            (
+                "pizza.service.heartbeat.timestamp",
+                "s",
+                "Unix time of this reading: how recently this instance reported",
+                _reading(self._wall_clock),
+            ),
             (
                 "pizza.task.heartbeat.age",
                 "s",
@@ -201,6 +225,9 @@ class PizzaMetrics:
             self._logs.add(0, {"severity": severity})
         for task in TASK_NAMES:
             self._crashed.add(0, {"task": task})
+        for mode in REMEDIATION_MODES:
+            for result in REMEDIATION_RESULTS:
+                self._remediation.add(0, {"mode": mode, "result": result})
 
     # -- events --------------------------------------------------------------
 

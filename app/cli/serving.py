@@ -22,7 +22,7 @@ import uvloop
 from app.cli import cli, fail, load_settings
 from app.config import Settings
 from clients.simulator import SimulatorConfig, create_simulator_app
-from telemetry.logging import configure_logging
+from telemetry.logging import configure_logging, log_source
 
 DEMO_MENU = [
     ("Veggie", "A garden of delight", "pizza1.png", "0.0038"),
@@ -49,6 +49,7 @@ def _uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
 
 
 WAKE_S = 0.5
+SIMULATOR_LOG_SOURCE = "factory-simulator"
 TICKS_PER_WAKE = 5  # uvicorn counts a tick per 0.1 s
 
 
@@ -58,6 +59,9 @@ class _Server(uvicorn.Server):
     uvicorn's own handlers, one set per server, chain into each other and end by
     re-raising the signal, so a stop exited 0, 130 or -15 depending on timing.
     """
+
+    # Whose log records this server's tasks write, when not the service's (log_source).
+    log_source: str | None = None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -74,6 +78,12 @@ class _Server(uvicorn.Server):
             counter = (counter + TICKS_PER_WAKE) % 864_000  # on_tick dates every 10th
             await asyncio.sleep(WAKE_S)
             should_exit = await self.on_tick(counter)
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.log_source is not None:
+            # This task's context, inherited by every connection it serves.
+            log_source.set(self.log_source)
+        await super().serve(sockets=sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
@@ -156,12 +166,11 @@ def _serve(settings: Settings, host: str, port: int) -> int:
                 cors_origins=settings.cors_origins,
             )
         )
-        servers.append(
-            (
-                _Server(_uvicorn_config(simulator, "127.0.0.1", settings.factory_sim_port)),
-                sockets[1],
-            )
-        )
+        bundled = _Server(_uvicorn_config(simulator, "127.0.0.1", settings.factory_sim_port))
+        # The simulator stands in for the vendor: no telemetry of its own, and its log
+        # records are not the service's (shown with "source" on stdout, not exported).
+        bundled.log_source = SIMULATOR_LOG_SOURCE
+        servers.append((bundled, sockets[1]))
     return run_on_uvloop(_run_servers(servers))
 
 

@@ -181,7 +181,9 @@ class FactoryOps:
         """Probes until cancelled; anything unexpected propagates to the supervisor."""
         while True:
             try:
-                await self.probe()
+                # One trace per probe (once a minute): its call and what it recorded.
+                with self._tracer.start_as_current_span("factory.probe"):
+                    await self.probe()
             except (SQLAlchemyError, OSError) as exc:
                 # Recording the probe's news failed; the probe itself goes on.
                 log.error("factory probe: could not record its result: %s", exc)

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from app.errors import BadRequest, Conflict
 from app.models import OrderFailure, OrderStatus, utcnow
+from app.orders.tracing import traceparent
 from app.orders.workflow import Attempt, OrderWorkflow, PlacedItem, PlacedOrder
 from app.schemas import ItemFields, OrderBody, OrderFields, order_json
 from app.services import Services
@@ -227,7 +228,7 @@ async def place_order(
         for item_id, (menu_id, text, price) in zip(item_ids, priced, strict=True)
     ]
     if refused:
-        workflow.refused(refused, now)
+        workflow.refused(order_id, refused, now)
         return answer(order, items, asked)
     attempt = await workflow.attempt(order, diner, items)
     return answer(_with(order, attempt), items, asked)
@@ -259,6 +260,8 @@ def _new_order(
         last_reason=refused,
         deferred_at=now if refused else None,
         items=priced,
+        # The worker's retries link back to this request's trace.
+        trace_context=traceparent(),
     )
 
 

@@ -6,6 +6,10 @@ and when an operator or a remediation asks. Otherwise it sleeps until the earlie
 order, the breaker's next probe, or IDLE_POLL_S, whichever comes first: the poll is what
 finds orders that another replica left (or a replica that died, once its lease ends), and
 an idle service makes one small read every IDLE_POLL_S.
+
+A cycle that did something (orders expired, orders claimed and tried) is one trace,
+``pizza.worker.cycle``; each attempt in it is a ``pizza.retry`` span linked to the
+order's first trace. Polling that finds nothing to do records no trace.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import datetime, timedelta
 
 from opentelemetry.trace import Tracer
 
 from app.config import Settings
 from app.models import utcnow
+from app.orders.tracing import links_to
 from app.orders.workflow import OrderWorkflow, PlacedItem, PlacedOrder
 from app.sql import ClaimedOrder, OrderStore
 from app.sql.store import StoreError
@@ -119,8 +125,11 @@ class RetryWorker:
         claimed = await self._claim(limit)
         if not claimed:
             return min(self._settings.worker_poll_s, self._idle_poll_s)
-        loaded = await self._store.load(claimed)
-        await asyncio.gather(*(self._retry(order) for order in loaded))
+        with self._tracer.start_as_current_span(
+            "pizza.worker.cycle", attributes={"pizza.orders.claimed": len(claimed)}
+        ):
+            loaded = await self._store.load(claimed)
+            await asyncio.gather(*(self._retry(order) for order in loaded))
         return 0.0  # look again at once: more may be due (a backlog after an outage)
 
     async def _retry(self, claimed: ClaimedOrder) -> None:
@@ -135,9 +144,12 @@ class RetryWorker:
         )
         items = [PlacedItem(*item) for item in claimed.items]
         diner = DinerInfo(id=claimed.diner_id, name=claimed.diner_name, email=claimed.diner_email)
-        # A span per retry, so the attempt's spans and events (a breaker change, a link
-        # found) have a trace of their own outside any request.
-        with self._tracer.start_as_current_span("pizza.retry") as span:
+        # A span per retry, in the cycle's trace, for the attempt's spans and events (a
+        # breaker change, a link found, where it left the order); linked to the trace of
+        # the request that placed the order.
+        with self._tracer.start_as_current_span(
+            "pizza.retry", links=links_to(claimed.trace_context)
+        ) as span:
             span.set_attribute("pizza.order.id", claimed.id)
             span.set_attribute("pizza.order.attempts", claimed.attempts)
             await self._workflow.attempt(order, diner, items)
@@ -153,8 +165,15 @@ class RetryWorker:
         reason = (
             f"not made within ORDER_MAX_AGE_S ({self._settings.order_max_age_s:g} s); not charged"
         )
+        started_ns = time.time_ns()
         expired = await self._store.expire(cutoff, now, reason)
         if expired:
+            # A trace only when orders were given up: the sweep that finds none is polling.
+            self._tracer.start_span(
+                "pizza.orders.expire",
+                start_time=started_ns,
+                attributes={"pizza.orders.expired": expired},
+            ).end()
             log.error("%d pending orders failed: older than ORDER_MAX_AGE_S", expired)
             for _ in range(expired):
                 self._metrics.creation_failure("expired")

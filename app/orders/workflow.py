@@ -18,13 +18,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from opentelemetry.trace import Tracer
+from opentelemetry.trace import Status, StatusCode, Tracer
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.backoff import backoff_s
 from app.config import Settings
 from app.models import OrderFailure, OrderItem, OrderStatus, utcnow
+from app.orders.tracing import FULFILLED, REFUSED, attempt_event, order_event
 from app.sql import OrderStore
 from app.sql.store import StoreError
 from clients.breaker import CallRefused, FactoryBreaker, Ticket
@@ -148,8 +149,10 @@ class OrderWorkflow:
             return BREAKER_OPEN_REASON
         return None
 
-    def refused(self, reason: str, now: datetime) -> None:
+    def refused(self, order_id: int, reason: str, now: datetime) -> None:
         """An order kept pending for `refusal()` without calling: counted as `attempt()` would."""
+        order_event(REFUSED, order_id, **{"pizza.reason": reason})
+        attempt_event(order_id, OrderStatus.PENDING, None, reason, attempts=0)
         if reason == BREAKER_OPEN_REASON:
             self._breaker.count_refused()  # pizza.factory.calls.refused
         self.on_pending(now)
@@ -157,9 +160,18 @@ class OrderWorkflow:
     async def attempt(
         self, order: PlacedOrder, diner: DinerInfo, items: Sequence[PlacedItem]
     ) -> Attempt:
-        """One guarded factory attempt for a stored, claimed, pending order."""
+        """One guarded factory attempt for a stored, claimed, pending order; the current
+        span (the request's or the retry's) says where it left the order."""
+        result = await self._guarded_attempt(order, diner, items)
+        attempt_event(order.id, result.status, result.outcome, result.reason, order.attempts + 1)
+        return result
+
+    async def _guarded_attempt(
+        self, order: PlacedOrder, diner: DinerInfo, items: Sequence[PlacedItem]
+    ) -> Attempt:
         if self._ops.config_fault:
             # Our key was refused: calling again cannot help until it works (the probe says).
+            order_event(REFUSED, order.id, **{"pizza.reason": self._ops.config_fault})
             await self._release(order.id, reason=self._ops.config_fault)
             return Attempt(OrderStatus.PENDING, None, reason=self._ops.config_fault)
         info = OrderInfo(
@@ -205,6 +217,7 @@ class OrderWorkflow:
                 return result
         except CallRefused:
             # The breaker's refused listener counts it (pizza.factory.calls.refused).
+            order_event(REFUSED, order.id, **{"pizza.reason": BREAKER_OPEN_REASON})
             await self._release(order.id, reason=BREAKER_OPEN_REASON)
             return Attempt(OrderStatus.PENDING, None, reason=BREAKER_OPEN_REASON)
 
@@ -236,6 +249,9 @@ class OrderWorkflow:
                 span.set_attribute("pizza.outcome", str(result.outcome))
                 self._metrics.creation(result.outcome, result.duration_s)
                 span.set_attribute("pizza.late_answer", wait.over)
+                if not result.has_pizza:
+                    # The outcome only: the factory's own text may carry a remediation link.
+                    span.set_status(Status(StatusCode.ERROR, str(result.outcome)))
                 # The pizza first: what the factory made is the customer's whatever the
                 # bookkeeping after it (link, incident, webhook) comes to.
                 try:
@@ -245,6 +261,11 @@ class OrderWorkflow:
                     await self._observe(order.id, result, counted=not wait.over)
                     raise
                 await self._observe(order.id, result, counted=not wait.over)
+                if wait.over and attempt.status == OrderStatus.FULFILLED:
+                    # The customer was told "pending": the pizza came after all.
+                    span.add_event(
+                        FULFILLED, {"pizza.order.id": order.id, "pizza.late_answer": True}
+                    )
                 return attempt
         finally:
             self.inflight.discard(order.id)

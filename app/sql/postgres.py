@@ -45,7 +45,7 @@ _PENDING = (
 _STATE = "SELECT status, jwt FROM diner_order WHERE id = $1"
 _LOAD = """
 SELECT o.id, o.diner_id, o.franchise_id, o.store_id, o.date, o.total, o.attempts,
-       o.deferred_at, u.name, u.email
+       o.deferred_at, u.name, u.email, o.trace_context
 FROM diner_order AS o LEFT JOIN "user" AS u ON u.id = o.diner_id
 WHERE o.id = ANY($1::int[]) AND o.status = 'pending' ORDER BY o.id
 """
@@ -60,8 +60,8 @@ _INSERT = """
 WITH o AS (
     INSERT INTO diner_order (diner_id, franchise_id, store_id, date, status, total, jwt,
         attempts, last_reason, next_attempt_at, claimed_until, finished_at, idempotency_key,
-        request_hash, deferred_at, twin_hash)
-    SELECT $1, $2, $3, $4, 'pending', $5, NULL, 0, $6, $7, $8, NULL, $9, $10, $11, $15
+        request_hash, deferred_at, twin_hash, trace_context)
+    SELECT $1, $2, $3, $4, 'pending', $5, NULL, 0, $6, $7, $8, NULL, $9, $10, $11, $15, $16
     WHERE EXISTS (SELECT 1 FROM store WHERE id = $3 AND franchise_id = $2)
     -- the diner's Idempotency-Key, or a pending twin (uq_order_pending_twin), stored first
     ON CONFLICT DO NOTHING
@@ -158,6 +158,7 @@ def _arguments(kind: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
             [description for _, description, _ in order.items],
             [to_units(price) for _, _, price in order.items],
             order.twin_hash,
+            order.trace_context,
         )
     if kind == "retry":
         order_id, reason, next_at, now = args

@@ -65,7 +65,7 @@ _PENDING = (
 _STATE = "SELECT status, jwt FROM diner_order WHERE id = ?"
 _LOAD = """
 SELECT o.id, o.diner_id, o.franchise_id, o.store_id, o.date, o.total, o.attempts,
-       o.deferred_at, u.name, u.email
+       o.deferred_at, u.name, u.email, o.trace_context
 FROM diner_order AS o LEFT JOIN user AS u ON u.id = o.diner_id
 WHERE o.id IN (SELECT value FROM json_each(?)) AND o.status = 'pending' ORDER BY o.id
 """
@@ -77,8 +77,8 @@ _LOAD_ITEMS = (
 _INSERT_ORDER = """
 INSERT INTO diner_order (diner_id, franchise_id, store_id, date, status, total, jwt, attempts,
     last_reason, next_attempt_at, claimed_until, finished_at, idempotency_key, request_hash,
-    twin_hash, deferred_at)
-SELECT ?, ?, ?, ?, 'pending', ?, NULL, 0, ?, ?, ?, NULL, ?, ?, ?, ?
+    twin_hash, deferred_at, trace_context)
+SELECT ?, ?, ?, ?, 'pending', ?, NULL, 0, ?, ?, ?, NULL, ?, ?, ?, ?, ?
 WHERE EXISTS (SELECT 1 FROM store WHERE id = ? AND franchise_id = ?)
 ON CONFLICT DO NOTHING
 """
@@ -352,6 +352,7 @@ class SqliteOrderStore(OrderStore):
                 order.request_hash,
                 order.twin_hash,
                 to_text(order.deferred_at),
+                order.trace_context,
                 order.store_id,
                 order.franchise_id,
             ),

@@ -69,6 +69,8 @@ class NewOrder:
     last_reason: str | None
     deferred_at: datetime | None
     items: Sequence[tuple[int, str, Decimal]]  # menu id, description, price
+    # The placing request's W3C traceparent, when it was traced (the retries link to it).
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,7 @@ class ClaimedOrder:
     diner_name: str
     diner_email: str
     items: tuple[tuple[int, int, str, Decimal], ...]  # item id, menu id, description, price
+    trace_context: str | None = None  # the placing request's traceparent, if traced
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +328,7 @@ class OrderStore(ABC):
                 diner_name=row[8] or "",
                 diner_email=row[9] or "",
                 items=tuple(items[row[0]]),
+                trace_context=row[10],
             )
             for row in rows
         ]

@@ -50,6 +50,9 @@ PROMTOOL_TIMEOUT_S = 300.0
 # carry the jitter of when the service measured it relative to the scrape.
 TRENDING_GAUGES = ("pizza_orders_pending",)
 AGE_SUFFIX = "_age_seconds"
+# A Unix timestamp the rules compare with time() (only instances heard from in 120 s
+# count): on rule time the recorded process is live throughout, its heartbeat keeps time.
+HEARTBEAT_TIMESTAMP = "pizza_service_heartbeat_timestamp_seconds"
 _UNITS = 10**6  # values are replayed with six decimals, so that increments add up exactly
 _FIRST_FIRING = (
     'label_replace(min_over_time(timestamp(ALERTS{{alertstate="firing"}})[{range_s}s:1s]),'
@@ -247,6 +250,10 @@ def promtool_test_file(
     end = PREFIX_S + window.cut + extension - 1
     series = []
     for key in keys:
+        if key.name == HEARTBEAT_TIMESTAMP:
+            beats = [second * _UNITS for second in range(end + 1)]
+            series.append({"series": key.selector(job=JOB), "values": encode(beats)})
+            continue
         raw = [None if s is None else s.values.get(key) for s in scrapes]
         values = series_values(
             _held(raw),

@@ -304,7 +304,13 @@ def assert_heartbeat_rule_fires(series: str, ages: list[float]) -> None:
             {
                 "interval": "15s",
                 "input_series": [
-                    {"series": labelled, "values": " ".join(f"{age:g}" for age in ages)}
+                    {"series": labelled, "values": " ".join(f"{age:g}" for age in ages)},
+                    # A live process: its heartbeat timestamp keeps up with the scrapes
+                    # (the rules count only instances heard from in 120 s).
+                    {
+                        "series": 'pizza_service_heartbeat_timestamp_seconds{job="jwt-pizza"}',
+                        "values": f"0+15x{len(ages)}",
+                    },
                 ],
                 "promql_expr_test": [
                     # Above 60 s from 75 s on; "for: 1m" holds it back until 135 s.

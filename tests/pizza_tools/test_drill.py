@@ -219,6 +219,8 @@ pizza_factory_breaker_state{{{scope},state="closed"}} {1 - breaker_open}
 pizza_factory_calls_refused_total{{{scope}}} {refused}
 # TYPE pizza_service_heartbeat gauge
 pizza_service_heartbeat{{{scope}}} 1
+# TYPE pizza_service_heartbeat_timestamp_seconds gauge
+pizza_service_heartbeat_timestamp_seconds{{{scope}}} 1764633600.0
 """
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from telemetry.logging import UVICORN_LOGGERS
 from telemetry.setup import Telemetry, setup_telemetry
+from tests.telemetry.otlp import Received, otlp_receiver
 
 MakeTelemetry = Callable[..., Telemetry]
 
@@ -21,6 +22,13 @@ def _no_otlp_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("OTEL_EXPORTER_OTLP_") or name == "OTEL_SERVICE_NAME":
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Received]:
+    """A real OTLP/HTTP receiver on a free port of 127.0.0.1 (tests/telemetry/otlp.py)."""
+    with otlp_receiver() as received:
+        yield received
 
 
 @pytest.fixture

@@ -43,6 +43,31 @@ def metric_names(expr: str) -> set[str]:
     return {n for n in names if n.lower() not in _KEYWORDS}
 
 
+# Gauges: a dead instance's last value must not count (pushed series get no staleness
+# marker), so every rule and panel reading one joins it with a fresh heartbeat.
+GAUGES = {
+    "pizza_factory_breaker_state",
+    "pizza_factory_remediation_pending",
+    "pizza_factory_chaos",
+    "pizza_orders_pending",
+    "pizza_orders_pending_oldest_age_seconds",
+    "pizza_task_heartbeat_age_seconds",
+    "pizza_users_active",
+    "process_cpu_utilization_percent",
+    "process_memory_utilization_percent",
+}
+LIVE_JOIN = "and on (job, instance) (time() - pizza_service_heartbeat_timestamp_seconds < 120)"
+
+
+def reads_gauges_of_live_instances_only(expr: str) -> bool:
+    """Every gauge selector in ``expr`` is followed by the live-instance join."""
+    flat = " ".join(expr.split())
+    gauges = metric_names(flat) & GAUGES
+    return not gauges or flat.count(LIVE_JOIN) >= sum(
+        len(re.findall(rf"\b{g}\b(?!_)", flat)) for g in gauges
+    )
+
+
 def rules() -> list[dict[str, Any]]:
     groups = yaml.safe_load(RULES.read_text())["groups"]
     return [rule for group in groups for rule in group["rules"]]

@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.telemetry.promql import ALERTS, RULES, rule_metric_names, rules
+from telemetry.metrics import HEARTBEAT_FRESH_S
+from tests.telemetry.promql import (
+    ALERTS,
+    LIVE_JOIN,
+    RULES,
+    reads_gauges_of_live_instances_only,
+    rule_metric_names,
+    rules,
+)
 
 RULE_TESTS = sorted((ALERTS / "tests").glob("*.yaml"))
 # telemetry.md's list, by the names the rules use.
@@ -80,3 +88,13 @@ def test_every_rule_has_a_test_that_makes_it_fire(rule: dict[str, Any]) -> None:
 def test_every_metric_a_rule_uses_is_on_metrics(metrics_page: set[str]) -> None:
     missing = rule_metric_names() - metrics_page
     assert not missing, f"rules use names /metrics does not show: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("rule", rules(), ids=lambda rule: rule["alert"])
+def test_gauges_count_live_instances_only(rule: dict[str, Any]) -> None:
+    """Across restarts and replicas (restarts.test.yaml shows it on series)."""
+    assert reads_gauges_of_live_instances_only(rule["expr"]), rule["expr"]
+
+
+def test_the_rules_window_is_the_services() -> None:
+    assert f"< {HEARTBEAT_FRESH_S})" in LIVE_JOIN

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.telemetry.promql import metric_names, rule_metric_names
+from tests.telemetry.promql import (
+    metric_names,
+    reads_gauges_of_live_instances_only,
+    rule_metric_names,
+)
+from tests.telemetry.series import promtool
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "telemetry" / "dashboards" / "jwt-pizza.json"
@@ -28,6 +34,12 @@ REQUIRED_PANELS = {
     "Remediation: link waiting and attempts",
     "Pending orders and oldest age",
     "Log records by severity (per minute)",
+    # Issue 14: the switch from made to pending, what customers wait, what fires, who is live.
+    "Order answers by status code (per minute)",
+    "Order route latency (p50, p99)",
+    "Alerts",
+    "Instances reporting",
+    "Instances: seconds since last heartbeat",
 }
 
 
@@ -94,3 +106,38 @@ def test_compose_stack() -> None:
     assert pizza["environment"]["FACTORY_URL"] == "http://factory:3100"
     assert services["factory"]["command"][:2] == ["pizza", "factory-sim"]
     assert "3001:3000" in services["lgtm"]["ports"]
+
+
+def test_gauge_panels_count_live_instances_only(dashboard: dict[str, Any]) -> None:
+    for target in targets(dashboard):
+        assert reads_gauges_of_live_instances_only(target["expr"]), target["expr"]
+
+
+def test_the_instances_panel_counts_fresh_heartbeats(dashboard: dict[str, Any]) -> None:
+    [panel] = [p for p in dashboard["panels"] if p["title"] == "Instances reporting"]
+    [target] = panel["targets"]
+    assert "time() - pizza_service_heartbeat_timestamp_seconds" in target["expr"]
+    assert "< 120" in target["expr"]
+
+
+def test_a_link_to_the_factory_status_page(dashboard: dict[str, Any]) -> None:
+    [link] = [link for link in dashboard["links"] if link["title"] == "Factory status"]
+    assert link["url"] == "${service_url}/factory/status"
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["service_url"]["type"] == "textbox"
+
+
+def test_the_alert_list_shows_the_pizza_rules(dashboard: dict[str, Any]) -> None:
+    [panel] = [p for p in dashboard["panels"] if p["type"] == "alertlist"]
+    assert panel["options"]["alertName"] == "Pizza"
+    assert panel["options"]["stateFilter"]["firing"] is True
+
+
+def test_the_scrape_config_loads_in_debians_prometheus() -> None:
+    """prometheus.yaml needs Prometheus 3 (it says so); prometheus-scrape.yaml is for any."""
+    config = ROOT / "telemetry/provisioning/prometheus-scrape.yaml"
+    done = subprocess.run(
+        [promtool(), "check", "config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Prometheus 3" in (ROOT / "telemetry/provisioning/prometheus.yaml").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -44,6 +45,8 @@ def test_values_and_labels(page: str) -> None:
     assert value(page, "pizza_orders_pending_oldest_age_seconds") == 42
     assert value(page, "pizza_factory_remediation_pending") == 1
     assert value(page, "pizza_service_heartbeat") == 1
+    # A Unix timestamp, read at the render: how the rules tell a live instance.
+    assert abs(value(page, "pizza_service_heartbeat_timestamp_seconds") - time.time()) < 60
     assert value(page, "process_memory_usage_bytes") > 1_000_000
     assert value(page, "process_cpu_utilization_percent") >= 0
 
@@ -63,6 +66,38 @@ def test_failure_counters_start_at_zero(make_telemetry: MakeTelemetry) -> None:
     assert value(page, "pizza_factory_calls_refused_total") == 0
     assert value(page, "pizza_sold_total") == 0
     assert value(page, "pizza_log_records_total", severity="error") == 0
+    # The remediation panel shows 0 attempts, not nothing, before the first link.
+    for mode in ("auto", "manual"):
+        for result in ("resolved", "unresolved"):
+            assert (
+                value(page, "pizza_factory_remediation_attempts_total", mode=mode, result=result)
+                == 0
+            )
+
+
+def gauge(reader: InMemoryMetricReader, name: str) -> float:
+    """The first data point of gauge ``name`` in a fresh collection."""
+    data = reader.get_metrics_data()
+    assert data is not None
+    for metric in data.resource_metrics[0].scope_metrics[0].metrics:
+        if metric.name == name:
+            return float(metric.data.data_points[0].value)  # type: ignore[union-attr]
+    raise AssertionError(f"{name} missing")
+
+
+def test_heartbeat_is_the_time_of_each_reading() -> None:
+    """Each reading (an export, a scrape) carries the wall-clock time it was made at."""
+    now = [1_700_000_000.0]
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    PizzaMetrics(provider.get_meter("t"), wall_clock=lambda: now[0])
+
+    try:
+        assert gauge(reader, "pizza.service.heartbeat.timestamp") == 1_700_000_000.0
+        now[0] += 15
+        assert gauge(reader, "pizza.service.heartbeat.timestamp") == 1_700_000_015.0
+    finally:
+        provider.shutdown()
 
 
 def test_outcome_enum_becomes_its_value(make_telemetry: MakeTelemetry) -> None:
@@ -102,12 +137,7 @@ def test_active_users_are_distinct_and_forgotten_after_five_minutes() -> None:
     metrics = PizzaMetrics(provider.get_meter("t"), clock=lambda: now[0])
 
     def active() -> float:
-        data = reader.get_metrics_data()
-        assert data is not None
-        for metric in data.resource_metrics[0].scope_metrics[0].metrics:
-            if metric.name == "pizza.users.active":
-                return float(metric.data.data_points[0].value)  # type: ignore[union-attr]
-        raise AssertionError("pizza.users.active missing")
+        return gauge(reader, "pizza.users.active")
 
     try:
         metrics.user_seen(1)

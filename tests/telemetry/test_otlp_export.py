@@ -4,27 +4,17 @@ promises, through a healthy and then a failing factory, and no secret at all."""
 
 from __future__ import annotations
 
-import gzip
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from google.protobuf import text_format
-from google.protobuf.message import Message
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from telemetry.metrics import PROMETHEUS_NAMES
 from tests.conftest import FACTORY_KEY, JWT_SECRET, make_settings, running_api
+from tests.telemetry.otlp import Received, events_of, export_to
+from tests.telemetry.otlp import attributes as _attributes
 from tests.utils.builders import PASSWORD as ADMIN_PASSWORD
 from tests.utils.builders import Account, Api, fast_password_hashing  # noqa: F401
 from tests.utils.orders import distinct
@@ -35,147 +25,12 @@ pytestmark = pytest.mark.usefixtures("restore_logging", "fast_password_hashing")
 DINER_PASSWORD = "otlp-diner-passw0rd-9f3e1c"
 HEALTHY_ORDERS = 3
 FAILING_ORDERS = 3
-_MESSAGES: dict[str, type[Message]] = {
-    "/v1/traces": ExportTraceServiceRequest,
-    "/v1/metrics": ExportMetricsServiceRequest,
-    "/v1/logs": ExportLogsServiceRequest,
-}
 # telemetry.md's metric table, by OpenTelemetry name (process CPU and memory included).
 EXPECTED_METRICS = {"http.server.request.duration", *PROMETHEUS_NAMES}
 
 
-@dataclass
-class Received:
-    """Every export request the receiver decoded, by path, and the raw (inflated) bodies."""
-
-    url: str
-    exports: dict[str, list[Any]] = field(default_factory=lambda: {p: [] for p in _MESSAGES})
-    bodies: list[bytes] = field(default_factory=list)
-    encodings: set[str] = field(default_factory=set)
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def spans(self) -> list[Span]:
-        return [
-            span
-            for request in self.exports["/v1/traces"]
-            for resource in request.resource_spans
-            for scope in resource.scope_spans
-            for span in scope.spans
-        ]
-
-    @property
-    def metric_names(self) -> set[str]:
-        return {
-            metric.name
-            for request in self.exports["/v1/metrics"]
-            for resource in request.resource_metrics
-            for scope in resource.scope_metrics
-            for metric in scope.metrics
-        }
-
-    @property
-    def log_records(self) -> list[Any]:
-        return [
-            record
-            for request in self.exports["/v1/logs"]
-            for resource in request.resource_logs
-            for scope in resource.scope_logs
-            for record in scope.log_records
-        ]
-
-    def text(self) -> str:
-        """Every decoded export in protobuf text form (strings shown as UTF-8)."""
-        return "\n".join(
-            text_format.MessageToString(message, as_utf8=True)
-            for messages in self.exports.values()
-            for message in messages
-        )
-
-
-@pytest.fixture
-def receiver() -> Iterator[Received]:
-    """A real OTLP/HTTP receiver (protobuf, gzip or not) on a free port of 127.0.0.1."""
-    received = Received(url="")
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as the exporters expect
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length") or 0))
-            encoding = (self.headers.get("content-encoding") or "identity").lower()
-            kind = self.headers.get("content-type", "")
-            message_type = _MESSAGES.get(self.path)
-            try:
-                if message_type is None or kind != "application/x-protobuf":
-                    raise ValueError(f"unexpected {self.path} ({kind})")
-                if encoding == "gzip":
-                    body = gzip.decompress(body)
-                message = message_type()
-                message.ParseFromString(body)
-            except Exception as error:  # recorded, then asserted on by the test
-                with lock:
-                    received.errors.append(f"{self.path}: {error!r}")
-                self.send_response(400)
-                self.send_header("content-length", "0")
-                self.end_headers()
-                return
-            with lock:
-                received.exports[self.path].append(message)
-                received.bodies.append(body)
-                received.encodings.add(encoding)
-            # An empty Export*ServiceResponse: everything accepted.
-            self.send_response(200)
-            self.send_header("content-type", "application/x-protobuf")
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    received.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="otlp-receiver", daemon=True)
-    thread.start()
-    try:
-        yield received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def _attributes(span: Span) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for item in span.attributes:
-        kind = item.value.WhichOneof("value")
-        values[item.key] = getattr(item.value, kind) if kind else None
-    return values
-
-
 async def _orders(api: Api, shop: Any, diner: Account, count: int) -> list[httpx.Response]:
     return [await api.order(shop, diner=diner, headers=distinct()) for _ in range(count)]
-
-
-def _export_to(receiver: Received, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only OpenTelemetry's own variables, as an operator would set them; set before
-    the app starts, since its lifespan builds the exporters."""
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
-    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "500")
-    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
-    monkeypatch.setenv("OTEL_BLRP_SCHEDULE_DELAY", "200")
-
-
-def _events(spans: list[Span]) -> dict[str, list[Span]]:
-    """Span event name -> the spans that carry it."""
-    found: dict[str, list[Span]] = {}
-    for span in spans:
-        for event in span.events:
-            found.setdefault(event.name, []).append(span)
-    return found
 
 
 async def test_every_signal_over_otlp_and_no_secret(
@@ -185,7 +40,7 @@ async def test_every_signal_over_otlp_and_no_secret(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _export_to(receiver, monkeypatch)
+    export_to(receiver, monkeypatch)
     settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/pizza.db", factory_url)
     tokens: list[str] = []
 
@@ -245,7 +100,9 @@ async def test_every_signal_over_otlp_and_no_secret(
     assert any(s.parent_span_id in creation_ids for s in factory_calls)
 
     # The link is detected inside the pizza.create span of the call that carried it.
-    assert {s.name for s in _events(spans)["factory.remediation_link.detected"]} == {"pizza.create"}
+    assert {s.name for s in events_of(spans)["factory.remediation_link.detected"]} == {
+        "pizza.create"
+    }
 
     # Logs: exported, and those written inside a request carry its trace.
     records = receiver.log_records
@@ -256,6 +113,11 @@ async def test_every_signal_over_otlp_and_no_secret(
     assert any(r.trace_id in server_traces for r in traced)
     [detected] = [r for r in records if "remediation link detected" in r.body.string_value]
     assert detected.trace_id in server_traces and detected.severity_text == "ERROR"
+    # Each record says where it was logged, beyond its logger (the scope).
+    where = {a.key: a.value for a in detected.attributes}
+    assert where["code.function.name"].string_value
+    assert where["code.file.path"].string_value.endswith(".py")
+    assert where["code.line.number"].int_value > 0
 
     # Nothing secret anywhere: decoded text, and the raw protobuf bytes.
     text = receiver.text()
@@ -280,7 +142,7 @@ async def test_breaker_and_manual_remediation_events(
 ) -> None:
     """The incident as it happened (nobody follows the link automatically): the breaker
     opens inside a customer's request, an operator remediates; both are span events."""
-    _export_to(receiver, monkeypatch)
+    export_to(receiver, monkeypatch)
     settings = make_settings(
         f"sqlite+aiosqlite:///{tmp_path}/pizza.db",
         factory_url,
@@ -297,7 +159,7 @@ async def test_breaker_and_manual_remediation_events(
         assert fixed.status_code == 200 and fixed.json()["attempt"]["resolved"], fixed.text
 
     assert not receiver.errors
-    events = _events(receiver.spans)
+    events = events_of(receiver.spans)
     assert {s.name for s in events["factory.breaker.state_change"]} >= {"POST /api/order"}
     # The attempt is an event on its own span, a child of the operator's request.
     [remediate] = events["factory.remediation.attempt"]
@@ -324,7 +186,7 @@ async def test_auto_remediation_attempt_is_a_span_event(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _export_to(receiver, monkeypatch)
+    export_to(receiver, monkeypatch)
     settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/pizza.db", factory_url)
     async with running_api(settings) as api:
         shop = await api.shop()
@@ -336,7 +198,7 @@ async def test_auto_remediation_attempt_is_a_span_event(
             return any(a["resolved"] for a in status.json()["remediation"]["attempts"])
 
         await eventually(resolved, timeout_s=10)
-    events = _events(receiver.spans)
+    events = events_of(receiver.spans)
     assert "factory.remediation.attempt" in events
     # On a span of its own (the order's span had ended), inside the order's trace.
     assert {s.name for s in events["factory.remediation.attempt"]} == {"factory.remediate"}
