@@ -149,6 +149,10 @@ async def test_breaker_and_manual_remediation_events(
         factory_auto_remediate=False,
         breaker_fail_max=2,
         breaker_reset_s=60.0,
+        # Only the customers' calls fail in this test: a retry of the first pending
+        # order would otherwise race the second customer to the opening failure.
+        retry_base_s=60.0,
+        retry_max_s=60.0,
     )
     async with running_api(settings) as api:
         shop = await api.shop()
