@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.errors import Forbidden, Unauthorized
-from app.models import Role, utcnow
+from app.models import Role
 from app.security import decode_token
 from app.services import Services
 
@@ -87,14 +87,15 @@ async def load_principal(request: Request, services: Services) -> Principal | No
     token = bearer_token(request)
     if token is None:
         return None
-    decoded = decode_token(token, secret=services.jwt_secret)
+    now = services.clock.now()
+    decoded = decode_token(token, secret=services.jwt_secret, now=now)
     if decoded is None:
         return None
     user_id, jti = decoded
     # One prepared statement for the session, the user and its roles, every request: a
     # logout, a role revoked or a user deleted counts from the next request on.
     row = await services.store.principal(jti, user_id)
-    if row is None or row.expires_at <= utcnow():
+    if row is None or row.expires_at <= now:
         return None
     services.metrics.user_seen(user_id)
     return Principal(

@@ -34,6 +34,7 @@ from app.users.accounts import create_admin
 from app.version import VERSION
 from clients.breaker import FactoryBreaker
 from clients.client import ORDER_PATH, FactoryClient
+from clients.clock import SYSTEM_CLOCK, Clock
 from clients.jwks import JwksCache
 from clients.transport import factory_http_client
 from telemetry.logging import configure_logging
@@ -123,6 +124,7 @@ def factory_address(settings: Settings) -> tuple[str, str]:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    clock: Clock = app.state.clock
     # Built here, after any fork: one set of providers per worker process.
     telemetry = setup_telemetry(
         service_version=VERSION,
@@ -221,6 +223,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker=worker,
         incidents=recorder,
         supervisor=supervisor,
+        clock=clock,
     )
     log.info(
         "JWT Pizza %s ready: database %s, factory %s%s",
@@ -257,7 +260,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         telemetry.shutdown()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, clock: Clock = SYSTEM_CLOCK) -> FastAPI:
+    """The app; `clock` is what everything time-dependent in it reads (a test's moves)."""
     settings = settings or Settings()
     app = FastAPI(
         title="JWT Pizza",
@@ -271,6 +275,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_openapi(app)
     app.state.settings = settings
+    app.state.clock = clock
     install_error_handlers(app)
     # The order routes first: a request is matched against the routes in this order, and
     # ordering is the hot path (no two routers share a path, so the order means nothing else).

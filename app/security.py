@@ -12,13 +12,10 @@ import hmac
 import json
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import jwt
-
-from app.models import utcnow
 
 TOKEN_ALGORITHM = "HS256"  # noqa: S105 (an algorithm name, not a password)
 
@@ -30,8 +27,7 @@ class IssuedToken:
     expires_at: datetime
 
 
-def issue_token(user_id: int, *, secret: str, ttl_s: int) -> IssuedToken:
-    now = utcnow()
+def issue_token(user_id: int, *, secret: str, ttl_s: int, now: datetime) -> IssuedToken:
     expires_at = now + timedelta(seconds=ttl_s)
     jti = secrets.token_urlsafe(24)
     claims = {"sub": str(user_id), "jti": jti, "iat": now, "exp": expires_at}
@@ -46,7 +42,7 @@ def _b64decode(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
-def decode_token(token: str, *, secret: str) -> tuple[int, str] | None:
+def decode_token(token: str, *, secret: str, now: datetime) -> tuple[int, str] | None:
     """(user id, session id) of a well-signed, unexpired token; None otherwise.
 
     Our own tokens only (`issue_token`): HS256, claims `sub`, `jti`, `exp` required. Checked
@@ -70,7 +66,7 @@ def decode_token(token: str, *, secret: str) -> tuple[int, str] | None:
     if not isinstance(claims, dict):
         return None
     exp, sub, jti = claims.get("exp"), claims.get("sub"), claims.get("jti")
-    if isinstance(exp, bool) or not isinstance(exp, int | float) or exp <= time.time():
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or exp <= now.timestamp():
         return None
     if not isinstance(sub, str) or not sub.isdigit() or not isinstance(jti, str) or not jti:
         return None

@@ -14,6 +14,7 @@ from app.sql import OrderStore
 from app.supervisor import Supervisor
 from clients.breaker import FactoryBreaker
 from clients.client import FactoryClient
+from clients.clock import Clock
 from telemetry.metrics import PizzaMetrics
 from telemetry.setup import Telemetry
 
@@ -40,6 +41,7 @@ class Services:
     worker: RetryWorker
     incidents: IncidentRecorder
     supervisor: Supervisor
+    clock: Clock  # everything time-dependent reads this one (clients/clock.py)
 
     @property
     def metrics(self) -> PizzaMetrics:

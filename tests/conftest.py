@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
+from clients.clock import SYSTEM_CLOCK, Clock
 from clients.simulator import SimulatorConfig, create_simulator_app
 from tests.utils.builders import Api
 from tests.utils.servers import serve_in_thread
@@ -99,8 +100,8 @@ def make_settings(database_url: str, factory_url: str, **overrides: Any) -> Sett
 
 
 @asynccontextmanager
-async def running_api(settings: Settings) -> AsyncIterator[Api]:
-    app = create_app(settings)
+async def running_api(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> AsyncIterator[Api]:
+    app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

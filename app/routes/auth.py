@@ -92,12 +92,13 @@ async def login(
     settings = services.settings
     email = body.email.strip().lower()
     client = client_address(request, settings.trusted_proxies)
-    await check_allowed(session, settings, email, client)
+    now = services.clock.now()
+    await check_allowed(session, settings, email, client, now)
     user = (await session.exec(select(User).where(User.email == email))).first()
     password_ok = await verify_password(user.password_hash if user else None, body.password)
     if user is None or user.id is None or not body.password or not password_ok:
         services.metrics.auth_attempt(False)
-        await record_failure(session, settings, email, client)
+        await record_failure(session, settings, email, client, now)
         raise NotFound("unknown user")
     services.metrics.auth_attempt(True)
     token = await start_session(session, services, user.id)

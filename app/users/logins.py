@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import Settings
 from app.errors import TooManyRequests
-from app.models import LoginFailure, utcnow
+from app.models import LoginFailure
 
 log = logging.getLogger("app.auth")
 
@@ -45,9 +45,11 @@ def _trusted(address: str, proxies: list[str]) -> bool:
     return False
 
 
-async def check_allowed(session: AsyncSession, settings: Settings, email: str, client: str) -> None:
+async def check_allowed(
+    session: AsyncSession, settings: Settings, email: str, client: str, now: datetime
+) -> None:
     """429 with Retry-After once an email or a client address has failed too often."""
-    since = utcnow() - timedelta(seconds=settings.login_window_s)
+    since = now - timedelta(seconds=settings.login_window_s)
     for column, value, limit in (
         (LoginFailure.email, email, settings.login_max_failures_per_email),
         (LoginFailure.client, client, settings.login_max_failures_per_client),
@@ -60,7 +62,7 @@ async def check_allowed(session: AsyncSession, settings: Settings, email: str, c
             )
         ).one()
         if count >= limit and oldest is not None:
-            retry_after = _retry_after(oldest, settings.login_window_s)
+            retry_after = _retry_after(oldest, settings.login_window_s, now)
             log.warning("login refused: too many failures", extra={"client": client})
             raise TooManyRequests(
                 "too many failed sign-in attempts; try again later",
@@ -68,16 +70,16 @@ async def check_allowed(session: AsyncSession, settings: Settings, email: str, c
             )
 
 
-def _retry_after(oldest: datetime, window_s: float) -> int:
-    remaining = (oldest + timedelta(seconds=window_s) - utcnow()).total_seconds()
+def _retry_after(oldest: datetime, window_s: float, now: datetime) -> int:
+    remaining = (oldest + timedelta(seconds=window_s) - now).total_seconds()
     return max(1, math.ceil(remaining))
 
 
 async def record_failure(
-    session: AsyncSession, settings: Settings, email: str, client: str
+    session: AsyncSession, settings: Settings, email: str, client: str, now: datetime
 ) -> None:
     log.warning("failed sign-in", extra={"client": client})
-    cutoff = utcnow() - timedelta(seconds=settings.login_window_s)
+    cutoff = now - timedelta(seconds=settings.login_window_s)
     await session.exec(delete(LoginFailure).where(col(LoginFailure.at) < cutoff))
-    session.add(LoginFailure(email=email, client=client))
+    session.add(LoginFailure(email=email, client=client, at=now))
     await session.commit()

@@ -15,7 +15,12 @@ from app.services import Services
 
 async def start_session(session: AsyncSession, services: Services, user_id: int) -> str:
     """A new signed token backed by a session row (so it can be revoked)."""
-    issued = issue_token(user_id, secret=services.jwt_secret, ttl_s=services.settings.token_ttl_s)
+    issued = issue_token(
+        user_id,
+        secret=services.jwt_secret,
+        ttl_s=services.settings.token_ttl_s,
+        now=services.clock.now(),
+    )
     session.add(AuthSession(jti=issued.jti, user_id=user_id, expires_at=issued.expires_at))
     await session.commit()
     return issued.token

@@ -173,6 +173,6 @@ class TestTokensThatAreRefused:
 
     async def test_well_signed_but_never_issued(self, api: Api) -> None:
         diner = await api.register()
-        stray = issue_token(diner.id, secret=JWT_SECRET, ttl_s=3600)
+        stray = issue_token(diner.id, secret=JWT_SECRET, ttl_s=3600, now=api.services.clock.now())
 
         assert await self._me(api, bearer(stray.token)) == 401

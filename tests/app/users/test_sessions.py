@@ -3,7 +3,7 @@ the reference). Each test fails on the reference's behaviour."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -11,11 +11,10 @@ import jwt
 import pytest
 from pydantic import SecretStr, ValidationError
 
-import app.deps
 from app.config import Settings, describe_errors
-from app.models import utcnow
 from tests.conftest import JWT_SECRET, make_settings, running_api
 from tests.utils.builders import Api
+from tests.utils.clock import ManualClock
 from tests.utils.users import bearer, me_status
 
 
@@ -30,16 +29,15 @@ class TestItem05TokensExpireAndAreRevocable:
         claims = jwt.decode(diner.token, JWT_SECRET, algorithms=["HS256"])
         assert claims["exp"] - claims["iat"] == 600
 
-    async def test_a_token_stops_working_after_24_hours(
-        self, api: Api, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        diner = await api.register()
-        start = utcnow()
+    async def test_a_token_stops_working_after_24_hours(self, settings: Settings) -> None:
+        clock = ManualClock(datetime.now(UTC))
+        async with running_api(settings, clock=clock) as api:
+            diner = await api.register()
 
-        monkeypatch.setattr(app.deps, "utcnow", lambda: start + timedelta(hours=23, minutes=59))
-        assert await me_status(api, diner.headers) == 200
-        monkeypatch.setattr(app.deps, "utcnow", lambda: start + timedelta(hours=24, seconds=1))
-        assert await me_status(api, diner.headers) == 401
+            clock.advance(timedelta(hours=23, minutes=59).total_seconds())
+            assert await me_status(api, diner.headers) == 200
+            clock.advance(timedelta(minutes=1, seconds=1).total_seconds())
+            assert await me_status(api, diner.headers) == 401
 
     async def test_an_expired_signature_is_refused_even_with_a_live_session(self, api: Api) -> None:
         diner = await api.register()
