@@ -157,7 +157,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     quiet = QuietFactoryOrders(factory_url)
     logging.getLogger("httpx").addFilter(quiet)
     client = FactoryClient(
-        http, api_key=api_key, jwks=JwksCache(http), slow_call_s=settings.factory_slow_call_s
+        http,
+        api_key=api_key,
+        jwks=JwksCache(http, clock=clock),
+        slow_call_s=settings.factory_slow_call_s,
+        clock=clock,
     )
     breaker = FactoryBreaker(
         fail_max=settings.breaker_fail_max,

@@ -9,14 +9,13 @@ caller that gives up really stops the call.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
 
+from clients.clock import SYSTEM_CLOCK, Clock
 from clients.jwks import JwksCache
 from clients.remediation import find_report_url, redact
 from clients.schemas import DinerInfo, FactoryResult, OrderInfo, Outcome
@@ -85,7 +84,7 @@ class FactoryClient:
         api_key: str,
         jwks: JwksCache,
         slow_call_s: float = 2.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._http = http
         self._api_key = api_key
@@ -101,7 +100,7 @@ class FactoryClient:
         Never raises for what the factory or the network does. The duration covers
         the whole call, verification included: it is what the caller waited.
         """
-        started = self._clock()
+        started = self._clock.monotonic()
         body = {
             "diner": {"id": diner.id, "name": diner.name, "email": diner.email},
             "order": order.to_wire(),
@@ -115,7 +114,7 @@ class FactoryClient:
         else:
             report_url, status = find_report_url(answer.body), answer.status_code
             outcome, reason, token = await self._classify(answer, report_url)
-        duration = self._clock() - started
+        duration = self._clock.monotonic() - started
         if outcome is Outcome.SUCCESS and duration > self._slow_call_s:
             outcome = Outcome.SLOW
             reason = f"pizza took {duration:.1f} s (slow above {self._slow_call_s:g} s)"

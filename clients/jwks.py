@@ -13,8 +13,6 @@ import binascii
 import json
 import logging
 import re
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -24,6 +22,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from jwt.algorithms import RSAAlgorithm
+
+from clients.clock import SYSTEM_CLOCK, Clock
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class JwksCache:
         http: httpx.AsyncClient,
         *,
         jwks_path: str = "/.well-known/jwks.json",
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         min_refetch_interval_s: float = 10.0,
     ) -> None:
         self._http = http
@@ -121,14 +121,14 @@ class JwksCache:
         # bool is an int; `"exp": true` is not a time.
         if isinstance(exp, bool) or not isinstance(exp, int | float):
             return False
-        return exp > self._clock()
+        return exp > self._clock.now().timestamp()
 
     async def _refetch_for(self, kid: str) -> RSAPublicKey | None:
         async with self._fetch_lock:
             # Another verify may have fetched while this one waited for the lock.
             if kid in self._keys:
                 return self._keys[kid]
-            now = self._clock()
+            now = self._clock.monotonic()
             if (
                 self._last_fetch_at is not None
                 and now - self._last_fetch_at < self._min_refetch_interval_s

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -16,7 +17,8 @@ from clients.jwks import JwksCache
 from clients.remediation import followable_url, parse_link
 from clients.schemas import DinerInfo, ItemInfo, OrderInfo, Outcome
 from tests.clients.conftest import SIMULATOR_API_KEY, SIMULATOR_AUTH
-from tests.clients.test_jwks import NOW, Clock, factory_key, key_set
+from tests.clients.test_jwks import NOW, factory_key, key_set
+from tests.utils.clock import ManualClock
 from tests.utils.servers import free_port
 
 FACTORY = "http://factory.test"
@@ -45,13 +47,13 @@ def router() -> respx.MockRouter:
 
 
 @pytest.fixture
-def clock() -> Clock:
+def clock() -> ManualClock:
     """Both the client's duration clock and the key cache's wall clock."""
-    return Clock()
+    return ManualClock(datetime.fromtimestamp(NOW, UTC))
 
 
 @pytest.fixture
-async def client(router: respx.MockRouter, clock: Clock) -> AsyncIterator[FactoryClient]:
+async def client(router: respx.MockRouter, clock: ManualClock) -> AsyncIterator[FactoryClient]:
     transport = httpx.MockTransport(router.async_handler)
     async with httpx.AsyncClient(base_url=FACTORY, transport=transport) as http:
         jwks = JwksCache(http, clock=clock)
@@ -62,12 +64,12 @@ Answer = httpx.Response | Exception
 
 
 def taking(
-    seconds: float, clock: Clock, response: httpx.Response
+    seconds: float, clock: ManualClock, response: httpx.Response
 ) -> Callable[[httpx.Request], httpx.Response]:
     """A respx side effect: the factory answers after `seconds` of the fake clock."""
 
     def answer(request: httpx.Request) -> httpx.Response:
-        clock.now += seconds
+        clock.advance(seconds)
         return response
 
     return answer
@@ -213,7 +215,7 @@ class TestChaosAndPrecedence:
         assert API_KEY not in result.reason
 
     async def test_throttled_pizza_is_chaos_not_slow(
-        self, client: FactoryClient, router: respx.MockRouter, clock: Clock
+        self, client: FactoryClient, router: respx.MockRouter, clock: ManualClock
     ) -> None:
         answer = httpx.Response(200, json={"jwt": valid_pizza(), "reportUrl": LINK})
         router.post(ORDER_URL).mock(side_effect=taking(3.0, clock, answer))
@@ -231,7 +233,7 @@ class TestChaosAndPrecedence:
 
 class TestDuration:
     async def test_fast_pizza_is_success(
-        self, client: FactoryClient, router: respx.MockRouter, clock: Clock
+        self, client: FactoryClient, router: respx.MockRouter, clock: ManualClock
     ) -> None:
         answer = httpx.Response(200, json={"jwt": valid_pizza()})
         router.post(ORDER_URL).mock(side_effect=taking(SLOW_CALL_S, clock, answer))
@@ -239,7 +241,7 @@ class TestDuration:
         assert (result.outcome, result.duration_s) == (Outcome.SUCCESS, SLOW_CALL_S)
 
     async def test_slow_pizza_is_slow_and_still_a_pizza(
-        self, client: FactoryClient, router: respx.MockRouter, clock: Clock
+        self, client: FactoryClient, router: respx.MockRouter, clock: ManualClock
     ) -> None:
         pizza = valid_pizza()
         answer = httpx.Response(200, json={"jwt": pizza})
@@ -249,7 +251,7 @@ class TestDuration:
         assert result.reason == "pizza took 2.5 s (slow above 2 s)"
 
     async def test_slow_failure_keeps_its_failure_label(
-        self, client: FactoryClient, router: respx.MockRouter, clock: Clock
+        self, client: FactoryClient, router: respx.MockRouter, clock: ManualClock
     ) -> None:
         answer = httpx.Response(500, json={"message": "chaos monkey"})
         router.post(ORDER_URL).mock(side_effect=taking(9.0, clock, answer))

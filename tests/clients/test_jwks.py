@@ -7,6 +7,7 @@ import functools
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from clients.jwks import JwksCache
+from tests.utils.clock import ManualClock
 
 FACTORY = "http://factory.test"
 JWKS_URL = f"{FACTORY}/.well-known/jwks.json"
@@ -27,16 +29,6 @@ PIZZA = {
     "diner": {"id": 719, "name": "j", "email": "j@jwt.com"},
     "order": {"id": 278, "items": [{"menuId": 1, "description": "Veggie", "price": 0.0038}]},
 }
-
-
-class Clock:
-    """Seconds that move only when a test says so."""
-
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass(frozen=True)
@@ -99,12 +91,12 @@ async def http(router: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock(datetime.fromtimestamp(NOW, UTC))
 
 
 @pytest.fixture
-def cache(http: httpx.AsyncClient, clock: Clock, jwks_route: respx.Route) -> JwksCache:
+def cache(http: httpx.AsyncClient, clock: ManualClock, jwks_route: respx.Route) -> JwksCache:
     return JwksCache(http, clock=clock, min_refetch_interval_s=10.0)
 
 
@@ -122,10 +114,10 @@ class TestVerify:
             assert await cache.verify(factory_key("k1").sign()) is not None
         assert jwks_route.call_count == 1
 
-    async def test_expired_header_is_rejected(self, cache: JwksCache, clock: Clock) -> None:
+    async def test_expired_header_is_rejected(self, cache: JwksCache, clock: ManualClock) -> None:
         token = factory_key("k1").sign(exp=NOW + 60)
         assert await cache.verify(token) is not None
-        clock.now = NOW + 60
+        clock.advance(60)
         assert await cache.verify(token) is None
 
     async def test_exp_must_be_in_the_header_not_the_payload(self, cache: JwksCache) -> None:
@@ -166,26 +158,26 @@ class TestVerify:
 
 class TestKeyRotation:
     async def test_unknown_kid_triggers_exactly_one_refetch(
-        self, cache: JwksCache, jwks_route: respx.Route, clock: Clock
+        self, cache: JwksCache, jwks_route: respx.Route, clock: ManualClock
     ) -> None:
         assert await cache.verify(factory_key("k1").sign()) is not None
-        clock.now += 60
+        clock.advance(60)
         jwks_route.return_value = key_set(factory_key("k1"), factory_key("k2"))
         assert await cache.verify(factory_key("k2").sign()) == PIZZA
         assert await cache.verify(factory_key("k2").sign()) == PIZZA
         assert jwks_route.call_count == 2
 
     async def test_refetches_are_rate_limited(
-        self, cache: JwksCache, jwks_route: respx.Route, clock: Clock
+        self, cache: JwksCache, jwks_route: respx.Route, clock: ManualClock
     ) -> None:
         flood = factory_key("k2").sign()  # a kid the factory does not have (yet)
         for _ in range(20):
             assert await cache.verify(flood) is None
         assert jwks_route.call_count == 1  # the first use only
-        clock.now += 9.9
+        clock.advance(9.9)
         assert await cache.verify(flood) is None
         assert jwks_route.call_count == 1
-        clock.now += 0.1
+        clock.advance(0.1)
         jwks_route.return_value = key_set(factory_key("k2"))
         assert await cache.verify(flood) == PIZZA
         assert jwks_route.call_count == 2
@@ -204,12 +196,12 @@ class TestKeyRotation:
         assert jwks_route.call_count == 1
 
     async def test_rotated_out_key_no_longer_verifies(
-        self, cache: JwksCache, jwks_route: respx.Route, clock: Clock
+        self, cache: JwksCache, jwks_route: respx.Route, clock: ManualClock
     ) -> None:
         old = factory_key("k1").sign()
         assert await cache.verify(old) is not None
         jwks_route.return_value = key_set(factory_key("k2"))
-        clock.now += 60
+        clock.advance(60)
         assert await cache.verify(factory_key("k2").sign()) is not None
         assert await cache.verify(old) is None
 
@@ -234,23 +226,23 @@ class TestFetchFailure:
         assert await cache.verify(factory_key("k1").sign()) is None
 
     async def test_recovers_after_the_refetch_interval(
-        self, cache: JwksCache, jwks_route: respx.Route, clock: Clock
+        self, cache: JwksCache, jwks_route: respx.Route, clock: ManualClock
     ) -> None:
         jwks_route.side_effect = httpx.ConnectError("refused")
         token = factory_key("k1").sign()
         assert await cache.verify(token) is None
         jwks_route.side_effect = None
         assert await cache.verify(token) is None  # still inside the interval
-        clock.now += 10
+        clock.advance(10)
         assert await cache.verify(token) == PIZZA
         assert jwks_route.call_count == 2
 
     async def test_failed_refetch_keeps_the_known_keys(
-        self, cache: JwksCache, jwks_route: respx.Route, clock: Clock
+        self, cache: JwksCache, jwks_route: respx.Route, clock: ManualClock
     ) -> None:
         assert await cache.verify(factory_key("k1").sign()) is not None
         jwks_route.side_effect = httpx.ConnectError("refused")
-        clock.now += 60
+        clock.advance(60)
         assert await cache.verify(factory_key("k2").sign()) is None
         assert await cache.verify(factory_key("k1").sign()) == PIZZA
 
