@@ -174,6 +174,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         webhook_url=settings.alert_webhook_url,
         public_url=settings.public_url,
         api_key=api_key,
+        clock=clock,
     )
     recorder.start()
     ops = FactoryOps(
@@ -186,6 +187,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         api_key=api_key,
         incidents=recorder,
         tracer=telemetry.tracer,
+        clock=clock,
     )
     with trace.use_span(
         telemetry.tracer.start_span("pizza.startup.factory_state"), end_on_exit=True

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import EventKind, FactoryEvent, utcnow
+from app.models import EventKind, FactoryEvent
+from clients.clock import Clock
 from telemetry.metrics import PizzaMetrics
 
 log = logging.getLogger("app.factory")
@@ -45,7 +46,7 @@ class ChaosWatch:
         *,
         sessions: async_sessionmaker[AsyncSession],
         metrics: PizzaMetrics,
-        clock: Callable[[], float],
+        clock: Clock,
         read: Callable[[], None],
         event: Callable[[EventKind, str], Awaitable[None]],
     ) -> None:
@@ -61,7 +62,7 @@ class ChaosWatch:
 
     def read_soon(self, *, now: bool = False) -> None:
         """Read the vendor record off the order path, at most every CHAOS_READ_MIN_S."""
-        at = self._clock()
+        at = self._clock.monotonic()
         recent = self._read_at is not None and at - self._read_at < CHAOS_READ_MIN_S
         if recent and not now:
             return
@@ -76,7 +77,7 @@ class ChaosWatch:
         return {
             "type": chaos.get("type"),
             "startDate": chaos.get("startDate"),
-            "phase": chaos_phase(chaos, utcnow()),
+            "phase": chaos_phase(chaos, self._clock.now()),
         }
 
     async def news(self, chaos: dict[str, Any] | None) -> None:
@@ -90,7 +91,7 @@ class ChaosWatch:
                 await self._event(EventKind.CHAOS_CLEARED, "the factory no longer reports chaos")
             return
         kind, start = str(chaos.get("type")), str(chaos.get("startDate"))
-        phase = chaos_phase(chaos, utcnow())
+        phase = chaos_phase(chaos, self._clock.now())
         self._metrics.set_chaos(kind, phase)
         when = "scheduled for" if phase == "scheduled" else "running since"
         detail = f"{phase}: the factory reports chaos {kind} {when} {start}"

@@ -27,10 +27,10 @@ from app.models import (
     OrderStatus,
     RemediationAttempt,
     RemediationLink,
-    utcnow,
 )
 from clients.breaker import FactoryBreaker
 from clients.client import FactoryClient
+from clients.clock import Clock
 from clients.remediation import followable_url
 from clients.schemas import Outcome
 from telemetry.metrics import PizzaMetrics
@@ -65,7 +65,9 @@ class RemediationLinks:
         event: Callable[..., Awaitable[None]],
         store_event: Callable[[FactoryEvent], Awaitable[None]],
         read_chaos_now: Callable[[], None],
+        clock: Clock,
     ) -> None:
+        self._clock = clock
         self._settings = settings
         self._sessions = sessions
         self._client = client
@@ -101,7 +103,7 @@ class RemediationLinks:
                     redacted=redacted,
                     outcome=str(outcome),
                     followable=followable,
-                    first_seen=utcnow(),
+                    first_seen=self._clock.now(),
                 )
                 inserted = await session.execute(
                     insert.on_conflict_do_nothing(index_elements=["url"]).returning(
@@ -169,7 +171,7 @@ class RemediationLinks:
             cleared = await session.execute(
                 update(RemediationLink)
                 .where(col(RemediationLink.resolved_at).is_(None))
-                .values(resolved_at=utcnow())
+                .values(resolved_at=self._clock.now())
             )
             await session.commit()
         self._metrics.set_remediation_pending(False)
@@ -236,7 +238,7 @@ class RemediationLinks:
                         col(RemediationLink.id) == link_id,
                         col(RemediationLink.resolved_at).is_(None),
                     )
-                    .values(resolved_at=utcnow())
+                    .values(resolved_at=self._clock.now())
                 )
             await session.commit()
         result = "resolved" if attempt.resolved else "unresolved"
@@ -261,7 +263,7 @@ class RemediationLinks:
             await session.execute(
                 update(DinerOrder)
                 .where(col(DinerOrder.status) == OrderStatus.PENDING)
-                .values(next_attempt_at=utcnow())
+                .values(next_attempt_at=self._clock.now())
             )
             await session.commit()
         self._metrics.set_remediation_pending(waiting is not None)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter, deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,11 +29,11 @@ from app.incidents import Conditions, IncidentRecorder
 from app.models import (
     EventKind,
     FactoryEvent,
-    utcnow,
 )
 from app.supervisor import Heartbeat
 from clients.breaker import BreakerState, FactoryBreaker
 from clients.client import FactoryClient
+from clients.clock import SYSTEM_CLOCK, Clock
 from clients.remediation import redact
 from clients.schemas import FactoryResult, Outcome
 from telemetry.metrics import PizzaMetrics
@@ -65,7 +63,7 @@ class FactoryOps:
         metrics: PizzaMetrics,
         factory_url: str,
         api_key: str,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         incidents: IncidentRecorder | None = None,
         tracer: Tracer | None = None,
     ) -> None:
@@ -104,6 +102,7 @@ class FactoryOps:
             event=self._event,
             store_event=self._store_event,
             read_chaos_now=lambda: self.chaos.read_soon(now=True),
+            clock=clock,
         )
         # Beaten after each probe that ran to its end (probe_forever).
         self.probe_heartbeat = Heartbeat()
@@ -118,14 +117,14 @@ class FactoryOps:
         `counted` again, but its pizza and its link are facts all the same.
         """
         if counted:
-            self._recent.append((self._clock(), result.outcome))
+            self._recent.append((self._clock.monotonic(), result.outcome))
         if result.outcome is not Outcome.SUCCESS or result.report_url or self.chaos.seen:
             # Failing, a link, or the end of a reported chaos: what does the vendor say?
             self.chaos.read_soon()
         if result.outcome is Outcome.SUCCESS or result.has_pizza:
-            self.last_success = utcnow()
+            self.last_success = self._clock.now()
         if counted and result.outcome is not Outcome.SUCCESS:
-            self.last_failure = LastFailure(utcnow(), result.outcome, result.reason)
+            self.last_failure = LastFailure(self._clock.now(), result.outcome, result.reason)
         if result.outcome is Outcome.UNAUTHORIZED:
             self._set_config_fault(result.reason)
         if result.report_url:
@@ -135,8 +134,8 @@ class FactoryOps:
 
     def observe_timeout(self, reason: str) -> None:
         """The customer's wait ended before the factory answered."""
-        self._recent.append((self._clock(), Outcome.TIMEOUT))
-        self.last_failure = LastFailure(utcnow(), Outcome.TIMEOUT, reason)
+        self._recent.append((self._clock.monotonic(), Outcome.TIMEOUT))
+        self.last_failure = LastFailure(self._clock.now(), Outcome.TIMEOUT, reason)
         self.chaos.read_soon()
 
     async def _probe_logged(self) -> None:
@@ -146,7 +145,7 @@ class FactoryOps:
             log.error("factory probe: could not record its result: %s", exc)
 
     def recent_outcomes(self) -> dict[str, int]:
-        since = self._clock() - RECENT_WINDOW_S
+        since = self._clock.monotonic() - RECENT_WINDOW_S
         return dict(Counter(str(o) for at, o in self._recent if at >= since))
 
     def _set_config_fault(self, reason: str) -> None:

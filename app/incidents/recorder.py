@@ -29,7 +29,7 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -43,8 +43,9 @@ from app.incidents.impact import impact_of
 from app.incidents.signs import TRIGGERS, Conditions, fault_sign, fault_text, may_close
 from app.incidents.store import OPEN, first_deferral, latest_incident, note, open_incident, tag
 from app.incidents.webhook import WEBHOOK_TIMEOUT_S, Delivery, Message, WebhookPager
-from app.models import EventKind, FactoryEvent, Incident, RemediationLink, utcnow
+from app.models import EventKind, FactoryEvent, Incident, RemediationLink
 from app.times import iso
+from clients.clock import SYSTEM_CLOCK, Clock
 from clients.remediation import redact
 
 log = logging.getLogger("app.incidents")
@@ -61,6 +62,7 @@ def create_recorder(
     webhook_url: str | None,
     public_url: str | None,
     api_key: str,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> IncidentRecorder:
     """The recorder the lifespan runs: paging ALERT_WEBHOOK_URL when it is set."""
     http = pager = None
@@ -69,6 +71,7 @@ def create_recorder(
         pager = WebhookPager(http, webhook_url)
     return IncidentRecorder(
         sessions=sessions,
+        clock=clock,
         pager=pager,
         pager_http=http,
         public_url=public_url or DEFAULT_PUBLIC_URL,
@@ -85,7 +88,7 @@ class IncidentRecorder:
         pager_http: httpx.AsyncClient | None = None,
         public_url: str = DEFAULT_PUBLIC_URL,
         redact: Callable[[str], str] = lambda text: text,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = SYSTEM_CLOCK,
         reopen_window_s: float = REOPEN_WINDOW_S,
     ) -> None:
         self._sessions = sessions
@@ -149,7 +152,7 @@ class IncidentRecorder:
         """The open incident (opened or reopened here if none), with the event tagged."""
         async with self._sessions() as session:
             for _ in range(OPEN_ATTEMPTS):
-                now = self._clock()
+                now = self._clock.now()
                 current = await open_incident(session)
                 latest = current or await latest_incident(session)
                 if current is not None:
@@ -230,7 +233,7 @@ class IncidentRecorder:
             ).first()
             if waiting is not None:
                 return
-            now = self._clock()
+            now = self._clock.now()
             closed = await session.execute(
                 update(Incident)
                 .where(col(Incident.id) == incident.id, col(Incident.open_slot) == OPEN)
@@ -273,7 +276,7 @@ class IncidentRecorder:
         self, incident_id: int, event: str, *, link: str | None = None, note: str | None = None
     ) -> Message:
         """The webhook's JSON: what happened, where to look, the impact so far."""
-        now = self._clock()
+        now = self._clock.now()
         async with self._sessions() as session:
             incident = await session.get(Incident, incident_id)
             assert incident is not None
@@ -315,7 +318,7 @@ class IncidentRecorder:
         tries = f"{delivery.tries} {'try' if delivery.tries == 1 else 'tries'}"
         detail = f"alert webhook: {delivery.event} {outcome} ({delivery.detail}, {tries})"
         async with self._sessions() as session:
-            session.add(note(delivery.incident_id, self._clock(), detail, kind=EventKind.PAGE))
+            session.add(note(delivery.incident_id, self._clock.now(), detail, kind=EventKind.PAGE))
             await session.commit()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 from app.factory.chaos import CHAOS_READ_MIN_S
 from tests.conftest import make_settings, running_api
 from tests.utils.builders import Api
+from tests.utils.clock import ManualClock
 from tests.utils.incidents import Receiver
 from tests.utils.orders import pending_orders, status
 from tests.utils.waiting import eventually
@@ -86,24 +88,26 @@ class TestARunningChaos:
 
 class TestReadingTheVendorRecord:
     async def test_happens_at_most_every_few_seconds_while_failures_go_on(
-        self, manual: Api, monkeypatch: pytest.MonkeyPatch
+        self, database_url: str, factory_url: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        ops = api = manual.services.ops
-        reads: list[float] = []
-        clock = [1000.0]
+        clock = ManualClock(datetime.now(UTC))
+        settings = make_settings(database_url, factory_url, factory_auto_remediate=False)
+        async with running_api(settings, clock=clock) as api:
+            ops = api.services.ops
+            reads: list[float] = []
 
-        async def probe() -> None:
-            reads.append(clock[0])
+            async def read() -> None:  # the read that a failure starts (not the periodic probe)
+                reads.append(clock.monotonic())
 
-        monkeypatch.setattr(ops, "probe", probe)
-        monkeypatch.setattr(ops.chaos, "_clock", lambda: clock[0])
-        seconds = int(2 * CHAOS_READ_MIN_S) + 2
-        for _ in range(seconds):  # a timed-out call every second
-            api.observe_timeout("timed out")
-            await asyncio.sleep(0)  # the spawned read runs
-            clock[0] += 1.0
+            monkeypatch.setattr(ops, "_probe_logged", read)
+            started = clock.monotonic()
+            seconds = int(2 * CHAOS_READ_MIN_S) + 2
+            for _ in range(seconds):  # a timed-out call every second
+                ops.observe_timeout("timed out")
+                await asyncio.sleep(0)  # the spawned read runs
+                clock.advance(1.0)
         # The first at once, then one per CHAOS_READ_MIN_S: at 0, 5 and 10 s of 12.
-        assert reads == [1000.0, 1000.0 + CHAOS_READ_MIN_S, 1000.0 + 2 * CHAOS_READ_MIN_S]
+        assert [at - started for at in reads] == [0.0, CHAOS_READ_MIN_S, 2 * CHAOS_READ_MIN_S]
 
 
 class TestAScheduledChaos:

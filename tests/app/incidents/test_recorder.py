@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -22,6 +22,7 @@ from app.models import EventKind, FactoryEvent, Incident
 from clients.breaker import BreakerState
 from tests.conftest import FACTORY_KEY, make_settings, running_api
 from tests.utils.builders import Api
+from tests.utils.clock import ManualClock
 from tests.utils.incidents import (
     assert_impact,
     async_url,
@@ -83,18 +84,6 @@ class TestFlapping:
         await assert_impact(api, body, ids)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
-
-
 async def event(
     sessions: async_sessionmaker[AsyncSession], stored: FactoryEvent, at: datetime
 ) -> FactoryEvent:
@@ -115,24 +104,26 @@ class TestTheFlapWindow:
     async def test_within_the_window_it_reopens_after_it_a_new_incident_opens(
         self, sessions: async_sessionmaker[AsyncSession]
     ) -> None:
-        clock = Clock()
+        clock = ManualClock(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
         recorder = IncidentRecorder(sessions=sessions, clock=clock, reopen_window_s=300)
         down = Conditions(breaker=BreakerState.OPEN)
 
         async def fault() -> None:
-            opening = await event(sessions, FactoryEvent.breaker("closed", "open"), clock())
+            opening = await event(sessions, FactoryEvent.breaker("closed", "open"), clock.now())
             await recorder.on_event(opening, down)
 
         async def recovery() -> None:
-            closing = await event(sessions, FactoryEvent.breaker("half_open", "closed"), clock())
+            closing = await event(
+                sessions, FactoryEvent.breaker("half_open", "closed"), clock.now()
+            )
             await recorder.on_event(closing, HEALTHY)
 
-        opened_at = clock()
+        opened_at = clock.now()
         await fault()
         clock.advance(30)
         await recovery()
         [first] = await all_incidents(sessions)
-        assert first.closed_at == clock.now
+        assert first.closed_at == clock.now()
         assert first.opened_at == first.started_at == opened_at
 
         clock.advance(299)  # flapping: one incident
@@ -146,15 +137,15 @@ class TestTheFlapWindow:
         await fault()
         first, second = await all_incidents(sessions)
         assert first.closed_at is not None and first.opened_at == opened_at
-        assert second.closed_at is None and second.opened_at == clock.now
+        assert second.closed_at is None and second.opened_at == clock.now()
 
     async def test_an_event_with_nothing_open_and_nothing_recent_is_no_incident(
         self, sessions: async_sessionmaker[AsyncSession]
     ) -> None:
-        clock = Clock()
+        clock = ManualClock(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
         recorder = IncidentRecorder(sessions=sessions, clock=clock)
         await recorder.on_event(
-            await event(sessions, FactoryEvent(kind="operator", detail="user 1: x"), clock()),
+            await event(sessions, FactoryEvent(kind="operator", detail="user 1: x"), clock.now()),
             HEALTHY,
         )
         assert await all_incidents(sessions) == []
