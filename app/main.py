@@ -213,7 +213,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tracer=telemetry.tracer,
         idle_poll_s=settings.worker_idle_poll_s,
     )
-    supervisor = Supervisor(telemetry.metrics)
+    supervisor = Supervisor(telemetry.metrics, clock=clock)
     app.state.services = Services(
         settings=settings,
         engine=engine,

@@ -14,17 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from app.backoff import backoff_s
+from clients.clock import SYSTEM_CLOCK, Clock
 from telemetry.metrics import PizzaMetrics
 
 log = logging.getLogger("app.supervisor")
 
-Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 RESTART_BASE_S = 1.0
@@ -45,19 +44,19 @@ class TaskState(StrEnum):
 class Heartbeat:
     """When a task last completed a cycle. Starts fresh; the supervisor gives it its clock."""
 
-    def __init__(self, clock: Clock = time.monotonic) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
         self.clock = clock
-        self._last = clock()
+        self._last = clock.monotonic()
 
     def beat(self) -> None:
-        self._last = self.clock()
+        self._last = self.clock.monotonic()
 
     @property
     def last(self) -> float:
         return self._last
 
     def age_s(self) -> float:
-        return max(self.clock() - self._last, 0.0)
+        return max(self.clock.monotonic() - self._last, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +90,7 @@ class Supervisor:
         self,
         metrics: PizzaMetrics,
         *,
-        clock: Clock = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         restart_base_s: float = RESTART_BASE_S,
@@ -127,7 +126,7 @@ class Supervisor:
 
     async def _supervise(self, entry: _Supervised) -> None:
         while True:
-            started = entry.run_started = self._clock()
+            started = entry.run_started = self._clock.monotonic()
             crash: Exception | None
             try:
                 await entry.run()
@@ -157,7 +156,7 @@ class Supervisor:
         """Did the run that just ended work for a while (a cycle, or a quiet minute)?"""
         if entry.heartbeat is not None and entry.heartbeat.last > started:
             return True
-        return self._clock() - started >= STABLE_RUN_S
+        return self._clock.monotonic() - started >= STABLE_RUN_S
 
     async def stop(self) -> None:
         """Cancel every task and wait for them: shutdown, not a crash."""

@@ -29,19 +29,9 @@ from telemetry.setup import setup_telemetry
 from tests.conftest import FACTORY_KEY, make_settings, running_api
 from tests.telemetry.promql import RULES
 from tests.utils.builders import Api
+from tests.utils.clock import ManualClock
 from tests.utils.orders import all_fulfilled, pending_orders, status
 from tests.utils.waiting import eventually
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class GatedSleep:
@@ -67,12 +57,11 @@ def metric_value(page: str, name: str, task: str) -> float | None:
 
 
 @pytest.fixture
-def supervised(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeClock, GatedSleep]:
-    """The lifespan's supervisor, on a clock and a sleep the test moves."""
-    clock, sleep = FakeClock(), GatedSleep(open_=False)
-    monkeypatch.setattr(
-        main_module, "Supervisor", functools.partial(Supervisor, clock=clock, sleep=sleep)
-    )
+def supervised(monkeypatch: pytest.MonkeyPatch) -> tuple[ManualClock, GatedSleep]:
+    """The lifespan's supervisor on a sleep the test opens; the clock, the app's own,
+    is given to running_api."""
+    clock, sleep = ManualClock(), GatedSleep(open_=False)
+    monkeypatch.setattr(main_module, "Supervisor", functools.partial(Supervisor, sleep=sleep))
     return clock, sleep
 
 
@@ -86,7 +75,7 @@ class TestSupervisorAlone:
         made.shutdown()
 
     async def test_a_crash_loop_stays_visible_with_capped_backoff(self, telemetry: Any) -> None:
-        clock, sleep = FakeClock(), GatedSleep()
+        clock, sleep = ManualClock(), GatedSleep()
         supervisor = Supervisor(
             telemetry.metrics, clock=clock, sleep=sleep, rand=lambda: 1.0, restart_max_s=8.0
         )
@@ -117,7 +106,7 @@ class TestSupervisorAlone:
     async def test_shutdown_is_not_a_crash(
         self, telemetry: Any, caplog: pytest.LogCaptureFixture
     ) -> None:
-        supervisor = Supervisor(telemetry.metrics, clock=FakeClock(), sleep=GatedSleep())
+        supervisor = Supervisor(telemetry.metrics, clock=ManualClock(), sleep=GatedSleep())
         started = asyncio.Event()
 
         async def forever() -> None:
@@ -132,7 +121,7 @@ class TestSupervisorAlone:
 
     async def test_a_task_that_returns_is_restarted_too(self, telemetry: Any) -> None:
         sleep = GatedSleep()
-        supervisor = Supervisor(telemetry.metrics, clock=FakeClock(), sleep=sleep)
+        supervisor = Supervisor(telemetry.metrics, clock=ManualClock(), sleep=sleep)
         runs = 0
 
         async def ends() -> None:
@@ -147,7 +136,7 @@ class TestSupervisorAlone:
         await supervisor.stop()
 
     def test_a_heartbeat_ages_on_its_clock(self) -> None:
-        clock = FakeClock()
+        clock = ManualClock()
         beat = Heartbeat(clock)
         clock.advance(5)
         assert beat.age_s() == 5
@@ -172,9 +161,9 @@ class TestWorkerCrash:
         factory_url: str,
         factory: httpx.Client,
         monkeypatch: pytest.MonkeyPatch,
-        supervised: tuple[FakeClock, GatedSleep],
+        supervised: tuple[ManualClock, GatedSleep],
     ) -> None:
-        _clock, sleep = supervised
+        clock, sleep = supervised
         real_claim = RetryWorker._claim
         crashed = asyncio.Event()
 
@@ -189,7 +178,7 @@ class TestWorkerCrash:
         settings = make_settings(
             database_url, factory_url, factory_auto_remediate=False, breaker_fail_max=3
         )
-        async with running_api(settings) as api:
+        async with running_api(settings, clock=clock) as api:
             written = io.StringIO()
             configure_logging(
                 secrets=settings.secrets, telemetry=api.services.telemetry, stream=written
@@ -228,7 +217,7 @@ class TestWorkerHangs:
         factory_url: str,
         factory: httpx.Client,
         monkeypatch: pytest.MonkeyPatch,
-        supervised: tuple[FakeClock, GatedSleep],
+        supervised: tuple[ManualClock, GatedSleep],
     ) -> None:
         clock, _sleep = supervised
         stuck = asyncio.Event()
@@ -239,7 +228,7 @@ class TestWorkerHangs:
             return []
 
         _misbehaving_claim(monkeypatch, claim_never_returning)
-        async with running_api(make_settings(database_url, factory_url)) as api:
+        async with running_api(make_settings(database_url, factory_url), clock=clock) as api:
             # The worker wakes on work: an order kept pending is what it tries to claim.
             shop = await api.shop()
             factory.put("/api/vendor/chaos/fail").raise_for_status()
@@ -264,7 +253,7 @@ class TestWorkerHangs:
 
 
 async def heartbeat_ages(
-    api: Api, clock: FakeClock, *, steps: int, every_s: float
+    api: Api, clock: ManualClock, *, steps: int, every_s: float
 ) -> tuple[str, list[float]]:
     """Scrape /metrics as Prometheus would, every `every_s` seconds of the fake clock:
     the worker's heartbeat series exactly as printed, and its values."""
