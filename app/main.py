@@ -7,10 +7,11 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 from opentelemetry import trace
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.middleware.cors import CORSMiddleware
@@ -28,7 +29,7 @@ from app.orders.worker import RetryWorker
 from app.orders.workflow import FACTORY_SLOTS, OrderWorkflow
 from app.routes import auth, factory, franchises, incidents, orders, root, users
 from app.services import Services
-from app.sql import open_store
+from app.sql import OrderStore, open_store
 from app.supervisor import Supervisor
 from app.users.accounts import create_admin
 from app.version import VERSION
@@ -39,6 +40,7 @@ from clients.jwks import JwksCache
 from clients.transport import factory_http_client
 from telemetry.logging import configure_logging
 from telemetry.setup import (
+    Telemetry,
     install_server_middleware,
     instrument_app,
     instrument_engine,
@@ -123,9 +125,10 @@ def factory_address(settings: Settings) -> tuple[str, str]:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Everything the service runs, built after any fork (one set per worker process),
+    started, and stopped in the reverse order."""
     settings: Settings = app.state.settings
     clock: Clock = app.state.clock
-    # Built here, after any fork: one set of providers per worker process.
     telemetry = setup_telemetry(
         service_version=VERSION,
         environment=settings.pizza_env,
@@ -133,36 +136,37 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     configure_logging(secrets=settings.secrets, telemetry=telemetry)
     instrument_app(app, telemetry)
-    engine = db.create_engine(settings.database_url)
-    instrument_engine(engine, telemetry)
-    # The start's statements are one trace, not a hundred parentless ones.
-    startup = telemetry.tracer.start_span("pizza.startup")
-    with trace.use_span(startup, end_on_exit=True):
-        await db.migrate(engine)
-        sessions = db.session_factory(engine)
-        jwt_secret = (
-            settings.jwt_secret.get_secret_value()
-            if settings.jwt_secret
-            else await shared_jwt_secret(sessions)
-        )
-        await _admin_from_settings(settings, sessions)
+    services = await _build(settings, telemetry, clock)
+    app.state.services = services
+    log.info(
+        "JWT Pizza %s ready: database %s, factory %s%s",
+        VERSION,
+        services.engine.url.render_as_string(hide_password=True),
+        services.ops.factory_url,
+        " (bundled simulator)" if settings.uses_simulator else "",
+    )
+    _start_background(services)
+    try:
+        yield
+    finally:
+        await services.supervisor.stop()
+        await services.orders.shutdown()
+        await services.ops.shutdown()
+        await services.incidents.aclose()
+        await services.breaker.stop()
+        await services.store.close()
+        await services.factory_http.aclose()
+        logging.getLogger("httpx").removeFilter(services.quiet_factory_log)
+        await services.engine.dispose()
+        telemetry.shutdown()
+
+
+async def _build(settings: Settings, telemetry: Telemetry, clock: Clock) -> Services:
+    engine, sessions, jwt_secret = await _database(settings, telemetry)
     store = open_store(settings.database_url)
     await store.start()
-
     factory_url, api_key = factory_address(settings)
-    http = factory_http_client(
-        factory_url, timeout_s=settings.factory_call_max_s, connections=FACTORY_SLOTS
-    )
-    instrument_http_client(http, telemetry)
-    quiet = QuietFactoryOrders(factory_url)
-    logging.getLogger("httpx").addFilter(quiet)
-    client = FactoryClient(
-        http,
-        api_key=api_key,
-        jwks=JwksCache(http, clock=clock),
-        slow_call_s=settings.factory_slow_call_s,
-        clock=clock,
-    )
+    http, client, quiet = _factory_client(settings, telemetry, clock, factory_url, api_key)
     breaker = FactoryBreaker(
         fail_max=settings.breaker_fail_max,
         reset_timeout_s=settings.breaker_reset_s,
@@ -195,6 +199,73 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ops.links.load()
     breaker.add_refused_listener(telemetry.metrics.call_refused)
     telemetry.metrics.set_breaker_state(str(breaker.state))
+    workflow, worker = _orders(settings, telemetry, store, client, breaker, ops)
+    return Services(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        store=store,
+        jwt_secret=jwt_secret,
+        telemetry=telemetry,
+        factory_http=http,
+        factory=client,
+        breaker=breaker,
+        ops=ops,
+        orders=workflow,
+        worker=worker,
+        incidents=recorder,
+        supervisor=Supervisor(telemetry.metrics, clock=clock),
+        clock=clock,
+        quiet_factory_log=quiet,
+    )
+
+
+async def _database(
+    settings: Settings, telemetry: Telemetry
+) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession], str]:
+    """The schema brought up to date, the sessions, the token secret, the first admin."""
+    engine = db.create_engine(settings.database_url)
+    instrument_engine(engine, telemetry)
+    # The start's statements are one trace, not a hundred parentless ones.
+    with trace.use_span(telemetry.tracer.start_span("pizza.startup"), end_on_exit=True):
+        await db.migrate(engine)
+        sessions = db.session_factory(engine)
+        jwt_secret = (
+            settings.jwt_secret.get_secret_value()
+            if settings.jwt_secret
+            else await shared_jwt_secret(sessions)
+        )
+        await _admin_from_settings(settings, sessions)
+    return engine, sessions, jwt_secret
+
+
+def _factory_client(
+    settings: Settings, telemetry: Telemetry, clock: Clock, factory_url: str, api_key: str
+) -> tuple[httpx.AsyncClient, FactoryClient, QuietFactoryOrders]:
+    http = factory_http_client(
+        factory_url, timeout_s=settings.factory_call_max_s, connections=FACTORY_SLOTS
+    )
+    instrument_http_client(http, telemetry)
+    quiet = QuietFactoryOrders(factory_url)
+    logging.getLogger("httpx").addFilter(quiet)
+    client = FactoryClient(
+        http,
+        api_key=api_key,
+        jwks=JwksCache(http, clock=clock),
+        slow_call_s=settings.factory_slow_call_s,
+        clock=clock,
+    )
+    return http, client, quiet
+
+
+def _orders(
+    settings: Settings,
+    telemetry: Telemetry,
+    store: OrderStore,
+    client: FactoryClient,
+    breaker: FactoryBreaker,
+    ops: FactoryOps,
+) -> tuple[OrderWorkflow, RetryWorker]:
     workflow = OrderWorkflow(
         settings=settings,
         store=store,
@@ -213,36 +284,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tracer=telemetry.tracer,
         idle_poll_s=settings.worker_idle_poll_s,
     )
-    supervisor = Supervisor(telemetry.metrics, clock=clock)
-    app.state.services = Services(
-        settings=settings,
-        engine=engine,
-        sessions=sessions,
-        store=store,
-        jwt_secret=jwt_secret,
-        telemetry=telemetry,
-        factory_http=http,
-        factory=client,
-        breaker=breaker,
-        ops=ops,
-        orders=workflow,
-        worker=worker,
-        incidents=recorder,
-        supervisor=supervisor,
-        clock=clock,
-    )
-    log.info(
-        "JWT Pizza %s ready: database %s, factory %s%s",
-        VERSION,
-        engine.url.render_as_string(hide_password=True),
-        factory_url,
-        " (bundled simulator)" if settings.uses_simulator else "",
-    )
+    return workflow, worker
+
+
+def _start_background(services: Services) -> None:
+    supervisor, worker, ops = services.supervisor, services.worker, services.ops
     supervisor.start(
         "retry-worker",
         worker.run_forever,
         heartbeat=worker.heartbeat,
-        stale_after_s=worker_stale_after_s(settings),
+        stale_after_s=worker_stale_after_s(services.settings),
     )
     supervisor.start(
         "factory-probe",
@@ -250,20 +301,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         heartbeat=ops.probe_heartbeat,
         stale_after_s=PROBE_STALE_AFTER_S,
     )
+    recorder = services.incidents
     supervisor.start("incident-watch", lambda: recorder.watch_forever(ops.conditions))
-    try:
-        yield
-    finally:
-        await supervisor.stop()
-        await workflow.shutdown()
-        await ops.shutdown()
-        await recorder.aclose()
-        await breaker.stop()
-        await store.close()
-        await http.aclose()
-        logging.getLogger("httpx").removeFilter(quiet)
-        await engine.dispose()
-        telemetry.shutdown()
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock = SYSTEM_CLOCK) -> FastAPI:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,7 @@ class Services:
     incidents: IncidentRecorder
     supervisor: Supervisor
     clock: Clock  # everything time-dependent reads this one (clients/clock.py)
+    quiet_factory_log: logging.Filter  # on httpx's logger while the app runs
 
     @property
     def metrics(self) -> PizzaMetrics:
