@@ -31,7 +31,7 @@ from app.services import Services
 from app.sql import open_store
 from app.supervisor import Supervisor
 from app.version import VERSION
-from clients.breaker import FactoryBreaker
+from clients.breaker import PROBE_TTL_MARGIN_S, FactoryBreaker
 from clients.client import ORDER_PATH, FactoryClient
 from clients.jwks import JwksCache
 from clients.transport import factory_http_client
@@ -175,6 +175,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         fail_max=settings.breaker_fail_max,
         reset_timeout_s=settings.breaker_reset_s,
         redis_url=settings.redis_url,
+        # A replica that dies holding the probe: the others take it after the call's own
+        # limit, not after a fixed 30 s (the live holder renews it while it calls).
+        probe_ttl_s=settings.factory_timeout_s + PROBE_TTL_MARGIN_S,
     )
     await breaker.start()
     recorder = create_recorder(
