@@ -249,6 +249,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stale_after_s=worker_stale_after_s(settings),
     )
     supervisor.start(
+        "claim-leases",
+        workflow.leases.run_forever,
+        heartbeat=workflow.leases.heartbeat,
+        stale_after_s=max(60.0, 4 * settings.claim_lease_s),
+    )
+    supervisor.start(
         "factory-probe",
         ops.probe_forever,
         heartbeat=ops.probe_heartbeat,

@@ -25,6 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.backoff import backoff_s
 from app.config import Settings
 from app.models import OrderFailure, OrderItem, OrderStatus, utcnow
+from app.orders.leases import LeaseKeeper
 from app.sql import OrderStore
 from app.sql.store import StoreError
 from clients.breaker import CallRefused, FactoryBreaker, Ticket
@@ -37,9 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("app.orders")
 
-# How long past FACTORY_CALL_MAX_S a claim outlives its call, so another replica
-# never retries an order whose call may still answer.
-CLAIM_MARGIN_S = 5.0
 # Factory calls in flight at once (one per pooled connection: app/main.py).
 FACTORY_SLOTS = 64
 BREAKER_OPEN_REASON = "factory circuit open"
@@ -124,12 +122,20 @@ class OrderWorkflow:
         self._slots = asyncio.Semaphore(factory_slots)
         # Orders whose factory call is in flight in this process: the worker leaves them be.
         self.inflight: set[int] = set()
+        # Orders in `attempt()` here (waiting for the breaker, a slot, or the answer).
+        self.attempting: set[int] = set()
+        # Their leases are short and renewed while attempted or in flight (app/orders/leases.py).
+        self.leases = LeaseKeeper(
+            store=store,
+            held=lambda: self.attempting | self.inflight,
+            lease_s=settings.claim_lease_s,
+        )
         self._tasks: set[asyncio.Task[Attempt]] = set()
         # Told when an order is left pending and when it may be tried again (the worker).
         self.on_pending: Callable[[datetime], None] = lambda _at: None
 
     def claim_until(self, now: datetime) -> datetime:
-        return now + timedelta(seconds=self._settings.factory_call_max_s + CLAIM_MARGIN_S)
+        return self.leases.until(now)
 
     def next_attempt(self, now: datetime, attempts: int) -> datetime:
         delay = backoff_s(
@@ -158,6 +164,15 @@ class OrderWorkflow:
         self, order: PlacedOrder, diner: DinerInfo, items: Sequence[PlacedItem]
     ) -> Attempt:
         """One guarded factory attempt for a stored, claimed, pending order."""
+        self.attempting.add(order.id)
+        try:
+            return await self._attempt(order, diner, items)
+        finally:
+            self.attempting.discard(order.id)
+
+    async def _attempt(
+        self, order: PlacedOrder, diner: DinerInfo, items: Sequence[PlacedItem]
+    ) -> Attempt:
         if self._ops.config_fault:
             # Our key was refused: calling again cannot help until it works (the probe says).
             await self._release(order.id, reason=self._ops.config_fault)
