@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.sql.store import StoreError
+
+log = logging.getLogger("app.errors")
 
 
 class AppError(Exception):
@@ -98,7 +104,29 @@ def describe_validation(error: RequestValidationError) -> str:
     return f"{field}: {message}"
 
 
+# While the database is away (a restart, a failover): how long a client should wait.
+DATABASE_RETRY_AFTER_S = 5
+DATABASE_UNAVAILABLE = (
+    "the database is unavailable for a moment; nothing was stored or changed: "
+    "try again in a few seconds"
+)
+
+
+def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """One warning line, no traceback: the cause is outside the service (and /readyz says
+    503 meanwhile, so a load balancer takes the replica out while it lasts)."""
+    log.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )
+    headers = {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
+    return JSONResponse({"message": DATABASE_UNAVAILABLE}, 503, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    # The order store's errors, the ORM's lost connections and a refused connect.
+    for unavailable in (StoreError, OperationalError, InterfaceError, ConnectionError):
+        app.add_exception_handler(unavailable, _database_unavailable)
+
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
         return JSONResponse({"message": exc.message}, exc.status_code, headers=exc.headers)
