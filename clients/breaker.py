@@ -612,10 +612,39 @@ class FactoryBreaker:
         shared = await self._try(self._read_shared(self._redis), down=None)
         if shared is None:
             return
+        if shared.version == 0 and self._holds_news() and await self._reseed():
+            return
         if shared.version != self._version:
             self._adopt(shared)
         if self._current() is BreakerState.CLOSED:
             self._storage.set_counter(shared.failures)
+
+    def _holds_news(self) -> bool:
+        """Our copy says more than an empty Redis would (open, half-open or forced)."""
+        return self._forced is not None or self._current() is not BreakerState.CLOSED
+
+    async def _reseed(self) -> bool:
+        """Redis has no breaker (restarted, flushed) but ours is open or forced: write ours
+        back instead of adopting "closed", so a restart of Redis does not close an open
+        breaker on every replica at once (and send each one's calls to a failing factory).
+        False if another replica wrote first (then its state is adopted as usual)."""
+        assert self._redis is not None
+        opened_at = self._storage.opened_at
+        args = [
+            0,
+            _FROM_PYBREAKER[self._storage.state].value,
+            self._forced or "",
+            opened_at.timestamp() if opened_at else "",
+            self._since.timestamp(),
+        ]
+        landed = await self._try(self._transition_script(keys=self._keys, args=args), down=0)
+        if not landed:
+            return False
+        self._version = int(landed)
+        log.info(
+            "breaker %s: Redis had lost the shared state; wrote back %s", self._name, self.state
+        )
+        return True
 
     async def _read_shared(self, client: aioredis.Redis[str]) -> _Shared:
         async with client.pipeline(transaction=False) as pipe:

@@ -634,3 +634,24 @@ class TestRedisProbeLifetime:
         release.set()
         assert await probe == "called"
         await client.connection_pool.disconnect()
+
+
+class TestRedisRestart:
+    async def test_an_open_breaker_stays_open_when_redis_loses_its_state(
+        self, replicas: Replicas
+    ) -> None:
+        """Redis restarted (no persistence): the replicas write their open breaker back
+        rather than all adopting "closed" and calling a failing factory again."""
+        client: aioredis.Redis[str] = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+        (a, _), (b, _) = await replicas(), await replicas()
+        await fail(a, 5)
+        await b.refresh()
+        assert b.state is OPEN
+        await client.delete(*a._keys)  # what a restarted Redis holds: nothing
+        await b.refresh()
+        await a.refresh()
+        assert a.state is OPEN and b.state is OPEN
+        assert await client.hget(a._keys[0], "state") == "open"
+        with pytest.raises(CallRefused):
+            await call(b)
+        await client.connection_pool.disconnect()
