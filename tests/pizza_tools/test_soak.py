@@ -12,8 +12,16 @@ from typing import Any
 import pytest
 
 from pizza_tools.bench.procs import isolated_env, pizza_command
-from pizza_tools.soak.faults import ESSENTIAL, schedule
+from pizza_tools.soak.faults import ESSENTIAL, Window, schedule
 from pizza_tools.soak.nginx import site_conf
+from pizza_tools.soak.report import (
+    StoredOrder,
+    checks,
+    memory_report,
+    orders_report,
+    window_report,
+)
+from pizza_tools.soak.traffic import Answer
 
 SOAK_TIMEOUT_S = 900
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -81,3 +89,40 @@ def test_the_readme_shows_the_nginx_configuration_the_soak_runs() -> None:
     block = re.search(r"```nginx\n(.*?)```", section, re.DOTALL)
     assert block is not None, "no ```nginx block in the README's replicas section"
     assert block.group(1) == site_conf("127.0.0.1:8080", README_REPLICAS)
+
+
+def test_an_accepted_order_missing_from_the_database_is_lost() -> None:
+    stored = {
+        1: StoredOrder(1, "fulfilled", None, None),
+        2: StoredOrder(2, "failed", "rejected", "factory rejected it"),
+        4: StoredOrder(4, "fulfilled", None, None),
+    }
+    orders = orders_report({1, 2, 3, 4}, stored, {"1": 1, "4": 2})
+    assert orders["lost"] == 1
+    assert orders["failed_reasons"] == {"rejected: factory rejected it": 1}
+    assert orders["fulfilled_not_one_pizza"] == {"4": 2}
+    assert checks(orders, memory_report({"r": 100}, {"r": 105}, set()))["lost_0"] is False
+
+
+def test_memory_growth_is_judged_on_replicas_that_ran_the_whole_time() -> None:
+    memory = memory_report({"a": 100, "b": 100}, {"a": 109, "b": 300}, restarted={"b"})
+    assert memory["max_growth"] == 0.09
+    assert memory["replicas"]["b"]["growth"] is None
+    grown = memory_report({"a": 100}, {"a": 111}, set())
+    assert checks(orders_report(set(), {}, {}), grown)["memory_growth_under_10_percent"] is False
+
+
+def test_a_window_counts_its_answers_and_the_time_to_the_next_pizza() -> None:
+    window = Window("postgres:restart", start=10.0, end=20.0)
+    answers = [
+        Answer(11.0, "order", 503),
+        Answer(15.0, "menu", 503),
+        Answer(19.0, "menu", 200),
+        Answer(21.0, "order", 503),
+        Answer(22.5, "order_keyed", 200),
+    ]
+    report = window_report(window, answers, origin=0.0)
+    assert report["answers"] == {"200": 1, "503": 2}
+    assert report["errors"] == 2
+    assert report["error_span_s"] == 4.0
+    assert report["recovery_s"] == 2.5
