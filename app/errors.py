@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.sql.store import StoreError
@@ -122,10 +122,22 @@ def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"message": DATABASE_UNAVAILABLE}, 503, headers=headers)
 
 
+def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """The ORM's errors: a lost or refused connection is the database away; any other
+    (a constraint, a bad statement) is our bug and stays a logged 500."""
+    if isinstance(exc, OperationalError | InterfaceError) or getattr(
+        exc, "connection_invalidated", False
+    ):
+        return _database_unavailable(request, exc)
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"message": "internal error"}, 500)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    # The order store's errors, the ORM's lost connections and a refused connect.
-    for unavailable in (StoreError, OperationalError, InterfaceError, ConnectionError):
+    # The order store's errors, a refused or timed-out connect, the ORM's lost connections.
+    for unavailable in (StoreError, ConnectionError, TimeoutError):
         app.add_exception_handler(unavailable, _database_unavailable)
+    app.add_exception_handler(DBAPIError, _database_error)
 
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:

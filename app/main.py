@@ -248,12 +248,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         heartbeat=worker.heartbeat,
         stale_after_s=worker_stale_after_s(settings),
     )
-    supervisor.start(
-        "claim-leases",
-        workflow.leases.run_forever,
-        heartbeat=workflow.leases.heartbeat,
-        stale_after_s=max(60.0, 4 * settings.claim_lease_s),
-    )
+    # Supervised for a crash; no heartbeat: it only waits on the database, whose absence
+    # /readyz reports itself.
+    supervisor.start("claim-leases", workflow.leases.run_forever)
     supervisor.start(
         "factory-probe",
         ops.probe_forever,

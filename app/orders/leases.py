@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from app.models import utcnow
 from app.sql import OrderStore
 from app.sql.store import StoreError
-from app.supervisor import Heartbeat
 
 log = logging.getLogger("app.orders.leases")
 
@@ -30,7 +29,6 @@ class LeaseKeeper:
         self._held = held  # the ids this process is attempting or awaiting an answer for
         self._lease = timedelta(seconds=lease_s)
         self.period_s = lease_s / 3
-        self.heartbeat = Heartbeat()
 
     def until(self, now: datetime) -> datetime:
         """The end of a lease taken or renewed at ``now``."""
@@ -53,5 +51,3 @@ class LeaseKeeper:
                 # the lease another replica may retry an order (one pizza per order holds:
                 # the first answer recorded wins; resilience.md accepts a rare second).
                 log.error("could not renew the claim leases: %s", exc)
-                continue
-            self.heartbeat.beat()

@@ -135,6 +135,7 @@ def _report(
         "drain_s": drain_s,
         "faults": [report.window_report(w, answers, run.origin) for w in run.windows],
         "errors_outside_fault_windows": report.outside_errors(answers, run.windows, SETTLE_S),
+        "service_unhandled_errors": run.stack.unhandled_errors(),
         "memory": memory,
         "checks": report.checks(orders, memory),
     }

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,6 +155,20 @@ class SoakStack:
         finally:
             await connection.close()
         return {r[0]: StoredOrder(r[0], str(r[1]), r[2], r[3]) for r in rows}
+
+    def unhandled_errors(self) -> dict[str, int]:
+        """The replicas' "unhandled error" log lines (each a 500): route and exception."""
+        found: Counter[str] = Counter()
+        for log_path in sorted(self.workdir.glob("replica-*.log")):
+            for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+                if '"unhandled error on' not in line:
+                    continue
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line)
+                    trace = str(record.get("exc_info") or record.get("exception") or "")
+                    last = trace.strip().splitlines()[-1] if trace.strip() else ""
+                    found[f"{record.get('message')}: {last[:200]}"] += 1
+        return dict(found)
 
     def rss(self) -> dict[str, int]:
         return {child.name: child.rss_bytes() for child in self.children.values()}

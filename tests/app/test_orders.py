@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.sql.store import StoreError
 from tests.conftest import make_settings, running_api
@@ -314,3 +316,25 @@ class TestWhileTheDatabaseIsAway:
         monkeypatch.undo()
         history = await api.client.get("/api/order", headers=shop.diner.headers)
         assert history.json()["orders"] == []  # nothing half-written
+
+    async def test_a_lost_database_connection_in_the_orm_is_a_503_and_a_bug_stays_a_500(
+        self, api: Api, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        shop = await api.shop()
+
+        def failing(error: Exception) -> Any:
+            async def exec_(*_args: Any, **_kwargs: Any) -> Any:
+                raise error
+
+            return exec_
+
+        lost = OperationalError("SELECT", {}, ConnectionRefusedError(111, "refused"))
+        monkeypatch.setattr(AsyncSession, "exec", failing(lost))
+        answer = await api.client.get("/api/franchise", headers=shop.admin.headers)
+        assert answer.status_code == 503, answer.text
+        assert int(answer.headers["retry-after"]) >= 1
+        bug = IntegrityError("INSERT", {}, ValueError("duplicate"))
+        monkeypatch.setattr(AsyncSession, "exec", failing(bug))
+        answer = await api.client.get("/api/franchise", headers=shop.admin.headers)
+        assert answer.status_code == 500
+        assert answer.json() == {"message": "internal error"}

@@ -74,7 +74,7 @@ class TestTwoMinuteSoak:
 
     def test_no_500_from_the_service_in_any_window(self, soak: dict[str, Any]) -> None:
         # A database restart is a 503 with Retry-After, never an internal error.
-        assert "500" not in soak["answers"]
+        assert "500" not in soak["answers"], soak["service_unhandled_errors"]
 
 
 def test_the_schedule_starts_with_every_essential_fault_and_is_seeded() -> None:
