@@ -20,6 +20,8 @@ from app.sql.store import StoreError
 
 log = logging.getLogger("app.orders.leases")
 
+RETRY_S = 0.5  # while the database is away
+
 
 class LeaseKeeper:
     """Renews the leases of the orders this process is attempting; supervised."""
@@ -42,11 +44,16 @@ class LeaseKeeper:
         return await self._store.renew(ids, self.until(utcnow()))
 
     async def run_forever(self) -> None:
+        delay = self.period_s
         while True:
-            await asyncio.sleep(self.period_s)
+            await asyncio.sleep(delay)
+            delay = self.period_s
             try:
                 await self.renew_once()
             except StoreError as exc:
+                # Renew as soon as the database is back: before another replica's worker
+                # (which waits a lease's third after an outage) could take these orders.
+                delay = min(RETRY_S, self.period_s)
                 # The database is away: the leases run on; if it stays away longer than
                 # the lease another replica may retry an order (one pizza per order holds:
                 # the first answer recorded wins; resilience.md accepts a rare second).

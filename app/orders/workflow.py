@@ -10,6 +10,7 @@ timeout and is not fed twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -40,6 +41,8 @@ log = logging.getLogger("app.orders")
 
 # Factory calls in flight at once (one per pooled connection: app/main.py).
 FACTORY_SLOTS = 64
+# A made pizza whose answer could not be stored is stored again this often until it is.
+RECORD_RETRY_S = 0.5
 BREAKER_OPEN_REASON = "factory circuit open"
 REJECTED_REASON = "rejected by factory"
 CALL_FAILED_REASON = "the factory call failed on our side; retried"
@@ -124,10 +127,12 @@ class OrderWorkflow:
         self.inflight: set[int] = set()
         # Orders in `attempt()` here (waiting for the breaker, a slot, or the answer).
         self.attempting: set[int] = set()
+        # Orders whose pizza is made but could not be stored yet (the database away).
+        self.recording: set[int] = set()
         # Their leases are short and renewed while attempted or in flight (app/orders/leases.py).
         self.leases = LeaseKeeper(
             store=store,
-            held=lambda: self.attempting | self.inflight,
+            held=lambda: self.attempting | self.inflight | self.recording,
             lease_s=settings.claim_lease_s,
         )
         self._tasks: set[asyncio.Task[Attempt]] = set()
@@ -258,12 +263,38 @@ class OrderWorkflow:
                 except StoreError:
                     # Not stored: the facts (outcome counts, the link) are kept all the same.
                     await self._observe(order.id, result, counted=not wait.over)
+                    if result.has_pizza:
+                        self._record_later(order, info, result)
                     raise
                 await self._observe(order.id, result, counted=not wait.over)
                 return attempt
         finally:
             self.inflight.discard(order.id)
             self._slots.release()
+
+    def _record_later(self, order: PlacedOrder, info: OrderInfo, result: FactoryResult) -> None:
+        """The pizza is made but the database is away: keep it and store it once the
+        database is back, instead of letting the lease run out and the factory make the
+        order a second time. Meanwhile the order stays leased here (renewed)."""
+        self.recording.add(order.id)
+        task = asyncio.create_task(self._keep_recording(order, info, result))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _keep_recording(
+        self, order: PlacedOrder, info: OrderInfo, result: FactoryResult
+    ) -> Attempt:
+        try:
+            while True:
+                await asyncio.sleep(RECORD_RETRY_S)
+                with contextlib.suppress(StoreError):
+                    attempt = await self._record(order, info, result, counted=False)
+                    log.info(
+                        "order %s: its pizza, made while the database was away, is stored", order.id
+                    )
+                    return attempt
+        finally:
+            self.recording.discard(order.id)
 
     async def _observe(self, order_id: int, result: FactoryResult, *, counted: bool) -> None:
         """Operators' facts about an answer already stored: their failure is logged, with

@@ -457,3 +457,31 @@ async def claimed_until(api: Api, order_id: int) -> datetime:
         order = await session.get(DinerOrder, order_id)
     assert order is not None and order.claimed_until is not None
     return order.claimed_until
+
+
+class TestAPizzaMadeWhileTheDatabaseIsAway:
+    async def test_is_stored_when_the_database_is_back_and_not_made_again(
+        self, api: Api, factory: httpx.Client, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """pizza soak (issue 13): the factory made the pizza during a PostgreSQL restart;
+        the answer is kept and stored once the database answers, instead of the order
+        being made a second time after its lease."""
+        shop = await api.shop()
+        store = api.services.store
+        real_fulfil = store.fulfil
+        refusals = [StoreError("ConnectionRefusedError: [Errno 111] Connection refused")] * 3
+
+        async def fulfil_after_an_outage(order_id: int, jwt: str, now: datetime) -> bool:
+            if refusals:
+                raise refusals.pop()
+            return await real_fulfil(order_id, jwt, now)
+
+        monkeypatch.setattr(store, "fulfil", fulfil_after_an_outage)
+        before = factory.get("/api/sim/stats").json()  # one simulator for every test
+        answer = await api.order(shop)
+        assert answer.status_code == 503, answer.text  # kept pending: not stored yet
+        order_id = str(answer.json()["order"]["id"])
+        await eventually(lambda: all_fulfilled(api, shop, [int(order_id)]))
+        after = factory.get("/api/sim/stats").json()
+        assert after["pizzas"][order_id] - before["pizzas"].get(order_id, 0) == 1
+        assert after["calls"] == before["calls"] + 1
