@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     factory_sim_api_key: SecretStr = SecretStr(DEV_SIM_API_KEY)
     factory_timeout_s: float = Field(5.0, gt=0)
     factory_call_max_s: float = Field(60.0, gt=0)
+    # How long an attempted order stays leased to a replica without renewal (issue 13).
+    claim_lease_s: float = Field(15.0, gt=0)
     factory_slow_call_s: float = Field(2.0, gt=0)
     breaker_fail_max: int = Field(5, ge=1)
     breaker_reset_s: float = Field(30.0, gt=0)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.sql.store import StoreError
+
+log = logging.getLogger("app.errors")
 
 
 class AppError(Exception):
@@ -98,7 +104,41 @@ def describe_validation(error: RequestValidationError) -> str:
     return f"{field}: {message}"
 
 
+# While the database is away (a restart, a failover): how long a client should wait.
+DATABASE_RETRY_AFTER_S = 5
+DATABASE_UNAVAILABLE = (
+    "the database is unavailable for a moment; nothing was stored or changed: "
+    "try again in a few seconds"
+)
+
+
+def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """One warning line, no traceback: the cause is outside the service (and /readyz says
+    503 meanwhile, so a load balancer takes the replica out while it lasts)."""
+    log.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )
+    headers = {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
+    return JSONResponse({"message": DATABASE_UNAVAILABLE}, 503, headers=headers)
+
+
+def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """The ORM's errors: a lost or refused connection is the database away; any other
+    (a constraint, a bad statement) is our bug and stays a logged 500."""
+    if isinstance(exc, OperationalError | InterfaceError) or getattr(
+        exc, "connection_invalidated", False
+    ):
+        return _database_unavailable(request, exc)
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"message": "internal error"}, 500)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    # The order store's errors, a refused or timed-out connect, the ORM's lost connections.
+    for unavailable in (StoreError, ConnectionError, TimeoutError):
+        app.add_exception_handler(unavailable, _database_unavailable)
+    app.add_exception_handler(DBAPIError, _database_error)
+
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
         return JSONResponse({"message": exc.message}, exc.status_code, headers=exc.headers)

@@ -33,7 +33,7 @@ from app.sql import OrderStore, open_store
 from app.supervisor import Supervisor
 from app.users.accounts import create_admin
 from app.version import VERSION
-from clients.breaker import FactoryBreaker
+from clients.breaker import PROBE_TTL_MARGIN_S, FactoryBreaker
 from clients.client import ORDER_PATH, FactoryClient
 from clients.clock import SYSTEM_CLOCK, Clock
 from clients.jwks import JwksCache
@@ -171,6 +171,9 @@ async def _build(settings: Settings, telemetry: Telemetry, clock: Clock) -> Serv
         fail_max=settings.breaker_fail_max,
         reset_timeout_s=settings.breaker_reset_s,
         redis_url=settings.redis_url,
+        # A replica that dies holding the probe: the others take it after the call's own
+        # limit, not after a fixed 30 s (the live holder renews it while it calls).
+        probe_ttl_s=settings.factory_timeout_s + PROBE_TTL_MARGIN_S,
     )
     await breaker.start()
     recorder = create_recorder(
@@ -295,6 +298,9 @@ def _start_background(services: Services) -> None:
         heartbeat=worker.heartbeat,
         stale_after_s=worker_stale_after_s(services.settings),
     )
+    # Supervised for a crash; no heartbeat: it only waits on the database, whose absence
+    # /readyz reports itself.
+    supervisor.start("claim-leases", services.orders.leases.run_forever)
     supervisor.start(
         "factory-probe",
         ops.probe_forever,

@@ -53,9 +53,11 @@ log = logging.getLogger(__name__)
 
 REFRESH_PERIOD_S = 0.25
 REDIS_TIMEOUT_S = 0.5
-# Only matters when a replica dies holding the probe: a live one releases it when its
-# guarded block ends, which the client bounds by FACTORY_TIMEOUT_S (5 s by default).
-PROBE_TTL_S = 30.0
+# The probe key's time-to-live in Redis, renewed every REFRESH_PERIOD_S while its call
+# runs: it only matters when a replica dies holding the probe, which the others then give
+# up on after this long. The service passes FACTORY_TIMEOUT_S + PROBE_TTL_MARGIN_S.
+PROBE_TTL_S = 6.0
+PROBE_TTL_MARGIN_S = 1.0
 # A lost compare-and-set means another replica moved first; an operator action looks again.
 CAS_ATTEMPTS = 3
 KEY_PREFIX = "jwt-pizza:breaker"
@@ -73,6 +75,18 @@ redis.call('HSET', KEYS[1], 'version', version, 'state', ARGV[2], 'forced', ARGV
 redis.call('DEL', KEYS[3])
 if ARGV[2] == 'closed' then redis.call('DEL', KEYS[2]) end
 return version
+"""
+# Count one failure only if no transition (a close, a remediation) happened since the call
+# was admitted at version ARGV[1] ('' when unknown): -1 means the outcome is stale.
+_COUNT_FAILURE_LUA = """
+local version = redis.call('HGET', KEYS[1], 'version') or '0'
+if ARGV[1] ~= '' and tonumber(version) ~= tonumber(ARGV[1]) then return -1 end
+return redis.call('INCR', KEYS[2])
+"""
+# Keep our probe alive while its call runs (a dead replica's lapses after its TTL).
+_RENEW_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
 """
 # Release the probe only if it is still ours (its TTL may have handed it to another).
 _RELEASE_LUA = """
@@ -117,12 +131,18 @@ class CallRefused(Exception):
 class Ticket:
     """One admitted call. ``record()`` its outcome before the ``guard()`` block ends."""
 
-    __slots__ = ("admitted_as", "outcome", "token")
+    __slots__ = ("admitted_as", "epoch", "outcome", "token", "version")
 
-    def __init__(self, admitted_as: BreakerState, token: str = "") -> None:
+    def __init__(
+        self, admitted_as: BreakerState, token: str = "", *, epoch: int = 0, version: int = -1
+    ) -> None:
         self.admitted_as = admitted_as  # CLOSED, HALF_OPEN (the probe) or FORCED_CLOSED
         self.outcome: Outcome | None = None
         self.token = token  # the probe's value in Redis
+        # What the breaker was when the call was admitted: an outcome from before a later
+        # transition or remediation says nothing about the factory now (it is not counted).
+        self.epoch = epoch
+        self.version = version  # the shared version then (-1: unknown)
 
     def record(self, outcome: Outcome) -> None:
         """Set the outcome the breaker counts for this call (the last one recorded wins)."""
@@ -183,8 +203,10 @@ class FactoryBreaker:
         reset_timeout_s: float = 30.0,
         redis_url: str | None = None,
         name: str = "factory",
+        probe_ttl_s: float = PROBE_TTL_S,
     ) -> None:
         self._name = name
+        self._probe_ttl_ms = max(int(probe_ttl_s * 1000), 1)
         self._reset_timeout = timedelta(seconds=reset_timeout_s)
         self._storage = _Storage(pybreaker.STATE_CLOSED)
         self._cb = pybreaker.CircuitBreaker(
@@ -207,6 +229,9 @@ class FactoryBreaker:
         self._shared = False  # Redis reachable and our copy in step with it
         self._down_logged = False
         self._version = 0  # the shared state's version our copy reflects
+        # Moves on every transition made or adopted and on a remediation: a closed call's
+        # outcome counts only if it has not moved since the call was admitted.
+        self._epoch = 0
         key = f"{KEY_PREFIX}:{{{name}}}"  # one hash slot, so the Lua script works on a cluster
         self._keys = (key, f"{key}:failures", f"{key}:probe")
         self._refresher: asyncio.Task[None] | None = None
@@ -228,6 +253,8 @@ class FactoryBreaker:
         )
         self._transition_script = self._redis.register_script(_TRANSITION_LUA)
         self._release_script = self._redis.register_script(_RELEASE_LUA)
+        self._count_failure_script = self._redis.register_script(_COUNT_FAILURE_LUA)
+        self._renew_script = self._redis.register_script(_RENEW_LUA)
         await self.refresh()
         self._refresher = asyncio.create_task(self._refresh_forever(), name=f"breaker-{self._name}")
 
@@ -262,6 +289,15 @@ class FactoryBreaker:
         while True:
             await asyncio.sleep(REFRESH_PERIOD_S)
             await self.refresh()
+            await self.renew_probe()
+
+    async def renew_probe(self) -> None:
+        """Our probe's call is still running: keep the shared probe key ours."""
+        probe = self._probe
+        if probe is None or not self._shared or self._redis is None:
+            return
+        renewal = self._renew_script(keys=[self._keys[2]], args=[probe.token, self._probe_ttl_ms])
+        await self._try(renewal, down=None)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -378,7 +414,7 @@ class FactoryBreaker:
             return Ticket(BreakerState.FORCED_CLOSED)
         state = self.state
         if state is BreakerState.CLOSED:
-            return Ticket(BreakerState.CLOSED)
+            return Ticket(BreakerState.CLOSED, epoch=self._epoch, version=self._version)
         if state is BreakerState.OPEN or self._probe is not None:
             self._refuse(state)
         # A probe is due and ours is free: claim it before any await, so that concurrent
@@ -405,7 +441,7 @@ class FactoryBreaker:
     async def _take_shared_probe(self, ticket: Ticket) -> bool:
         if not self._shared or self._redis is None:
             return True
-        taken = self._redis.set(self._keys[2], ticket.token, nx=True, px=int(PROBE_TTL_S * 1000))
+        taken = self._redis.set(self._keys[2], ticket.token, nx=True, px=self._probe_ttl_ms)
         # Redis down: the local claim is the probe (each replica on its own until it is back).
         return bool(await self._try(taken, down=True))
 
@@ -429,19 +465,32 @@ class FactoryBreaker:
             if ticket.admitted_as is BreakerState.HALF_OPEN:
                 if self._probe is not ticket:
                     return  # the half-open period it probed has ended (forced, adopted...)
-            elif before is not BreakerState.CLOSED:
+            elif before is not BreakerState.CLOSED or ticket.epoch != self._epoch:
                 return  # a late answer from before a transition says nothing about now
-            if before is BreakerState.CLOSED and self._shared and self._redis is not None:
-                failures = self._keys[1]
-                if failure:
-                    count = await self._try(self._redis.incr(failures), down=None)
-                    if count is not None:
-                        self._storage.set_counter(int(count) - 1)  # pybreaker adds this one
-                else:
-                    await self._try(self._redis.set(failures, 0), down=None)
+            if before is BreakerState.CLOSED and not await self._count_shared(ticket, failure):
+                return
             self._feed(failure)
             if self._current() is not before:
                 await self._publish(before, version)
+
+    async def _count_shared(self, ticket: Ticket, failure: bool) -> bool:
+        """Count a closed call's outcome in Redis; False if another replica has closed or
+        remediated since it was admitted (then the outcome is stale and we adopt that)."""
+        if not self._shared or self._redis is None:
+            return True
+        if not failure:
+            await self._try(self._redis.set(self._keys[1], 0), down=None)
+            return True
+        version = "" if ticket.version < 0 else str(ticket.version)
+        counted = self._count_failure_script(keys=self._keys, args=[version])
+        count = await self._try(counted, down=None)
+        if count is None:
+            return True  # Redis down: counted in this process only
+        if int(count) < 0:
+            await self._pull()
+            return False
+        self._storage.set_counter(int(count) - 1)  # pybreaker adds this one
+        return True
 
     def _feed(self, failure: bool) -> None:
         """Hand one counted outcome to pybreaker, which counts it and trips the state."""
@@ -484,7 +533,8 @@ class FactoryBreaker:
 
         If a probe admitted during the fault is still in flight, it is retired: its
         failure says nothing about the factory now and must not re-open the breaker, and
-        the next caller may probe at once.
+        the next caller may probe at once. If closed, the failure count starts afresh and
+        the calls still in flight from before (on any replica) no longer count.
         """
         async with self._lock:
             await self._refresh_locked()
@@ -493,8 +543,19 @@ class FactoryBreaker:
                 await self._release_shared_probe(stale.token)
                 return
             for _ in range(CAS_ATTEMPTS):
-                if self._current() is not BreakerState.OPEN or await self._open_to_half_open():
+                current = self._current()
+                if current is BreakerState.CLOSED:
+                    if await self._restart_count():
+                        return
+                elif current is not BreakerState.OPEN or await self._open_to_half_open():
                     return
+
+    async def _restart_count(self) -> bool:
+        """Closed -> closed with a fresh count: a new version, so stale outcomes are seen."""
+        version = self._version
+        self._cb.close()
+        self._storage.set_counter(0)
+        return await self._publish(BreakerState.CLOSED, version)
 
     async def _open_to_half_open(self) -> bool:
         version = self._version
@@ -509,7 +570,9 @@ class FactoryBreaker:
         Returns whether this process made it; if another replica moved first, its state is
         adopted instead and announced with origin=False.
         """
-        self._since = utcnow()
+        if self._current() is not before:  # a remediation's fresh count keeps `since`
+            self._since = utcnow()
+        self._epoch += 1
         if self._current() is BreakerState.OPEN:
             # pybreaker stamped opened_at with its own clock; ours is the one tests move.
             self._storage.opened_at = self._since
@@ -549,10 +612,39 @@ class FactoryBreaker:
         shared = await self._try(self._read_shared(self._redis), down=None)
         if shared is None:
             return
+        if shared.version == 0 and self._holds_news() and await self._reseed():
+            return
         if shared.version != self._version:
             self._adopt(shared)
         if self._current() is BreakerState.CLOSED:
             self._storage.set_counter(shared.failures)
+
+    def _holds_news(self) -> bool:
+        """Our copy says more than an empty Redis would (open, half-open or forced)."""
+        return self._forced is not None or self._current() is not BreakerState.CLOSED
+
+    async def _reseed(self) -> bool:
+        """Redis has no breaker (restarted, flushed) but ours is open or forced: write ours
+        back instead of adopting "closed", so a restart of Redis does not close an open
+        breaker on every replica at once (and send each one's calls to a failing factory).
+        False if another replica wrote first (then its state is adopted as usual)."""
+        assert self._redis is not None
+        opened_at = self._storage.opened_at
+        args = [
+            0,
+            _FROM_PYBREAKER[self._storage.state].value,
+            self._forced or "",
+            opened_at.timestamp() if opened_at else "",
+            self._since.timestamp(),
+        ]
+        landed = await self._try(self._transition_script(keys=self._keys, args=args), down=0)
+        if not landed:
+            return False
+        self._version = int(landed)
+        log.info(
+            "breaker %s: Redis had lost the shared state; wrote back %s", self._name, self.state
+        )
+        return True
 
     async def _read_shared(self, client: aioredis.Redis[str]) -> _Shared:
         async with client.pipeline(transaction=False) as pipe:
@@ -574,6 +666,7 @@ class FactoryBreaker:
         self._forced = shared.forced
         self._since = shared.since or self._since
         self._version = shared.version
+        self._epoch += 1
         if self._current() is not BreakerState.HALF_OPEN:
             self._probe = None
 

@@ -1,5 +1,5 @@
-"""`pizza bench` and `pizza drill`: pizza_tools, loaded only when one of them runs (the
-service never imports it)."""
+"""`pizza bench`, `pizza soak` and `pizza drill`: pizza_tools, loaded only when one of
+them runs (the service never imports it)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,25 @@ def bench(
         out=Path(out),
         quick=quick,
     )
+    raise typer.Exit(code)
+
+
+@cli.command()
+def soak(
+    minutes: Annotated[
+        float, typer.Option(min=0.5, help="how long the traffic and faults run")
+    ] = 30,
+    replicas: Annotated[int, typer.Option(min=1, max=8, help="`pizza serve` replicas")] = 3,
+    out: Annotated[str, typer.Option(help="where to write the JSON report")] = "soak.json",
+    seed: Annotated[int, typer.Option(help="the fault schedule's seed")] = 13,
+    keep: Annotated[bool, typer.Option(help="keep the temporary directory and its logs")] = False,
+) -> None:
+    """Replicas behind nginx on their own PostgreSQL and Redis, faults at random: nothing lost."""
+    from pathlib import Path
+
+    from pizza_tools.soak.runner import soak_command
+
+    code = soak_command(minutes=minutes, replicas=replicas, out=Path(out), seed=seed, keep=keep)
     raise typer.Exit(code)
 
 

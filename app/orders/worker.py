@@ -61,6 +61,9 @@ class RetryWorker:
         self._idle_poll_s = idle_poll_s
         self._wake = asyncio.Event()
         self._next_run = utcnow()
+        # Set when a cycle failed on the database: the first cycle after it claims nothing,
+        # so that replicas whose leases ran out meanwhile renew (or store their pizza) first.
+        self._recovering = False
         workflow.on_pending = self.notify
         breaker.add_listener(lambda _old, _new, _origin: self.wake())
         # Beaten after each completed cycle: a dead or stuck worker shows as its age.
@@ -85,6 +88,7 @@ class RetryWorker:
                 # it, and the next cycle tries again. Not a completed cycle: no beat.
                 log.error("retry worker cycle failed: %s", exc)
                 delay = self._settings.worker_poll_s
+                self._recovering = True
             else:
                 self.heartbeat.beat()
             self._next_run = utcnow() + timedelta(seconds=delay)
@@ -115,6 +119,9 @@ class RetryWorker:
             return min(probe_in, self._idle_poll_s) if probe_in is not None else self._idle_poll_s
         if stats.next_due is not None and stats.next_due > now:
             return min((stats.next_due - now).total_seconds(), self._idle_poll_s)
+        if self._recovering:
+            self._recovering = False
+            return self._workflow.leases.period_s + 1.0
         state = self._breaker.state
         # While not closed, one order at a time: it is the half-open probe.
         limit = (

@@ -10,6 +10,7 @@ timeout and is not fed twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.backoff import backoff_s
 from app.config import Settings
 from app.models import OrderFailure, OrderItem, OrderStatus, utcnow
+from app.orders.leases import LeaseKeeper
 from app.orders.tracing import FULFILLED, REFUSED, attempt_event, order_event
 from app.sql import OrderStore
 from app.sql.store import StoreError
@@ -38,11 +40,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("app.orders")
 
-# How long past FACTORY_CALL_MAX_S a claim outlives its call, so another replica
-# never retries an order whose call may still answer.
-CLAIM_MARGIN_S = 5.0
 # Factory calls in flight at once (one per pooled connection: app/main.py).
 FACTORY_SLOTS = 64
+# A made pizza whose answer could not be stored is stored again this often until it is.
+RECORD_RETRY_S = 0.5
 BREAKER_OPEN_REASON = "factory circuit open"
 REJECTED_REASON = "rejected by factory"
 CALL_FAILED_REASON = "the factory call failed on our side; retried"
@@ -125,12 +126,22 @@ class OrderWorkflow:
         self._slots = asyncio.Semaphore(factory_slots)
         # Orders whose factory call is in flight in this process: the worker leaves them be.
         self.inflight: set[int] = set()
+        # Orders in `attempt()` here (waiting for the breaker, a slot, or the answer).
+        self.attempting: set[int] = set()
+        # Orders whose pizza is made but could not be stored yet (the database away).
+        self.recording: set[int] = set()
+        # Their leases are short and renewed while attempted or in flight (app/orders/leases.py).
+        self.leases = LeaseKeeper(
+            store=store,
+            held=lambda: self.attempting | self.inflight | self.recording,
+            lease_s=settings.claim_lease_s,
+        )
         self._tasks: set[asyncio.Task[Attempt]] = set()
         # Told when an order is left pending and when it may be tried again (the worker).
         self.on_pending: Callable[[datetime], None] = lambda _at: None
 
     def claim_until(self, now: datetime) -> datetime:
-        return now + timedelta(seconds=self._settings.factory_call_max_s + CLAIM_MARGIN_S)
+        return self.leases.until(now)
 
     def next_attempt(self, now: datetime, attempts: int) -> datetime:
         delay = backoff_s(
@@ -162,7 +173,11 @@ class OrderWorkflow:
     ) -> Attempt:
         """One guarded factory attempt for a stored, claimed, pending order; the current
         span (the request's or the retry's) says where it left the order."""
-        result = await self._guarded_attempt(order, diner, items)
+        self.attempting.add(order.id)
+        try:
+            result = await self._guarded_attempt(order, diner, items)
+        finally:
+            self.attempting.discard(order.id)
         attempt_event(order.id, result.status, result.outcome, result.reason, order.attempts + 1)
         return result
 
@@ -259,6 +274,8 @@ class OrderWorkflow:
                 except StoreError:
                     # Not stored: the facts (outcome counts, the link) are kept all the same.
                     await self._observe(order.id, result, counted=not wait.over)
+                    if result.has_pizza:
+                        self._record_later(order, info, result)
                     raise
                 await self._observe(order.id, result, counted=not wait.over)
                 if wait.over and attempt.status == OrderStatus.FULFILLED:
@@ -270,6 +287,30 @@ class OrderWorkflow:
         finally:
             self.inflight.discard(order.id)
             self._slots.release()
+
+    def _record_later(self, order: PlacedOrder, info: OrderInfo, result: FactoryResult) -> None:
+        """The pizza is made but the database is away: keep it and store it once the
+        database is back, instead of letting the lease run out and the factory make the
+        order a second time. Meanwhile the order stays leased here (renewed)."""
+        self.recording.add(order.id)
+        task = asyncio.create_task(self._keep_recording(order, info, result))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _keep_recording(
+        self, order: PlacedOrder, info: OrderInfo, result: FactoryResult
+    ) -> Attempt:
+        try:
+            while True:
+                await asyncio.sleep(RECORD_RETRY_S)
+                with contextlib.suppress(StoreError):
+                    attempt = await self._record(order, info, result, counted=False)
+                    log.info(
+                        "order %s: its pizza, made while the database was away, is stored", order.id
+                    )
+                    return attempt
+        finally:
+            self.recording.discard(order.id)
 
     async def _observe(self, order_id: int, result: FactoryResult, *, counted: bool) -> None:
         """Operators' facts about an answer already stored: their failure is logged, with

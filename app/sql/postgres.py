@@ -121,6 +121,9 @@ _UPDATES = {
         "UPDATE diner_order SET claimed_until = NULL"
         " WHERE id = ANY($1::int[]) AND status = 'pending'"
     ),
+    "renew": _counted(
+        "UPDATE diner_order SET claimed_until = $2 WHERE id = ANY($1::int[]) AND status = 'pending'"
+    ),
     "expire": _counted(
         "UPDATE diner_order SET status = 'failed', failure = 'expired', finished_at = $2,"
         " last_reason = $3"

@@ -117,6 +117,10 @@ _UNCLAIM = (
     "UPDATE diner_order SET claimed_until = NULL"
     " WHERE id IN (SELECT value FROM json_each(?)) AND status = 'pending'"
 )
+_RENEW = (
+    "UPDATE diner_order SET claimed_until = ?"
+    " WHERE id IN (SELECT value FROM json_each(?)) AND status = 'pending'"
+)
 _CLAIM = """
 UPDATE diner_order SET claimed_until = ?
 WHERE id IN (
@@ -324,6 +328,9 @@ class SqliteOrderStore(OrderStore):
             return db.execute(_FORGET_TWIN, args).rowcount
         if kind == "unclaim":
             return db.execute(_UNCLAIM, (json.dumps(args[0]),)).rowcount
+        if kind == "renew":
+            ids, until = args
+            return db.execute(_RENEW, (to_text(until), json.dumps(ids))).rowcount
         if kind == "claim":
             limit, now, until = args
             stamp = to_text(now)

@@ -374,6 +374,10 @@ class OrderStore(ABC):
         """Shutdown: hand the leases of interrupted calls back."""
         return int(await self._writes.write("unclaim", ids))
 
+    async def renew(self, ids: list[int], until: datetime) -> int:
+        """Extend the leases of orders still being attempted here (pending ones only)."""
+        return int(await self._writes.write("renew", ids, until))
+
     async def claim(self, limit: int, now: datetime, until: datetime) -> list[int]:
         """Lease up to ``limit`` due pending orders to this process, oldest first."""
         ids: list[int] = await self._writes.write("claim", limit, now, until)

@@ -120,11 +120,18 @@ class Processes:
     running: list[Child] = field(default_factory=list)
 
     async def start(
-        self, name: str, args: Sequence[str], env: dict[str, str], ready_path: str
+        self,
+        name: str,
+        args: Sequence[str],
+        env: dict[str, str],
+        ready_path: str,
+        port: int | None = None,
     ) -> Child:
-        """`pizza *args --port P` on a free port; returns once ``ready_path`` answers 200."""
+        """`pizza *args --port P` on a free port (or ``port``: a replica restarted behind a
+        load balancer keeps its address); returns once ``ready_path`` answers 200."""
+        chosen = port
         for attempt in range(PORT_TRIES):
-            port = free_port()
+            port = chosen or free_port()
             log_path = self.workdir / f"{name}.log"
             log = _open_log(log_path)
             try:

@@ -326,6 +326,44 @@ class TestRemediation:
         assert breaker.state is FORCED_CLOSED
 
 
+class TestStaleOutcomes:
+    """Outcomes of calls admitted before the breaker last closed or a remediation
+    succeeded say nothing about the factory now (issue 13)."""
+
+    async def test_failures_from_before_the_last_close_do_not_reopen_it(
+        self, breaker: FactoryBreaker, clock: FakeClock
+    ) -> None:
+        release = asyncio.Event()
+        old_calls = [held_call(breaker, release, Outcome.UNAVAILABLE) for _ in range(5)]
+        await let_tasks_run()
+        await open_breaker(breaker)
+        clock.advance(RESET_S)
+        await call(breaker, Outcome.SUCCESS)  # the probe closes it
+        assert breaker.state is CLOSED
+        release.set()
+        assert await asyncio.gather(*old_calls) == ["called"] * 5
+        assert breaker.state is CLOSED
+        await fail(breaker, 4)  # a fresh count: only new failures open it again
+        assert breaker.state is CLOSED
+        await fail(breaker)
+        assert breaker.state is OPEN
+
+    async def test_a_remediation_while_closed_restarts_the_count(
+        self, breaker: FactoryBreaker
+    ) -> None:
+        release = asyncio.Event()
+        old_calls = [held_call(breaker, release, Outcome.TIMEOUT) for _ in range(3)]
+        await let_tasks_run()
+        await fail(breaker, 3)
+        await breaker.half_open()  # the follow resolved the chaos
+        release.set()
+        await asyncio.gather(*old_calls)
+        await fail(breaker, 4)
+        assert breaker.state is CLOSED
+        await fail(breaker)
+        assert breaker.state is OPEN
+
+
 class TestListeners:
     async def test_each_transition_fires_once_with_origin(
         self, breaker: FactoryBreaker, clock: FakeClock
@@ -383,9 +421,15 @@ async def replicas(clock: FakeClock) -> AsyncIterator[Replicas]:
     name = f"test-{uuid.uuid4().hex}"
     started: list[FactoryBreaker] = []
 
-    async def make(fail_max: int = 5) -> tuple[FactoryBreaker, Events]:
+    async def make(
+        fail_max: int = 5, probe_ttl_s: float = breaker_module.PROBE_TTL_S
+    ) -> tuple[FactoryBreaker, Events]:
         replica = FactoryBreaker(
-            fail_max=fail_max, reset_timeout_s=RESET_S, redis_url=REDIS_URL, name=name
+            fail_max=fail_max,
+            reset_timeout_s=RESET_S,
+            redis_url=REDIS_URL,
+            name=name,
+            probe_ttl_s=probe_ttl_s,
         )
         events = Events()
         replica.add_listener(events)
@@ -501,7 +545,7 @@ class TestRedis:
             await call(a, Outcome.SUCCESS)
         assert commands == []
         await fail(a)
-        assert commands == ["INCRBY"]  # redis-py's INCR
+        assert commands == ["EVALSHA"]  # one round trip: the version-checked INCR
 
     async def test_unreachable_redis_falls_back_to_memory(
         self, caplog: pytest.LogCaptureFixture, clock: FakeClock
@@ -523,3 +567,91 @@ class TestRedis:
             finally:
                 await down.stop()
         assert len([r for r in caplog.records if "Redis unreachable" in r.message]) == 1
+
+
+class TestRedisStaleOutcomes:
+    async def test_another_replicas_remediation_discards_its_stale_failures(
+        self, replicas: Replicas
+    ) -> None:
+        (a, _), (b, b_events) = await replicas(fail_max=3), await replicas(fail_max=3)
+        release = asyncio.Event()
+        old_calls = [held_call(b, release, Outcome.UNAVAILABLE) for _ in range(3)]
+        await let_tasks_run()
+        await fail(b, 2)
+        await a.half_open()  # a's follow resolved the chaos; b has not refreshed yet
+        release.set()
+        await asyncio.gather(*old_calls)
+        await a.refresh()
+        await b.refresh()
+        assert a.state is CLOSED and b.state is CLOSED
+        assert (CLOSED, OPEN, True) not in b_events
+        await fail(b, 2)  # the shared count starts afresh
+        await a.refresh()
+        assert a.state is CLOSED
+
+    async def test_failures_from_before_another_replica_closed_it_do_not_count(
+        self, replicas: Replicas, clock: FakeClock
+    ) -> None:
+        (a, _), (b, _) = await replicas(fail_max=2), await replicas(fail_max=2)
+        release = asyncio.Event()
+        old_calls = [held_call(b, release, Outcome.UNAVAILABLE) for _ in range(2)]
+        await let_tasks_run()
+        await fail(a, 2)
+        clock.advance(RESET_S)
+        await call(a, Outcome.SUCCESS)  # a's probe closes it; b still thinks closed
+        release.set()
+        await asyncio.gather(*old_calls)
+        await a.refresh()
+        await fail(a)  # the first failure of a fresh count (fail_max=2)
+        assert a.state is CLOSED
+
+
+class TestRedisProbeLifetime:
+    async def test_a_held_probe_lives_about_the_call_timeout_and_is_renewed(
+        self, replicas: Replicas, clock: FakeClock
+    ) -> None:
+        """A replica that dies holding the probe frees it after the call's own timeout
+        (+ margin), not after 30 s; a live one keeps it by renewing it while it calls."""
+        client: aioredis.Redis[str] = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+        (a, _), (b, _) = await replicas(), await replicas()
+        await fail(a, 5)
+        clock.advance(RESET_S)
+        release = asyncio.Event()
+        probe = held_call(a, release, Outcome.SUCCESS)
+        key = a._keys[2]
+        for _ in range(100):  # bounded: a few Redis round trips
+            if await client.exists(key):
+                break
+            await asyncio.sleep(0.005)
+        ttl_ms = await client.pttl(key)
+        assert 0 < ttl_ms <= breaker_module.PROBE_TTL_S * 1000
+        await client.pexpire(key, 50)  # as if almost run out: the renewal extends it
+        await a.renew_probe()
+        assert await client.pttl(key) > 50
+        await b.refresh()
+        with pytest.raises(CallRefused):
+            await call(b)  # still a's probe
+        release.set()
+        assert await probe == "called"
+        await client.connection_pool.disconnect()
+
+
+class TestRedisRestart:
+    async def test_an_open_breaker_stays_open_when_redis_loses_its_state(
+        self, replicas: Replicas
+    ) -> None:
+        """Redis restarted (no persistence): the replicas write their open breaker back
+        rather than all adopting "closed" and calling a failing factory again."""
+        client: aioredis.Redis[str] = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+        (a, _), (b, _) = await replicas(), await replicas()
+        await fail(a, 5)
+        await b.refresh()
+        assert b.state is OPEN
+        await client.delete(*a._keys)  # what a restarted Redis holds: nothing
+        await b.refresh()
+        await a.refresh()
+        assert a.state is OPEN and b.state is OPEN
+        assert await client.hget(a._keys[0], "state") == "open"
+        with pytest.raises(CallRefused):
+            await call(b)
+        await client.connection_pool.disconnect()

@@ -45,7 +45,8 @@ def _url_of(proc: Proc) -> str:
 
 
 def service_env(database_url: str, factory_url: str, **extra: str) -> dict[str, str]:
-    return isolated_env(
+    """The small real settings of these tests; ``extra`` adds to or overrides them."""
+    settings = dict(
         DATABASE_URL=database_url,
         FACTORY_URL=factory_url,
         FACTORY_API_KEY=KEY,
@@ -60,8 +61,8 @@ def service_env(database_url: str, factory_url: str, **extra: str) -> dict[str, 
         RETRY_BASE_S="0.1",
         RETRY_MAX_S="0.5",
         WORKER_POLL_S="0.1",
-        **extra,
     )
+    return isolated_env(**{**settings, **extra})
 
 
 def start_service(processes: Processes, name: str, env: dict[str, str]) -> str:
@@ -212,3 +213,47 @@ def test_two_replicas_open_together_and_make_each_pizza_once(
     assert made == (len(ids),)
     wait_until(lambda: shop.breaker(first) == "closed", timeout=5, what="replica a to close")
     assert shop.breaker(second) == "closed"
+
+
+PROBE_KEY = "jwt-pizza:breaker:{factory}:probe"
+
+
+def test_a_probe_held_by_a_killed_replica_is_given_up_after_the_call_timeout(
+    processes: Processes, shared_postgres: str, shared_redis: str
+) -> None:
+    """Issue 13: the replica holding the shared half-open probe is SIGKILLed; the other
+    makes pizzas again within about FACTORY_TIMEOUT_S of the factory being healthy, not
+    after the probe key's old 30 s time-to-live (nor a 65 s claim on the probed order)."""
+    timeout_s = 10
+    factory = start_factory(processes)
+    env = service_env(
+        shared_postgres,
+        factory,
+        REDIS_URL=shared_redis,
+        FACTORY_TIMEOUT_S=str(timeout_s),
+        FACTORY_CALL_MAX_S=str(timeout_s),
+        BREAKER_RESET_S="1",
+        CLAIM_LEASE_S="2",
+    )
+    first = start_service(processes, "replica-a", env)
+    holder = processes.running[-1]
+    shop = Shop(first)
+    chaos(factory, "fail")
+    ids = [shop.order(first)["id"] for _ in range(3)]
+    assert shop.breaker(first) == "open"
+    chaos(factory, "hang")  # a's next probe hangs: a holds the probe
+    keys = redis.Redis.from_url(shared_redis, decode_responses=True)
+    wait_until(lambda: keys.get(PROBE_KEY) is not None, timeout=10, what="a to take the probe")
+    token = keys.get(PROBE_KEY)
+    second = start_service(processes, "replica-b", env)
+    assert keys.get(PROBE_KEY) == token, "a's probe call ended before b was up: raise timeout_s"
+    processes.stop(holder, signal.SIGKILL)
+    chaos(factory, "none")  # the factory is healthy from now on
+
+    wait_until(
+        lambda: shop.statuses(second, ids) == ["fulfilled"] * len(ids),
+        timeout=timeout_s + 5,
+        what="b to make the pizzas after a died holding the probe",
+    )
+    pizzas = pizzas_per_order(factory)
+    assert [pizzas.get(str(i)) for i in ids] == [1] * len(ids)

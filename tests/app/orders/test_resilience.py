@@ -8,13 +8,15 @@ from __future__ import annotations
 import dataclasses
 import io
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+import app.orders.leases as leases_module
 import app.orders.worker as worker_module
+from app.models import DinerOrder, utcnow
 from app.sql.store import StoreError
 from clients.schemas import Outcome
 from clients.simulator import SimulatorConfig, create_simulator_app
@@ -416,3 +418,70 @@ class TestFailedOrdersSayWhy:
         assert replay.json()["order"]["status"] == "failed"
         assert "store deleted" in replay.json()["message"]
         assert "refused" not in replay.json()["message"]
+
+
+class TestClaimLeases:
+    """A claim is short and renewed while its call runs, so that a replica that dies
+    leaves its orders to the others soon (issue 13); the clock is moved, not slept."""
+
+    async def test_a_claim_is_renewed_while_its_call_runs_and_ends_soon_without(
+        self,
+        database_url: str,
+        factory_url: str,
+        factory: httpx.Client,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        settings = make_settings(
+            database_url, factory_url, factory_timeout_s=0.2, factory_call_max_s=60
+        )
+        async with running_api(settings) as api:
+            shop = await api.shop()
+            factory.put("/api/vendor/chaos/hang").raise_for_status()
+            [order_id] = await pending_orders(api, shop, 1)
+            assert api.services.orders.inflight == {order_id}
+            placed = (await claimed_until(api, order_id)) - utcnow()
+            # Not FACTORY_CALL_MAX_S (60 s) + a margin: a dead replica's claim ends soon.
+            assert placed <= timedelta(seconds=settings.claim_lease_s)
+
+            later = utcnow() + timedelta(seconds=50)  # the call is still running then
+            monkeypatch.setattr(leases_module, "utcnow", lambda: later)
+            assert await api.services.orders.leases.renew_once() == 1
+            assert await claimed_until(api, order_id) == later + timedelta(
+                seconds=settings.claim_lease_s
+            )
+            factory.put("/api/vendor/chaos/none").raise_for_status()
+
+
+async def claimed_until(api: Api, order_id: int) -> datetime:
+    async with api.services.sessions() as session:
+        order = await session.get(DinerOrder, order_id)
+    assert order is not None and order.claimed_until is not None
+    return order.claimed_until
+
+
+class TestAPizzaMadeWhileTheDatabaseIsAway:
+    async def test_is_stored_when_the_database_is_back_and_not_made_again(
+        self, api: Api, factory: httpx.Client, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """pizza soak (issue 13): the factory made the pizza during a PostgreSQL restart;
+        the answer is kept and stored once the database answers, instead of the order
+        being made a second time after its lease."""
+        shop = await api.shop()
+        store = api.services.store
+        real_fulfil = store.fulfil
+        refusals = [StoreError("ConnectionRefusedError: [Errno 111] Connection refused")] * 3
+
+        async def fulfil_after_an_outage(order_id: int, jwt: str, now: datetime) -> bool:
+            if refusals:
+                raise refusals.pop()
+            return await real_fulfil(order_id, jwt, now)
+
+        monkeypatch.setattr(store, "fulfil", fulfil_after_an_outage)
+        before = factory.get("/api/sim/stats").json()  # one simulator for every test
+        answer = await api.order(shop)
+        assert answer.status_code == 503, answer.text  # kept pending: not stored yet
+        order_id = str(answer.json()["order"]["id"])
+        await eventually(lambda: all_fulfilled(api, shop, [int(order_id)]))
+        after = factory.get("/api/sim/stats").json()
+        assert after["pizzas"][order_id] - before["pizzas"].get(order_id, 0) == 1
+        assert after["calls"] == before["calls"] + 1

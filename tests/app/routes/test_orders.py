@@ -6,7 +6,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.sql.store import StoreError
 from tests.conftest import make_settings, running_api
 from tests.utils.builders import Api, Shop, fast_password_hashing  # noqa: F401
 
@@ -281,3 +284,57 @@ class TestIdempotencyKey:
             assert answer.status_code == 400
             assert answer.json()["message"].startswith("Idempotency-Key:"), answer.text
         assert (await api.order(shop, headers={"Idempotency-Key": "k" * 255})).status_code == 200
+
+
+class TestWhileTheDatabaseIsAway:
+    """A PostgreSQL restart under traffic (pizza soak, issue 13): a clear 503 with
+    Retry-After, never a 500, and the order is not stored."""
+
+    async def test_orders_menu_and_history_answer_503_with_retry_after(
+        self, api: Api, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        shop = await api.shop()
+        store = api.services.store
+
+        async def refused(*_args: Any, **_kwargs: Any) -> Any:
+            raise StoreError("ConnectionRefusedError: [Errno 111] Connection refused")
+
+        monkeypatch.setattr(store, "insert_order", refused)
+        monkeypatch.setattr(store, "menu", refused)
+        answers = [await api.order(shop)]
+        monkeypatch.setattr(store, "principal", refused)  # the token's check reads it too
+        answers += [
+            await api.order(shop),
+            await api.client.get("/api/order/menu"),
+            await api.client.get("/api/order", headers=shop.diner.headers),
+        ]
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            assert int(answer.headers["retry-after"]) >= 1
+            assert "database is unavailable" in answer.json()["message"]
+            assert "Errno" not in answer.text
+        monkeypatch.undo()
+        history = await api.client.get("/api/order", headers=shop.diner.headers)
+        assert history.json()["orders"] == []  # nothing half-written
+
+    async def test_a_lost_database_connection_in_the_orm_is_a_503_and_a_bug_stays_a_500(
+        self, api: Api, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        shop = await api.shop()
+
+        def failing(error: Exception) -> Any:
+            async def exec_(*_args: Any, **_kwargs: Any) -> Any:
+                raise error
+
+            return exec_
+
+        lost = OperationalError("SELECT", {}, ConnectionRefusedError(111, "refused"))
+        monkeypatch.setattr(AsyncSession, "exec", failing(lost))
+        answer = await api.client.get("/api/franchise", headers=shop.admin.headers)
+        assert answer.status_code == 503, answer.text
+        assert int(answer.headers["retry-after"]) >= 1
+        bug = IntegrityError("INSERT", {}, ValueError("duplicate"))
+        monkeypatch.setattr(AsyncSession, "exec", failing(bug))
+        answer = await api.client.get("/api/franchise", headers=shop.admin.headers)
+        assert answer.status_code == 500
+        assert answer.json() == {"message": "internal error"}
