@@ -202,7 +202,7 @@ async def _build(settings: Settings, telemetry: Telemetry, clock: Clock) -> Serv
         await ops.links.load()
     breaker.add_refused_listener(telemetry.metrics.call_refused)
     telemetry.metrics.set_breaker_state(str(breaker.state))
-    workflow, worker = _orders(settings, telemetry, store, client, breaker, ops)
+    workflow, worker = _orders(settings, telemetry, clock, store, client, breaker, ops)
     return Services(
         settings=settings,
         engine=engine,
@@ -264,6 +264,7 @@ def _factory_client(
 def _orders(
     settings: Settings,
     telemetry: Telemetry,
+    clock: Clock,
     store: OrderStore,
     client: FactoryClient,
     breaker: FactoryBreaker,
@@ -277,6 +278,7 @@ def _orders(
         ops=ops,
         metrics=telemetry.metrics,
         tracer=telemetry.tracer,
+        clock=clock,
     )
     worker = RetryWorker(
         settings=settings,
@@ -286,6 +288,7 @@ def _orders(
         metrics=telemetry.metrics,
         tracer=telemetry.tracer,
         idle_poll_s=settings.worker_idle_poll_s,
+        clock=clock,
     )
     return workflow, worker
 

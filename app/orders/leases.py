@@ -14,9 +14,9 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from app.models import utcnow
 from app.sql import OrderStore
 from app.sql.store import StoreError
+from clients.clock import Clock
 
 log = logging.getLogger("app.orders.leases")
 
@@ -26,8 +26,11 @@ RETRY_S = 0.5  # while the database is away
 class LeaseKeeper:
     """Renews the leases of the orders this process is attempting; supervised."""
 
-    def __init__(self, *, store: OrderStore, held: Callable[[], set[int]], lease_s: float) -> None:
+    def __init__(
+        self, *, store: OrderStore, held: Callable[[], set[int]], lease_s: float, clock: Clock
+    ) -> None:
         self._store = store
+        self._clock = clock
         self._held = held  # the ids this process is attempting or awaiting an answer for
         self._lease = timedelta(seconds=lease_s)
         self.period_s = lease_s / 3
@@ -41,7 +44,7 @@ class LeaseKeeper:
         ids = sorted(self._held())
         if not ids:
             return 0
-        return await self._store.renew(ids, self.until(utcnow()))
+        return await self._store.renew(ids, self.until(self._clock.now()))
 
     async def run_forever(self) -> None:
         delay = self.period_s

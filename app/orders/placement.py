@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from app.errors import BadRequest, Conflict
-from app.models import OrderFailure, OrderStatus, utcnow
+from app.models import OrderFailure, OrderStatus
 from app.orders.tracing import traceparent
 from app.orders.workflow import Attempt, OrderWorkflow, PlacedItem, PlacedOrder
 from app.schemas import ItemFields, OrderBody, OrderFields, order_json
@@ -126,12 +126,12 @@ _LET_GO = None
 
 
 async def _earlier_by_key(
-    store: OrderStore, diner_id: int, key: str, digest: str, asked: Asked
+    store: OrderStore, diner_id: int, key: str, digest: str, asked: Asked, now: datetime
 ) -> Answer | None:
     existing = await store.find_order(diner_id=diner_id, key=key)
     if existing is None:
         return None
-    if existing.date < utcnow() - IDEMPOTENCY_WINDOW:
+    if existing.date < now - IDEMPOTENCY_WINDOW:
         await store.forget_key(existing.id)  # expired: the key may name a new order
         return _LET_GO
     if existing.request_hash != digest:
@@ -140,7 +140,7 @@ async def _earlier_by_key(
 
 
 async def _earlier_twin(
-    store: OrderStore, diner_id: int, digest: str, asked: Asked, *, pending: bool
+    store: OrderStore, diner_id: int, digest: str, asked: Asked, now: datetime, *, pending: bool
 ) -> Answer | None:
     """The answer of the keyless order this one repeats, once that has its first answer.
 
@@ -152,7 +152,7 @@ async def _earlier_twin(
     twin = await store.find_order(diner_id=diner_id, twin_hash=digest, pending=pending)
     if twin is None:
         return None
-    if twin.status == OrderStatus.PENDING and twin.date < utcnow() - PENDING_TWIN_WINDOW:
+    if twin.status == OrderStatus.PENDING and twin.date < now - PENDING_TWIN_WINDOW:
         await store.forget_twin(twin.id)
         return _LET_GO
     return _stored_answer(await _first_answer_of(store, twin, asked.twin_wait_s), asked)
@@ -161,8 +161,12 @@ async def _earlier_twin(
 async def _first_answer_of(store: OrderStore, twin: StoredOrder, wait_s: float) -> StoredOrder:
     """The twin once its first request has its answer (made, or told pending: deferred_at
     set), or as it is after `wait_s`."""
-    deadline = utcnow() + timedelta(seconds=wait_s)
-    while twin.status == OrderStatus.PENDING and twin.deferred_at is None and utcnow() < deadline:
+    # A real wait (the event loop's clock), not the order's time.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while (
+        twin.status == OrderStatus.PENDING and twin.deferred_at is None and loop.time() < deadline
+    ):
         await asyncio.sleep(TWIN_POLL_S)
         fresh = await store.find_order(order_id=twin.id)
         if fresh is None:
@@ -191,7 +195,7 @@ async def place_order(
     store, workflow = services.store, services.orders
     digest = request_hash(body)
     priced = await _priced_items(store, body)
-    now = utcnow()
+    now = services.clock.now()
     # While the breaker is open (or our key is refused) no call can be made: the order
     # is stored already handed back to the worker and answered pending at once.
     refused = workflow.refusal()
@@ -202,7 +206,7 @@ async def place_order(
     for _ in range(2):
         if not isinstance(inserted, InsertRefused):
             break
-        earlier = await _earlier(store, diner.id, idempotency_key, digest, asked, inserted)
+        earlier = await _earlier(store, diner.id, idempotency_key, digest, asked, inserted, now)
         if earlier is not None:
             return earlier
         if inserted is InsertRefused.STORE_MISSING:
@@ -272,16 +276,17 @@ async def _earlier(
     digest: str,
     asked: Asked,
     refused: InsertRefused,
+    now: datetime,
 ) -> Answer | None:
     """The answer of the earlier order that a refused insert met (the same key, or the
     same keyless order while pending), or None when there is none (a missing store) or
     it was let go."""
     if idempotency_key:
-        return await _earlier_by_key(store, diner_id, idempotency_key, digest, asked)
+        return await _earlier_by_key(store, diner_id, idempotency_key, digest, asked, now)
     # A missing store meets no twin in the insert: look for a pending one, as "Pay"
     # pressed again would find it.
     taken = refused is InsertRefused.TAKEN
-    return await _earlier_twin(store, diner_id, digest, asked, pending=not taken)
+    return await _earlier_twin(store, diner_id, digest, asked, now, pending=not taken)
 
 
 def _with(order: PlacedOrder, attempt: Attempt) -> PlacedOrder:

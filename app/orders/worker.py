@@ -23,13 +23,13 @@ from datetime import datetime, timedelta
 from opentelemetry.trace import Tracer
 
 from app.config import Settings
-from app.models import utcnow
 from app.orders.tracing import links_to
 from app.orders.workflow import OrderWorkflow, PlacedItem, PlacedOrder
 from app.sql import ClaimedOrder, OrderStore
 from app.sql.store import StoreError
 from app.supervisor import Heartbeat
 from clients.breaker import BreakerState, FactoryBreaker
+from clients.clock import SYSTEM_CLOCK, Clock
 from clients.schemas import DinerInfo
 from telemetry.metrics import PizzaMetrics
 
@@ -51,7 +51,9 @@ class RetryWorker:
         metrics: PizzaMetrics,
         tracer: Tracer,
         idle_poll_s: float = IDLE_POLL_S,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._clock = clock
         self._settings = settings
         self._store = store
         self._workflow = workflow
@@ -60,7 +62,7 @@ class RetryWorker:
         self._tracer = tracer
         self._idle_poll_s = idle_poll_s
         self._wake = asyncio.Event()
-        self._next_run = utcnow()
+        self._next_run = self._clock.now()
         # Set when a cycle failed on the database: the first cycle after it claims nothing,
         # so that replicas whose leases ran out meanwhile renew (or store their pizza) first.
         self._recovering = False
@@ -91,7 +93,7 @@ class RetryWorker:
                 self._recovering = True
             else:
                 self.heartbeat.beat()
-            self._next_run = utcnow() + timedelta(seconds=delay)
+            self._next_run = self._clock.now() + timedelta(seconds=delay)
             if delay > 0 and not self._wake.is_set():
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
                 # cancellation that arrives as the event is set, and shutdown then waits
@@ -103,7 +105,7 @@ class RetryWorker:
 
     async def run_once(self) -> float:
         """One cycle: gauges, orders past their age, then what is due. Seconds to the next."""
-        now = utcnow()
+        now = self._clock.now()
         stats = await self._store.pending_stats()
         oldest = stats.oldest
         age = (now - oldest).total_seconds() if oldest is not None else 0.0
@@ -163,7 +165,7 @@ class RetryWorker:
 
     async def _claim(self, limit: int) -> list[int]:
         """Lease due orders to this process, oldest first; no lock outlives this transaction."""
-        now = utcnow()
+        now = self._clock.now()
         ids = await self._store.claim(limit, now, self._workflow.claim_until(now))
         return [i for i in ids if i not in self._workflow.inflight]
 

@@ -25,13 +25,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.backoff import backoff_s
 from app.config import Settings
-from app.models import OrderFailure, OrderItem, OrderStatus, utcnow
+from app.models import OrderFailure, OrderItem, OrderStatus
 from app.orders.leases import LeaseKeeper
 from app.orders.tracing import FULFILLED, REFUSED, attempt_event, order_event
 from app.sql import OrderStore
 from app.sql.store import StoreError
 from clients.breaker import CallRefused, FactoryBreaker, Ticket
 from clients.client import FactoryClient
+from clients.clock import SYSTEM_CLOCK, Clock
 from clients.schemas import DinerInfo, FactoryResult, ItemInfo, OrderInfo, Outcome
 
 if TYPE_CHECKING:
@@ -110,7 +111,9 @@ class OrderWorkflow:
         tracer: Tracer,
         rand: Callable[[], float] = random.random,
         factory_slots: int = FACTORY_SLOTS,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._clock = clock
         self._settings = settings
         self._store = store
         self._client = client
@@ -135,6 +138,7 @@ class OrderWorkflow:
             store=store,
             held=lambda: self.attempting | self.inflight | self.recording,
             lease_s=settings.claim_lease_s,
+            clock=clock,
         )
         self._tasks: set[asyncio.Task[Attempt]] = set()
         # Told when an order is left pending and when it may be tried again (the worker).
@@ -244,7 +248,7 @@ class OrderWorkflow:
         limit = self._settings.factory_timeout_s
         reason = f"no answer within FACTORY_TIMEOUT_S ({limit:g} s)"
         self._ops.observe_timeout(reason)
-        await self._store.defer(order_id, utcnow())
+        await self._store.defer(order_id, self._clock.now())
         self._metrics.creation_failure(Outcome.TIMEOUT)
         return Attempt(OrderStatus.PENDING, Outcome.TIMEOUT, reason=reason)
 
@@ -324,7 +328,7 @@ class OrderWorkflow:
     async def _record(
         self, order: PlacedOrder, info: OrderInfo, result: FactoryResult, *, counted: bool
     ) -> Attempt:
-        now = utcnow()
+        now = self._clock.now()
         if result.has_pizza:
             assert result.jwt is not None
             # Conditional on `pending`: if two calls ever race, one pizza is recorded.
@@ -358,7 +362,7 @@ class OrderWorkflow:
         if wait.outcome is not None:
             ticket.record(wait.outcome)
         log.error("factory call for order %s failed", order.id, exc_info=exc)
-        now = utcnow()
+        now = self._clock.now()
         next_at = self.next_attempt(now, order.attempts + 1)
         await self._store.retry_later(order.id, CALL_FAILED_REASON, next_at, now)
         self.on_pending(next_at)
@@ -366,7 +370,7 @@ class OrderWorkflow:
 
     async def _release(self, order_id: int, *, reason: str) -> None:
         """Hand a claimed order back without counting an attempt: no call was made."""
-        now = utcnow()
+        now = self._clock.now()
         await self._store.release(order_id, reason, now)
         self.on_pending(now)
 

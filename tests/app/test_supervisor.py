@@ -163,7 +163,7 @@ class TestWorkerCrash:
         monkeypatch: pytest.MonkeyPatch,
         supervised: tuple[ManualClock, GatedSleep],
     ) -> None:
-        clock, sleep = supervised
+        _clock, sleep = supervised  # the app keeps the system clock: its worker must retry
         real_claim = RetryWorker._claim
         crashed = asyncio.Event()
 
@@ -178,7 +178,7 @@ class TestWorkerCrash:
         settings = make_settings(
             database_url, factory_url, factory_auto_remediate=False, breaker_fail_max=3
         )
-        async with running_api(settings, clock=clock) as api:
+        async with running_api(settings) as api:
             written = io.StringIO()
             configure_logging(
                 secrets=settings.secrets, telemetry=api.services.telemetry, stream=written

@@ -8,21 +8,21 @@ from __future__ import annotations
 import dataclasses
 import io
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-import app.orders.leases as leases_module
-import app.orders.worker as worker_module
-from app.models import DinerOrder, utcnow
+from app.config import Settings
+from app.models import DinerOrder
 from app.sql.store import StoreError
 from clients.schemas import Outcome
 from clients.simulator import SimulatorConfig, create_simulator_app
 from telemetry.logging import configure_logging
 from tests.conftest import FACTORY_KEY, make_settings, running_api
 from tests.utils.builders import Api
+from tests.utils.clock import ManualClock
 from tests.utils.orders import all_fulfilled, distinct, order_status, pending_orders, status
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.waiting import eventually
@@ -236,22 +236,20 @@ class TestOperatorControls:
 
 class TestOrderLifetime:
     async def test_an_order_past_its_age_fails_and_is_not_charged(
-        self, manual_api: Api, factory: httpx.Client, monkeypatch: pytest.MonkeyPatch
+        self, calm_settings: Settings, factory: httpx.Client
     ) -> None:
-        api = manual_api
-        shop = await api.shop()
-        factory.put("/api/vendor/chaos/fail").raise_for_status()
-        ids = await pending_orders(api, shop, 1)
-        later = worker_module.utcnow() + timedelta(
-            seconds=api.services.settings.order_max_age_s + 1
-        )
-        monkeypatch.setattr(worker_module, "utcnow", lambda: later)
-        await api.services.worker.run_once()
-        order = (await api.client.get(f"/api/order/{ids[0]}", headers=shop.diner.headers)).json()
-        assert order["status"] == "failed"
-        listing = (await api.client.get("/api/franchise", headers=shop.admin.headers)).json()
-        store = listing["franchises"][0]["stores"][0]
-        assert store["totalRevenue"] == 0
+        clock = ManualClock(datetime.now(UTC))
+        async with running_api(calm_settings, clock=clock) as api:
+            shop = await api.shop()
+            factory.put("/api/vendor/chaos/fail").raise_for_status()
+            ids = await pending_orders(api, shop, 1)
+            clock.advance(api.services.settings.order_max_age_s + 1)
+            await api.services.worker.run_once()
+            answer = await api.client.get(f"/api/order/{ids[0]}", headers=shop.diner.headers)
+            assert answer.json()["status"] == "failed"
+            listing = (await api.client.get("/api/franchise", headers=shop.admin.headers)).json()
+            store = listing["franchises"][0]["stores"][0]
+            assert store["totalRevenue"] == 0
 
 
 class TestSecretsStayInside:
@@ -425,28 +423,24 @@ class TestClaimLeases:
     leaves its orders to the others soon (issue 13); the clock is moved, not slept."""
 
     async def test_a_claim_is_renewed_while_its_call_runs_and_ends_soon_without(
-        self,
-        database_url: str,
-        factory_url: str,
-        factory: httpx.Client,
-        monkeypatch: pytest.MonkeyPatch,
+        self, database_url: str, factory_url: str, factory: httpx.Client
     ) -> None:
         settings = make_settings(
             database_url, factory_url, factory_timeout_s=0.2, factory_call_max_s=60
         )
-        async with running_api(settings) as api:
+        clock = ManualClock(datetime.now(UTC))
+        async with running_api(settings, clock=clock) as api:
             shop = await api.shop()
             factory.put("/api/vendor/chaos/hang").raise_for_status()
             [order_id] = await pending_orders(api, shop, 1)
             assert api.services.orders.inflight == {order_id}
-            placed = (await claimed_until(api, order_id)) - utcnow()
+            placed = (await claimed_until(api, order_id)) - clock.now()
             # Not FACTORY_CALL_MAX_S (60 s) + a margin: a dead replica's claim ends soon.
             assert placed <= timedelta(seconds=settings.claim_lease_s)
 
-            later = utcnow() + timedelta(seconds=50)  # the call is still running then
-            monkeypatch.setattr(leases_module, "utcnow", lambda: later)
+            clock.advance(50)  # the call is still running then
             assert await api.services.orders.leases.renew_once() == 1
-            assert await claimed_until(api, order_id) == later + timedelta(
+            assert await claimed_until(api, order_id) == clock.now() + timedelta(
                 seconds=settings.claim_lease_s
             )
             factory.put("/api/vendor/chaos/none").raise_for_status()
