@@ -1,14 +1,14 @@
 """The factory's circuit breaker, correct under asyncio (resilience.md §2).
 
-Three jobs, one module each:
+Three jobs, in their own modules:
 
-- ``state`` and ``breaker``: what the breaker is and admits. Admission is ours:
-  pybreaker's open state lets *every* caller through once the reset timeout has passed,
-  so we refuse open calls ourselves and let exactly one probe in; ``Outcome.REJECTED``,
-  a block left without ``record()`` and a cancelled block count as nothing (pybreaker
-  would count an excluded exception as a success); forced open / forced closed stick
-  until handed back (pybreaker's ``open()`` expires); transition and refused-call
-  listeners, a transition reported once across replicas.
+- ``state``, ``readings`` and ``breaker``: what the breaker is, says and admits.
+  Admission is ours: pybreaker's open state lets *every* caller through once the reset
+  timeout has passed, so we refuse open calls ourselves and let exactly one probe in;
+  ``Outcome.REJECTED``, a block left without ``record()`` and a cancelled block count as
+  nothing (pybreaker would count an excluded exception as a success); forced open /
+  forced closed stick until handed back (pybreaker's ``open()`` expires); transition and
+  refused-call listeners, a transition reported once across replicas.
 - ``counting``: pybreaker keeps the failure counter and makes the closed / half-open
   decisions, through its public API (``calling()`` and a storage of our own).
 - ``shared``: with ``redis_url`` the state is shared across replicas through Redis, but
@@ -25,18 +25,15 @@ Time: the injected ``clients.clock.Clock`` (``FactoryBreaker(clock=...)``); pybr
 own ``opened_at`` stamp is replaced by ours when it trips, so a test moves a manual clock.
 """
 
-from clients.breaker.breaker import CAS_ATTEMPTS, REFRESH_PERIOD_S, FactoryBreaker
+from clients.breaker.breaker import FactoryBreaker
 from clients.breaker.counting import FactoryCallFailed
-from clients.breaker.shared import KEY_PREFIX, PROBE_TTL_MARGIN_S, PROBE_TTL_S, REDIS_TIMEOUT_S
+from clients.breaker.shared import KEY_PREFIX, PROBE_TTL_MARGIN_S, PROBE_TTL_S
 from clients.breaker.state import BreakerState, CallRefused, Ticket, TransitionListener
 
 __all__ = [
-    "CAS_ATTEMPTS",
     "KEY_PREFIX",
     "PROBE_TTL_MARGIN_S",
     "PROBE_TTL_S",
-    "REDIS_TIMEOUT_S",
-    "REFRESH_PERIOD_S",
     "BreakerState",
     "CallRefused",
     "FactoryBreaker",

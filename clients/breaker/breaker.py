@@ -18,12 +18,7 @@ from typing import Any, Literal
 
 from clients.breaker.readings import BreakerReadings
 from clients.breaker.shared import PROBE_TTL_S, RedisShare, SharedState, Written
-from clients.breaker.state import (
-    BreakerState,
-    Forced,
-    Ticket,
-    verdict,
-)
+from clients.breaker.state import BreakerState, Forced, Ticket, verdict
 from clients.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
