@@ -171,9 +171,9 @@ async def _build(settings: Settings, telemetry: Telemetry, clock: Clock) -> Serv
         fail_max=settings.breaker_fail_max,
         reset_timeout_s=settings.breaker_reset_s,
         redis_url=settings.redis_url,
-        # A replica that dies holding the probe: the others take it after the call's own
-        # limit, not after a fixed 30 s (the live holder renews it while it calls).
+        # A dead replica's probe lapses after the call's own limit (a live one renews it).
         probe_ttl_s=settings.factory_timeout_s + PROBE_TTL_MARGIN_S,
+        clock=clock,
     )
     await breaker.start()
     recorder = create_recorder(

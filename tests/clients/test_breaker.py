@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 import clients.breaker as breaker_module
 from clients.breaker import BreakerState, CallRefused, FactoryBreaker
 from clients.schemas import Outcome
+from tests.utils.clock import ManualClock
 
 RESET_S = 30.0
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -26,32 +27,20 @@ FORCED_OPEN, FORCED_CLOSED = BreakerState.FORCED_OPEN, BreakerState.FORCED_CLOSE
 FAILURES = [o for o in Outcome if o.counts_as_failure]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2024, 12, 5, 11, 49, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 class Events(list[tuple[BreakerState, BreakerState, bool]]):
     def __call__(self, old: BreakerState, new: BreakerState, origin: bool) -> None:
         self.append((old, new, origin))
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(breaker_module, "utcnow", fake)
-    return fake
+def clock() -> ManualClock:
+    """The breaker's clock: every breaker a test builds reads it, and the test moves it."""
+    return ManualClock(datetime(2024, 12, 5, 11, 49, tzinfo=UTC))
 
 
 @pytest.fixture
-def breaker(clock: FakeClock) -> FactoryBreaker:
-    return FactoryBreaker(fail_max=5, reset_timeout_s=RESET_S)
+def breaker(clock: ManualClock) -> FactoryBreaker:
+    return FactoryBreaker(fail_max=5, reset_timeout_s=RESET_S, clock=clock)
 
 
 async def call(breaker: FactoryBreaker, outcome: Outcome | None = Outcome.SUCCESS) -> None:
@@ -151,10 +140,10 @@ class TestOpen:
         assert refused.value.state is OPEN
 
     async def test_reads_half_open_once_the_probe_is_due(
-        self, breaker: FactoryBreaker, clock: FakeClock
+        self, breaker: FactoryBreaker, clock: ManualClock
     ) -> None:
         await open_breaker(breaker)
-        opened_at = clock.now
+        opened_at = clock.now()
         assert breaker.since == opened_at
         clock.advance(RESET_S - 0.001)
         assert breaker.state is OPEN
@@ -165,7 +154,7 @@ class TestOpen:
 
 class TestHalfOpen:
     async def test_one_probe_among_concurrent_callers(
-        self, breaker: FactoryBreaker, clock: FakeClock
+        self, breaker: FactoryBreaker, clock: ManualClock
     ) -> None:
         await open_breaker(breaker)
         clock.advance(RESET_S)
@@ -178,7 +167,7 @@ class TestHalfOpen:
         assert sorted(await asyncio.gather(*calls)) == ["called"] + ["refused"] * 9
         assert breaker.state is CLOSED
 
-    async def test_probe_success_closes(self, breaker: FactoryBreaker, clock: FakeClock) -> None:
+    async def test_probe_success_closes(self, breaker: FactoryBreaker, clock: ManualClock) -> None:
         await open_breaker(breaker)
         clock.advance(RESET_S)
         await call(breaker, Outcome.SUCCESS)
@@ -188,13 +177,13 @@ class TestHalfOpen:
 
     @pytest.mark.parametrize("outcome", [Outcome.SLOW, Outcome.CHAOS, Outcome.TIMEOUT], ids=str)
     async def test_probe_failure_reopens_with_a_fresh_timeout(
-        self, breaker: FactoryBreaker, clock: FakeClock, outcome: Outcome
+        self, breaker: FactoryBreaker, clock: ManualClock, outcome: Outcome
     ) -> None:
         await open_breaker(breaker)
         clock.advance(RESET_S)
         await call(breaker, outcome)
         assert breaker.state is OPEN
-        assert breaker.since == clock.now
+        assert breaker.since == clock.now()
         clock.advance(RESET_S - 1)
         with pytest.raises(CallRefused):
             await call(breaker)
@@ -202,7 +191,7 @@ class TestHalfOpen:
         assert breaker.state is HALF_OPEN
 
     async def test_rejected_probe_frees_the_slot_and_stays_half_open(
-        self, breaker: FactoryBreaker, clock: FakeClock
+        self, breaker: FactoryBreaker, clock: ManualClock
     ) -> None:
         await open_breaker(breaker)
         clock.advance(RESET_S)
@@ -214,7 +203,7 @@ class TestHalfOpen:
         assert breaker.state is CLOSED
 
     async def test_cancelled_probe_counts_nothing_and_frees_the_slot(
-        self, breaker: FactoryBreaker, clock: FakeClock
+        self, breaker: FactoryBreaker, clock: ManualClock
     ) -> None:
         await open_breaker(breaker)
         clock.advance(RESET_S)
@@ -261,7 +250,7 @@ class TestNeutral:
 
 class TestForced:
     async def test_forced_open_refuses_past_any_reset_timeout(
-        self, breaker: FactoryBreaker, clock: FakeClock
+        self, breaker: FactoryBreaker, clock: ManualClock
     ) -> None:
         await breaker.force("open")
         clock.advance(100 * RESET_S)
@@ -293,18 +282,18 @@ class TestForced:
 
 class TestRemediation:
     async def test_half_open_lets_a_probe_in_before_the_timeout(
-        self, breaker: FactoryBreaker, clock: FakeClock
+        self, breaker: FactoryBreaker, clock: ManualClock
     ) -> None:
         await open_breaker(breaker)
         clock.advance(1)
         await breaker.half_open()
         assert breaker.state is HALF_OPEN
-        assert breaker.since == clock.now
+        assert breaker.since == clock.now()
         await call(breaker, Outcome.SUCCESS)
         assert breaker.state is CLOSED
 
     async def test_half_open_retires_a_probe_sent_during_the_fault(
-        self, breaker: FactoryBreaker, clock: FakeClock
+        self, breaker: FactoryBreaker, clock: ManualClock
     ) -> None:
         await open_breaker(breaker)
         clock.advance(RESET_S)
@@ -331,7 +320,7 @@ class TestStaleOutcomes:
     succeeded say nothing about the factory now (issue 13)."""
 
     async def test_failures_from_before_the_last_close_do_not_reopen_it(
-        self, breaker: FactoryBreaker, clock: FakeClock
+        self, breaker: FactoryBreaker, clock: ManualClock
     ) -> None:
         release = asyncio.Event()
         old_calls = [held_call(breaker, release, Outcome.UNAVAILABLE) for _ in range(5)]
@@ -366,7 +355,7 @@ class TestStaleOutcomes:
 
 class TestListeners:
     async def test_each_transition_fires_once_with_origin(
-        self, breaker: FactoryBreaker, clock: FakeClock
+        self, breaker: FactoryBreaker, clock: ManualClock
     ) -> None:
         events = Events()
         breaker.add_listener(events)
@@ -412,7 +401,7 @@ Replicas = Callable[..., Awaitable[tuple[FactoryBreaker, Events]]]
 
 
 @pytest.fixture
-async def replicas(clock: FakeClock) -> AsyncIterator[Replicas]:
+async def replicas(clock: ManualClock) -> AsyncIterator[Replicas]:
     client: aioredis.Redis[str] = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
         await client.ping()
@@ -430,6 +419,7 @@ async def replicas(clock: FakeClock) -> AsyncIterator[Replicas]:
             redis_url=REDIS_URL,
             name=name,
             probe_ttl_s=probe_ttl_s,
+            clock=clock,
         )
         events = Events()
         replica.add_listener(events)
@@ -481,7 +471,9 @@ class TestRedis:
         assert a.state is OPEN and b.state is OPEN
         assert origins(a_events, b_events) == [(CLOSED, OPEN)]
 
-    async def test_one_replica_takes_the_probe(self, replicas: Replicas, clock: FakeClock) -> None:
+    async def test_one_replica_takes_the_probe(
+        self, replicas: Replicas, clock: ManualClock
+    ) -> None:
         (a, a_events), (b, b_events) = await replicas(), await replicas()
         await fail(a, 5)
         await b.refresh()
@@ -503,7 +495,7 @@ class TestRedis:
         )
 
     async def test_a_rejected_probe_frees_the_slot_for_another_replica(
-        self, replicas: Replicas, clock: FakeClock
+        self, replicas: Replicas, clock: ManualClock
     ) -> None:
         (a, _), (b, _) = await replicas(), await replicas()
         await fail(a, 5)
@@ -515,7 +507,7 @@ class TestRedis:
         await a.refresh()
         assert a.state is CLOSED
 
-    async def test_forced_states_are_shared(self, replicas: Replicas, clock: FakeClock) -> None:
+    async def test_forced_states_are_shared(self, replicas: Replicas, clock: ManualClock) -> None:
         (a, a_events), (b, b_events) = await replicas(), await replicas()
         await a.force("open")
         await b.refresh()
@@ -548,10 +540,10 @@ class TestRedis:
         assert commands == ["EVALSHA"]  # one round trip: the version-checked INCR
 
     async def test_unreachable_redis_falls_back_to_memory(
-        self, caplog: pytest.LogCaptureFixture, clock: FakeClock
+        self, caplog: pytest.LogCaptureFixture, clock: ManualClock
     ) -> None:
         down = FactoryBreaker(
-            fail_max=5, reset_timeout_s=RESET_S, redis_url="redis://127.0.0.1:1/0"
+            fail_max=5, reset_timeout_s=RESET_S, redis_url="redis://127.0.0.1:1/0", clock=clock
         )
         with caplog.at_level(logging.WARNING, logger="clients.breaker"):
             await down.start()
@@ -590,7 +582,7 @@ class TestRedisStaleOutcomes:
         assert a.state is CLOSED
 
     async def test_failures_from_before_another_replica_closed_it_do_not_count(
-        self, replicas: Replicas, clock: FakeClock
+        self, replicas: Replicas, clock: ManualClock
     ) -> None:
         (a, _), (b, _) = await replicas(fail_max=2), await replicas(fail_max=2)
         release = asyncio.Event()
@@ -608,7 +600,7 @@ class TestRedisStaleOutcomes:
 
 class TestRedisProbeLifetime:
     async def test_a_held_probe_lives_about_the_call_timeout_and_is_renewed(
-        self, replicas: Replicas, clock: FakeClock
+        self, replicas: Replicas, clock: ManualClock
     ) -> None:
         """A replica that dies holding the probe frees it after the call's own timeout
         (+ margin), not after 30 s; a live one keeps it by renewing it while it calls."""
@@ -618,7 +610,7 @@ class TestRedisProbeLifetime:
         clock.advance(RESET_S)
         release = asyncio.Event()
         probe = held_call(a, release, Outcome.SUCCESS)
-        key = a._keys[2]
+        key = a._share.keys[2]
         for _ in range(100):  # bounded: a few Redis round trips
             if await client.exists(key):
                 break
@@ -647,11 +639,11 @@ class TestRedisRestart:
         await fail(a, 5)
         await b.refresh()
         assert b.state is OPEN
-        await client.delete(*a._keys)  # what a restarted Redis holds: nothing
+        await client.delete(*a._share.keys)  # what a restarted Redis holds: nothing
         await b.refresh()
         await a.refresh()
         assert a.state is OPEN and b.state is OPEN
-        assert await client.hget(a._keys[0], "state") == "open"
+        assert await client.hget(a._share.keys[0], "state") == "open"
         with pytest.raises(CallRefused):
             await call(b)
         await client.connection_pool.disconnect()

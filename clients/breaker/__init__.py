@@ -1,0 +1,43 @@
+"""The factory's circuit breaker, correct under asyncio (resilience.md §2).
+
+Three jobs, in their own modules:
+
+- ``state``, ``readings`` and ``breaker``: what the breaker is, says and admits.
+  Admission is ours: pybreaker's open state lets *every* caller through once the reset
+  timeout has passed, so we refuse open calls ourselves and let exactly one probe in;
+  ``Outcome.REJECTED``, a block left without ``record()`` and a cancelled block count as
+  nothing (pybreaker would count an excluded exception as a success); forced open /
+  forced closed stick until handed back (pybreaker's ``open()`` expires); transition and
+  refused-call listeners, a transition reported once across replicas.
+- ``counting``: pybreaker keeps the failure counter and makes the closed / half-open
+  decisions, through its public API (``calling()`` and a storage of our own).
+- ``shared``: with ``redis_url`` the state is shared across replicas through Redis, but
+  kept in memory and refreshed in the background, so a call on the closed path costs no
+  round trip. Redis is authoritative; while it is unreachable each replica keeps its own
+  state in memory and adopts the shared one when Redis is back.
+
+State reporting: ``state`` is OPEN until the reset timeout has passed, then HALF_OPEN (a
+probe would be let in now); ``since`` is then ``opened_at + reset_timeout``. The
+OPEN -> HALF_OPEN listener event fires when that is acted on: the next ``guard()`` or
+``half_open()``.
+
+Time: the injected ``clients.clock.Clock`` (``FactoryBreaker(clock=...)``); pybreaker's
+own ``opened_at`` stamp is replaced by ours when it trips, so a test moves a manual clock.
+"""
+
+from clients.breaker.breaker import FactoryBreaker
+from clients.breaker.counting import FactoryCallFailed
+from clients.breaker.shared import KEY_PREFIX, PROBE_TTL_MARGIN_S, PROBE_TTL_S
+from clients.breaker.state import BreakerState, CallRefused, Ticket, TransitionListener
+
+__all__ = [
+    "KEY_PREFIX",
+    "PROBE_TTL_MARGIN_S",
+    "PROBE_TTL_S",
+    "BreakerState",
+    "CallRefused",
+    "FactoryBreaker",
+    "FactoryCallFailed",
+    "Ticket",
+    "TransitionListener",
+]
