@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.sql.store import StoreError
+from app.sql.rows import StoreError
 
 log = logging.getLogger("app.errors")
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from app.sql import OrderStore
-from app.sql.store import StoreError
+from app.sql.rows import StoreError
 from clients.clock import Clock
 
 log = logging.getLogger("app.orders.leases")

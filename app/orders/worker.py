@@ -26,7 +26,7 @@ from app.config import Settings
 from app.orders.tracing import links_to
 from app.orders.workflow import OrderWorkflow, PlacedItem, PlacedOrder
 from app.sql import ClaimedOrder, OrderStore
-from app.sql.store import StoreError
+from app.sql.rows import StoreError
 from app.supervisor import Heartbeat
 from clients.breaker import BreakerState, FactoryBreaker
 from clients.clock import SYSTEM_CLOCK, Clock

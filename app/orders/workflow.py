@@ -29,7 +29,7 @@ from app.models import OrderFailure, OrderItem, OrderStatus
 from app.orders.leases import LeaseKeeper
 from app.orders.tracing import FULFILLED, REFUSED, attempt_event, order_event
 from app.sql import OrderStore
-from app.sql.store import StoreError
+from app.sql.rows import StoreError
 from clients.breaker import CallRefused, FactoryBreaker, Ticket
 from clients.client import FactoryClient
 from clients.clock import SYSTEM_CLOCK, Clock

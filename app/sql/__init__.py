@@ -21,17 +21,16 @@ loop, so it talks to the driver directly, with statements prepared once:
 
 from __future__ import annotations
 
-from app.sql.store import (
+from app.sql.rows import (
     ClaimedOrder,
     InsertRefused,
     MenuRow,
     NewOrder,
-    OrderStore,
     PendingStats,
     PrincipalRow,
     StoredOrder,
-    open_store,
 )
+from app.sql.store import OrderStore, open_store
 
 __all__ = [
     "ClaimedOrder",

@@ -18,14 +18,9 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from app.models import to_units
-from app.sql.store import (
-    STORED_COLUMNS,
-    InsertRefused,
-    NewOrder,
-    OrderStore,
-    StoreError,
-    WriteFailed,
-)
+from app.sql.group_commit import WriteFailed
+from app.sql.rows import STORED_COLUMNS, InsertRefused, NewOrder, StoreError
+from app.sql.store import OrderStore
 
 READ_POOL_SIZE = 4
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)

@@ -25,13 +25,8 @@ from sqlalchemy.engine import make_url
 
 from app.db import SQLITE_BUSY_TIMEOUT_MS
 from app.models import to_units
-from app.sql.store import (
-    STORED_COLUMNS,
-    InsertRefused,
-    NewOrder,
-    OrderStore,
-    StoreError,
-)
+from app.sql.rows import STORED_COLUMNS, InsertRefused, NewOrder, StoreError
+from app.sql.store import OrderStore
 
 
 def to_text(value: datetime | None) -> str | None:

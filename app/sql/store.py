@@ -2,199 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from enum import Enum
 from typing import Any
 
 from app.models import from_units
-
-# A flush takes at most this many writes; the rest wait for the next one (microseconds).
-MAX_BATCH = 256
-
-
-class StoreError(Exception):
-    """The database did not take or give what was asked (down, locked, disk full...).
-
-    The message names the driver's error class and its own text, never a statement's
-    values: those can be secrets.
-    """
-
-
-class InsertRefused(Enum):
-    STORE_MISSING = "store_missing"  # the store is not (or no longer) in this franchise
-    # Stored first by another request: this diner's Idempotency-Key, or the pending twin
-    # of a keyless order ("Pay" pressed again).
-    TAKEN = "taken"
-
-
-@dataclass(frozen=True, slots=True)
-class PrincipalRow:
-    """A signed-in session's user and roles, read in one statement."""
-
-    user_id: int
-    name: str
-    email: str
-    expires_at: datetime
-    roles: tuple[tuple[str, int | None], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class MenuRow:
-    id: int
-    title: str
-    description: str
-    image: str
-    price: Decimal
-
-
-@dataclass(slots=True)
-class NewOrder:
-    """An order as it is inserted (status pending, no attempt yet)."""
-
-    diner_id: int
-    franchise_id: int
-    store_id: int
-    date: datetime
-    total: Decimal
-    idempotency_key: str | None
-    request_hash: str
-    twin_hash: str | None  # set for a keyless order: one pending twin per diner and hash
-    next_attempt_at: datetime
-    claimed_until: datetime | None
-    last_reason: str | None
-    deferred_at: datetime | None
-    items: Sequence[tuple[int, str, Decimal]]  # menu id, description, price
-    # The placing request's W3C traceparent, when it was traced (the retries link to it).
-    trace_context: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedOrder:
-    """A pending order leased to this process by the worker, with its diner and items."""
-
-    id: int
-    diner_id: int
-    franchise_id: int
-    store_id: int
-    date: datetime
-    total: Decimal
-    attempts: int
-    deferred_at: datetime | None
-    diner_name: str
-    diner_email: str
-    items: tuple[tuple[int, int, str, Decimal], ...]  # item id, menu id, description, price
-    trace_context: str | None = None  # the placing request's traceparent, if traced
-
-
-@dataclass(frozen=True, slots=True)
-class StoredOrder:
-    """An order as stored, with its items: what a replay or a twin answers with."""
-
-    id: int
-    diner_id: int
-    franchise_id: int
-    store_id: int
-    date: datetime
-    status: str
-    total: Decimal
-    jwt: str | None
-    last_reason: str | None
-    failure: str | None
-    request_hash: str | None
-    deferred_at: datetime | None
-    items: tuple[tuple[int, int, str, Decimal], ...]  # item id, menu id, description, price
-
-
-# The columns a StoredOrder is read from, in its order (both dialects).
-STORED_COLUMNS = (
-    "id, diner_id, franchise_id, store_id, date, status, total, jwt, last_reason, failure,"
-    " request_hash, deferred_at"
+from app.sql.group_commit import GroupCommit
+from app.sql.rows import (
+    ClaimedOrder,
+    InsertRefused,
+    MenuRow,
+    NewOrder,
+    PendingStats,
+    PrincipalRow,
+    StoredOrder,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class PendingStats:
-    count: int
-    oldest: datetime | None  # the oldest pending order's date
-    next_due: datetime | None  # when the next pending order may be tried (or its lease ends)
-
-
-@dataclass(frozen=True, slots=True)
-class WriteFailed:
-    """A flush's result for one write that was not stored, while others of the same
-    flush were (a dialect that commits a flush in more than one transaction)."""
-
-    error: StoreError
-
-
-class _Write:
-    __slots__ = ("args", "future", "kind")
-
-    def __init__(self, kind: str, args: tuple[Any, ...], future: asyncio.Future[Any]) -> None:
-        self.kind = kind
-        self.args = args
-        self.future = future
-
-
-class GroupCommit:
-    """Writes waiting at the same moment share one transaction and one commit.
-
-    The first write to arrive while nothing is being written starts a flush at once;
-    writes that arrive during a flush wait for the next one, which starts as soon as this
-    one is done. So a lone write pays nothing, and under load the commits per second stay
-    bounded by the database while the writes per commit grow. Each caller gets its own
-    result (or the flush's exception) only after the commit.
-    """
-
-    def __init__(
-        self, flush: Callable[[list[tuple[str, tuple[Any, ...]]]], Awaitable[list[Any]]]
-    ) -> None:
-        self._flush = flush
-        self._waiting: list[_Write] = []
-        self._flusher: asyncio.Task[None] | None = None
-
-    async def write(self, kind: str, *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._waiting.append(_Write(kind, args, future))
-        if self._flusher is None:
-            self._flusher = loop.create_task(self._drain(), name="group-commit")
-        # The write goes ahead even if its caller gives up: what it stores is then found
-        # by the retry worker like any other pending order.
-        return await asyncio.shield(future)
-
-    async def _drain(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-                try:
-                    results = await self._flush([(w.kind, w.args) for w in batch])
-                except BaseException as exc:
-                    error = exc if isinstance(exc, Exception) else StoreError("shutting down")
-                    for write in batch:
-                        if not write.future.done():
-                            write.future.set_exception(error)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for write, result in zip(batch, results, strict=True):
-                    if write.future.done():
-                        continue
-                    if isinstance(result, WriteFailed):
-                        write.future.set_exception(result.error)
-                    else:
-                        write.future.set_result(result)
-        finally:
-            self._flusher = None
-
-    async def close(self) -> None:
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
 
 
 class OrderStore(ABC):

@@ -16,7 +16,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from app.config import Settings
 from app.orders.tracing import FULFILLED, PENDING, REFUSED
 from app.orders.workflow import BREAKER_OPEN_REASON
-from app.sql.store import PendingStats
+from app.sql.rows import PendingStats
 from tests.conftest import make_settings, running_api
 from tests.telemetry.otlp import Received, attributes, export_to
 from tests.utils.builders import Api, Shop, fast_password_hashing  # noqa: F401

@@ -16,7 +16,7 @@ import pytest
 
 from app.config import Settings
 from app.models import DinerOrder
-from app.sql.store import StoreError
+from app.sql.rows import StoreError
 from clients.schemas import Outcome
 from clients.simulator import SimulatorConfig, create_simulator_app
 from telemetry.logging import configure_logging

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.sql.store import StoreError
+from app.sql.rows import StoreError
 from tests.conftest import make_settings, running_api
 from tests.utils.builders import Api, Shop, fast_password_hashing  # noqa: F401
 

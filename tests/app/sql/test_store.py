@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from app.sql.postgres import PostgresOrderStore
-from app.sql.store import NewOrder, StoreError
+from app.sql.rows import NewOrder, StoreError
 from tests.utils.builders import Api
 
 
