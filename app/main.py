@@ -19,7 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from app import db
 from app.config import Settings
 from app.errors import install_error_handlers
-from app.factory.operations import PROBE_PERIOD_S, FactoryOps
+from app.factory.ops import PROBE_PERIOD_S, FactoryOps
 from app.incidents import create_recorder
 from app.methods import AllowedMethodsMiddleware
 from app.middleware import HardeningMiddleware, SecurityHeadersMiddleware
