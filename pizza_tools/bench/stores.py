@@ -159,6 +159,21 @@ class OtlpSink:
 
 
 @contextlib.contextmanager
+def serve_handler(handler: type[BaseHTTPRequestHandler], name: str) -> Iterator[str]:
+    """Serve ``handler`` on a free port of 127.0.0.1 in a thread; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@contextlib.contextmanager
 def otlp_sink() -> Iterator[OtlpSink]:
     """Serve POST /v1/traces, /v1/metrics, /v1/logs on 127.0.0.1 (200, empty body)."""
     sink = OtlpSink(url="")
@@ -181,14 +196,6 @@ def otlp_sink() -> Iterator[OtlpSink]:
         def log_message(self, format: str, *args: object) -> None:
             return None
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    sink.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="otlp-sink", daemon=True)
-    thread.start()
-    try:
+    with serve_handler(Handler, "otlp-sink") as url:
+        sink.url = url
         yield sink
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
