@@ -20,8 +20,8 @@ from app.models import (
     OrderStatus,
     RemediationAttempt,
     RemediationLink,
-    utcnow,
 )
+from app.services import Services
 from app.supervisor import TaskHealth
 from app.times import iso
 
@@ -84,7 +84,7 @@ async def status(
 async def _status_json(session: SessionDep, services: ServicesDep) -> dict[str, Any]:
     """What an operator needs to know about the factory, in one answer."""
     ops, breaker, settings = services.ops, services.breaker, services.settings
-    pending = await _pending_json(session)
+    pending = await _pending_json(services)
     remediation = await _remediation_json(session, services)
     events = list(
         await session.exec(
@@ -116,18 +116,14 @@ async def _status_json(session: SessionDep, services: ServicesDep) -> dict[str, 
     }
 
 
-async def _pending_json(session: SessionDep) -> dict[str, Any]:
-    """How many orders wait for the factory, and for how long the oldest has."""
-    count, oldest = (
-        await session.exec(
-            select(func.count(), func.min(DinerOrder.date)).where(
-                DinerOrder.status == OrderStatus.PENDING
-            )
-        )
-    ).one()
+async def _pending_json(services: Services) -> dict[str, Any]:
+    """How many orders wait for the factory, and for how long the oldest has (the worker's
+    gauges read the same statement: app/sql/store.py `pending_stats`)."""
+    stats = await services.store.pending_stats()
+    oldest = stats.oldest
     return {
-        "count": int(count),
-        "oldestAgeS": round((utcnow() - oldest).total_seconds(), 3) if oldest else 0.0,
+        "count": stats.count,
+        "oldestAgeS": round((services.clock.now() - oldest).total_seconds(), 3) if oldest else 0.0,
     }
 
 

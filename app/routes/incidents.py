@@ -13,7 +13,7 @@ from app.fields import IdPath
 from app.incidents.impact import impacts_of
 from app.incidents.report import render_report
 from app.incidents.view import IncidentView, earlier_alike, list_incidents, load_view
-from app.models import Incident, utcnow
+from app.models import Incident
 
 router = APIRouter(
     prefix="/factory/incidents",
@@ -49,10 +49,12 @@ def _links(incident_id: int) -> dict[str, str]:
 
 @router.get("", summary="Recorded factory incidents, newest first (admins)")
 async def incidents(
-    session: SessionDep, limit: Annotated[int, Query(ge=1, le=MAX_LISTED)] = 20
+    session: SessionDep,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_LISTED)] = 20,
 ) -> dict[str, Any]:
     # Without timelines: three statements whatever the number listed (not a full view each).
-    now = utcnow()
+    now = services.clock.now()
     found = await list_incidents(session, limit)
     impacts = await impacts_of(session, found, now)
     listed = []
@@ -68,8 +70,10 @@ async def incidents(
     summary="One incident: timeline and impact (admins)",
     responses=error_responses(404),
 )
-async def incident(incident: IncidentDep, session: SessionDep) -> dict[str, Any]:
-    view = await load_view(session, incident, utcnow())
+async def incident(
+    incident: IncidentDep, session: SessionDep, services: ServicesDep
+) -> dict[str, Any]:
+    view = await load_view(session, incident, services.clock.now())
     return {**view.to_json(), **_links(view.id)}
 
 
@@ -82,7 +86,7 @@ async def incident(incident: IncidentDep, session: SessionDep) -> dict[str, Any]
 async def report(
     incident: IncidentDep, session: SessionDep, services: ServicesDep
 ) -> PlainTextResponse:
-    now = utcnow()
+    now = services.clock.now()
     view = await load_view(session, incident, now)
     text = render_report(
         view,
