@@ -194,8 +194,14 @@ async def place_order(
     asked = asked or Asked()
     store, workflow = services.store, services.orders
     digest = request_hash(body)
-    priced = await _priced_items(store, body)
     now = services.clock.now()
+    try:
+        priced = await _priced_items(store, body)
+    except BadRequest:
+        # A key already used for a different order is that conflict, whatever the body.
+        if idempotency_key:
+            await _earlier_by_key(store, diner.id, idempotency_key, digest, asked, now)
+        raise
     # While the breaker is open (or our key is refused) no call can be made: the order
     # is stored already handed back to the worker and answered pending at once.
     refused = workflow.refusal()

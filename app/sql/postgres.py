@@ -24,6 +24,17 @@ from app.sql.store import OrderStore
 
 READ_POOL_SIZE = 4
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+# The server going away (a restart, a failover): nothing to learn from retrying one by one.
+_LOST = (
+    asyncpg.AdminShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionFailureError,
+)
+
+
+def _failed(exc: BaseException) -> WriteFailed:
+    return WriteFailed(StoreError(f"{type(exc).__name__}: {exc}"))
+
 
 _PRINCIPAL = """
 SELECT u.id, u.name, u.email, s.expires_at, r.role, r.object_id
@@ -228,7 +239,8 @@ class PostgresOrderStore(OrderStore):
         """Each run of writes of one kind is one pipeline, and so one implicit transaction
         (asyncpg sends a single Sync for it): atomic, durable when it returns, with no
         BEGIN and COMMIT round trips of its own. Runs are independent (no write waits in
-        a flush on another of the same flush), so a run that fails fails its writes only.
+        a flush on another of the same flush), so a run that fails fails its writes only,
+        and a statement the server refuses fails only its own write (see `_run`).
         """
         try:
             db = await self._writer_connection()
@@ -236,13 +248,23 @@ class PostgresOrderStore(OrderStore):
             raise StoreError(f"{type(exc).__name__}: {exc}") from None
         results: list[Any] = []
         for kind, group in groupby(writes, key=lambda write: write[0]):
-            arguments = [_arguments(kind, args) for _, args in group]
-            try:
-                results.extend(await self._apply(db, kind, arguments))
-            except _ERRORS as exc:
-                failed = WriteFailed(StoreError(f"{type(exc).__name__}: {exc}"))
-                results.extend([failed] * len(arguments))
+            results.extend(await self._run(db, kind, [_arguments(kind, a) for _, a in group]))
         return results
+
+    async def _run(
+        self, db: asyncpg.Connection, kind: str, arguments: list[tuple[Any, ...]]
+    ) -> list[Any]:
+        try:
+            return await self._apply(db, kind, arguments)
+        except asyncpg.PostgresError as exc:
+            if len(arguments) == 1 or isinstance(exc, _LOST):
+                return [_failed(exc)] * len(arguments)
+            # The server refused one statement (bad data, a constraint): the pipeline was
+            # rolled back whole. Each write again on its own, so only the bad one fails
+            # instead of every customer whose write shared its flush.
+            return [r for args in arguments for r in await self._run(db, kind, [args])]
+        except Exception as exc:  # the connection, or the driver (asyncpg's own errors)
+            return [_failed(exc)] * len(arguments)
 
     async def _apply(
         self, db: asyncpg.Connection, kind: str, arguments: list[tuple[Any, ...]]

@@ -260,6 +260,19 @@ class TestIdempotencyKey:
         history = await api.client.get("/api/order", headers=shop.diner.headers)
         assert len(history.json()["orders"]) == 1
 
+    async def test_the_same_key_with_an_unknown_item_is_still_the_409(self, api: Api) -> None:
+        """The key's conflict comes first: the client reused a key, whatever else is wrong."""
+        shop = await api.shop()
+        key = {"Idempotency-Key": "pay-click-3"}
+        assert (await api.order(shop, headers=key)).status_code == 200
+
+        other = await api.order(shop, headers=key, menu_ids=[999_999])
+
+        assert other.status_code == 409
+        assert "Idempotency-Key" in other.json()["message"]
+        # Without a key the same body is an unknown item, a 400.
+        assert (await api.order(shop, menu_ids=[999_999])).status_code == 400
+
     async def test_keys_belong_to_one_user_and_no_key_orders_again(self, api: Api) -> None:
         shop = await api.shop()
         other = await api.register()

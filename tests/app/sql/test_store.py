@@ -61,3 +61,30 @@ async def test_writes_in_one_flush_are_told_what_was_stored(api: Api) -> None:
         assert isinstance(stored, StoreError) and found is None
     # The refused write changed nothing.
     assert await store.order_state(first_id) == ("pending", None)
+
+
+async def test_a_write_the_server_refuses_fails_alone(api: Api) -> None:
+    """Three pizzas' failures recorded in one flush, one of them a reason PostgreSQL cannot
+    store (a NUL character): the other two are stored, only the bad one fails."""
+    shop = await api.shop()
+    store = api.services.store
+    ids = (shop.diner.id, shop.franchise["id"], shop.store["id"])
+    menu_id = shop.menu[0]["id"]
+    orders = [await store.insert_order(_order(ids, f"k{n}", menu_id)) for n in range(3)]
+    order_ids = [o[0] for o in orders if isinstance(o, tuple)]
+    assert len(order_ids) == 3
+    now = datetime.now(UTC)
+    reasons = ["rejected: one", "rejected: \x00 two", "rejected: three"]
+
+    results = await asyncio.gather(
+        *(store.fail(i, r, now) for i, r in zip(order_ids, reasons, strict=True)),
+        return_exceptions=True,
+    )
+
+    assert results[0] is True and results[2] is True
+    states = [await store.order_state(i) for i in order_ids]
+    assert states[0] == ("failed", None) and states[2] == ("failed", None)
+    if isinstance(results[1], StoreError):
+        assert states[1] == ("pending", None)  # PostgreSQL: nothing half-written
+    else:
+        assert states[1] == ("failed", None)  # SQLite stores the character
