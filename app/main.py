@@ -19,6 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from app import db
 from app.config import Settings
 from app.errors import install_error_handlers
+from app.factory.context import FactoryContext
 from app.factory.ops import PROBE_PERIOD_S, FactoryOps
 from app.incidents import create_recorder
 from app.methods import AllowedMethodsMiddleware
@@ -184,18 +185,10 @@ async def _build(settings: Settings, telemetry: Telemetry, clock: Clock) -> Serv
         clock=clock,
     )
     recorder.start()
-    ops = FactoryOps(
-        settings=settings,
-        sessions=sessions,
-        client=client,
-        breaker=breaker,
-        metrics=telemetry.metrics,
-        factory_url=factory_url,
-        api_key=api_key,
-        incidents=recorder,
-        tracer=telemetry.tracer,
-        clock=clock,
+    context = FactoryContext(
+        settings, sessions, client, breaker, telemetry.metrics, factory_url, api_key, clock
     )
+    ops = FactoryOps(context, incidents=recorder, tracer=telemetry.tracer)
     with trace.use_span(
         telemetry.tracer.start_span("pizza.startup.factory_state"), end_on_exit=True
     ):

@@ -14,12 +14,11 @@ from opentelemetry.trace import Tracer
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.backoff import backoff_s, no_jitter
-from app.config import Settings
+from app.factory.context import FactoryContext
 from app.models import (
     DinerOrder,
     EventKind,
@@ -28,12 +27,8 @@ from app.models import (
     RemediationAttempt,
     RemediationLink,
 )
-from clients.breaker import FactoryBreaker
-from clients.client import FactoryClient
-from clients.clock import Clock
 from clients.remediation import followable_url
 from clients.schemas import Outcome
-from telemetry.metrics import PizzaMetrics
 
 log = logging.getLogger("app.factory")
 
@@ -52,28 +47,22 @@ class RemediationLinks:
 
     def __init__(
         self,
+        context: FactoryContext,
         *,
-        settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
-        client: FactoryClient,
-        breaker: FactoryBreaker,
-        metrics: PizzaMetrics,
-        factory_url: str,
         tracer: Tracer,
         redact: Callable[[str], str],
         spawn: Callable[[Any], None],
         event: Callable[..., Awaitable[None]],
         store_event: Callable[[FactoryEvent], Awaitable[None]],
         read_chaos_now: Callable[[], None],
-        clock: Clock,
     ) -> None:
-        self._clock = clock
-        self._settings = settings
-        self._sessions = sessions
-        self._client = client
-        self._breaker = breaker
-        self._metrics = metrics
-        self.factory_url = factory_url
+        self._clock = context.clock
+        self._settings = context.settings
+        self._sessions = context.sessions
+        self._client = context.client
+        self._breaker = context.breaker
+        self._metrics = context.metrics
+        self.factory_url = context.factory_url
         self._tracer = tracer
         self._redact = redact
         self._spawn = spawn

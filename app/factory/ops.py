@@ -19,11 +19,9 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Tracer
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.config import Settings
 from app.factory.chaos import ChaosWatch
+from app.factory.context import FactoryContext
 from app.factory.links import RemediationLinks
 from app.incidents import Conditions, IncidentRecorder
 from app.models import (
@@ -31,12 +29,9 @@ from app.models import (
     FactoryEvent,
 )
 from app.supervisor import Heartbeat
-from clients.breaker import BreakerState, FactoryBreaker
-from clients.client import FactoryClient
-from clients.clock import SYSTEM_CLOCK, Clock
+from clients.breaker import BreakerState
 from clients.remediation import redact
 from clients.schemas import FactoryResult, Outcome
-from telemetry.metrics import PizzaMetrics
 
 log = logging.getLogger("app.factory")
 
@@ -55,26 +50,19 @@ class LastFailure:
 class FactoryOps:
     def __init__(
         self,
+        context: FactoryContext,
         *,
-        settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
-        client: FactoryClient,
-        breaker: FactoryBreaker,
-        metrics: PizzaMetrics,
-        factory_url: str,
-        api_key: str,
-        clock: Clock = SYSTEM_CLOCK,
         incidents: IncidentRecorder | None = None,
         tracer: Tracer | None = None,
     ) -> None:
-        self._settings = settings
-        self._sessions = sessions
-        self._client = client
-        self._breaker = breaker
-        self._metrics = metrics
-        self.factory_url = factory_url
-        self._api_key = api_key
-        self._clock = clock
+        self._settings = context.settings
+        self._sessions = context.sessions
+        self._client = context.client
+        self._breaker = breaker = context.breaker
+        self._metrics = context.metrics
+        self.factory_url = context.factory_url
+        self._api_key = context.api_key
+        self._clock = context.clock
         self.incidents = incidents
         self._tracer = tracer or trace.get_tracer(__name__)
         self.config_fault: str | None = None
@@ -83,26 +71,20 @@ class FactoryOps:
         self._recent: deque[tuple[float, Outcome]] = deque(maxlen=10_000)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.chaos = ChaosWatch(
-            sessions=sessions,
-            metrics=metrics,
-            clock=clock,
+            sessions=context.sessions,
+            metrics=context.metrics,
+            clock=context.clock,
             read=lambda: self._spawn(self._probe_logged()),
             event=self._event,
         )
         self.links = RemediationLinks(
-            settings=settings,
-            sessions=sessions,
-            client=client,
-            breaker=breaker,
-            metrics=metrics,
-            factory_url=factory_url,
+            context,
             tracer=self._tracer,
             redact=self.redact,
             spawn=self._spawn,
             event=self._event,
             store_event=self._store_event,
             read_chaos_now=lambda: self.chaos.read_soon(now=True),
-            clock=clock,
         )
         # Beaten after each probe that ran to its end (probe_forever).
         self.probe_heartbeat = Heartbeat()
