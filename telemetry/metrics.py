@@ -30,7 +30,7 @@ TASK_NAMES = ("retry-worker", "factory-probe", "incident-watch")
 # The factory's chaos types (factory.md): each has a series from the start, 0 until reported.
 CHAOS_TYPES = ("fail", "throttle", "badjwt")
 CHAOS_PHASES = ("scheduled", "running")
-# Remediation links followed (app/remediation.py): every pair exists from the start, so
+# Remediation links followed (app/factory/links.py): every pair exists from the start, so
 # the dashboard's panel shows 0 attempts rather than nothing when an operator looks.
 REMEDIATION_MODES = ("auto", "manual")
 REMEDIATION_RESULTS = ("resolved", "unresolved")
