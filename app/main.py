@@ -241,7 +241,7 @@ def _factory_client(
     http = factory_http_client(
         factory_url, timeout_s=settings.factory_call_max_s, connections=FACTORY_SLOTS
     )
-    instrument_http_client(http, telemetry)
+    instrument_http_client(http, telemetry, secrets=(api_key,))
     quiet = QuietFactoryOrders(factory_url)
     logging.getLogger("httpx").addFilter(quiet)
     client = FactoryClient(

@@ -27,8 +27,12 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 class TracedTransport(httpx.AsyncBaseTransport):
     """Another transport, each request in a CLIENT span."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, tracer: Tracer) -> None:
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, tracer: Tracer, secrets: tuple[str, ...] = ()
+    ) -> None:
         self._inner = inner
+        # Masked wherever they stand in a URL, not only where a known pattern puts them.
+        self._secrets = secrets
         self._tracer = tracer
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -38,7 +42,7 @@ class TracedTransport(httpx.AsyncBaseTransport):
             "http.request.method": method,
             "server.address": url.host,
             "server.port": url.port or _DEFAULT_PORTS.get(url.scheme, 0),
-            "url.full": redact_text(str(url)),
+            "url.full": redact_text(str(url), self._secrets),
         }
         with self._tracer.start_as_current_span(
             method,

@@ -247,13 +247,15 @@ def instrument_engine(engine: AsyncEngine, telemetry: Telemetry) -> None:
     _instrumented_engines.add(sync_engine)
 
 
-def instrument_http_client(client: httpx.AsyncClient, telemetry: Telemetry) -> None:
-    """Client spans for this client only (the factory's), links redacted
-    (telemetry/http_client.py). Only where spans are recorded: a span and the URL's
-    redaction are otherwise pure cost.
+def instrument_http_client(
+    client: httpx.AsyncClient, telemetry: Telemetry, *, secrets: tuple[str, ...] = ()
+) -> None:
+    """Client spans for this client only (the factory's), links redacted, ``secrets``
+    (the factory's API key) masked wherever they appear (telemetry/http_client.py). Only
+    where spans are recorded: a span and the URL's redaction are otherwise pure cost.
     """
     if not telemetry.spans_wanted:
         return
     # httpx has no public way to wrap a built client's transport; this is the attribute
     # its own instrumentation patches too.
-    client._transport = TracedTransport(client._transport, telemetry.tracer)
+    client._transport = TracedTransport(client._transport, telemetry.tracer, secrets)

@@ -90,7 +90,7 @@ async def test_factory_client_spans_without_the_key(make_telemetry: MakeTelemetr
 
     factory = httpx.AsyncClient(transport=httpx.MockTransport(answer))
     other = httpx.AsyncClient(transport=httpx.MockTransport(answer))
-    instrument_http_client(factory, telemetry)
+    instrument_http_client(factory, telemetry, secrets=(KEY,))
     async with factory, other:
         await factory.get(f"https://factory.example/api/support/{KEY}/report/fix-1")
         await factory.get(f"https://resolve.example/fix?apiKey={KEY}&fixCode=2")
@@ -118,3 +118,17 @@ async def test_factory_client_spans_without_the_key(make_telemetry: MakeTelemetr
         StatusCode.UNSET,
         StatusCode.ERROR,
     ]
+
+
+async def test_the_factory_key_is_masked_wherever_a_link_puts_it(
+    make_telemetry: MakeTelemetry,
+) -> None:
+    """A link of a shape no redaction pattern knows still never carries the key."""
+    spans = InMemorySpanExporter()
+    telemetry = make_telemetry(span_exporter=spans)
+    factory = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(200)))
+    instrument_http_client(factory, telemetry, secrets=(KEY,))
+    async with factory:
+        await factory.get(f"https://factory.example/fix/{KEY}/now")
+    [span] = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    assert (span.attributes or {})["url.full"] == "https://factory.example/fix/***/now"
