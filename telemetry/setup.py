@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 
 import httpx
 from fastapi import FastAPI
-from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.instrumentation._semconv import _OpenTelemetrySemanticConventionStability
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
@@ -38,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from telemetry.http_client import TracedTransport
 from telemetry.metrics import PizzaMetrics
+from telemetry.otlp_export import LeanLogExporter, LeanSpanExporter
 from telemetry.server import (
     DURATION_BUCKETS_S,
     ServerInstruments,
@@ -143,7 +142,7 @@ def setup_telemetry(
         sampler=None if spans_wanted else ALWAYS_OFF,
     )
     if "traces" in exported:
-        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        tracer_provider.add_span_processor(BatchSpanProcessor(LeanSpanExporter()))
     if span_exporter is not None:
         tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
 
@@ -168,7 +167,7 @@ def setup_telemetry(
     logger_provider: LoggerProvider | None = None
     if "logs" in exported:
         logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-        logger_provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
+        logger_provider.add_log_record_processor(BatchLogRecordProcessor(LeanLogExporter()))
 
     if exported:
         log.info("OpenTelemetry: exporting %s over OTLP/HTTP", ", ".join(exported))

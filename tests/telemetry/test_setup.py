@@ -36,7 +36,7 @@ def built(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return build
 
     monkeypatch.setattr(
-        telemetry_setup, "OTLPSpanExporter", stand_in("traces", InMemorySpanExporter)
+        telemetry_setup, "LeanSpanExporter", stand_in("traces", InMemorySpanExporter)
     )
     monkeypatch.setattr(
         telemetry_setup,
@@ -44,7 +44,7 @@ def built(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         stand_in("metrics", lambda: ConsoleMetricExporter(out=io.StringIO())),
     )
     monkeypatch.setattr(
-        telemetry_setup, "OTLPLogExporter", stand_in("logs", InMemoryLogRecordExporter)
+        telemetry_setup, "LeanLogExporter", stand_in("logs", InMemoryLogRecordExporter)
     )
     return names
 
@@ -81,11 +81,11 @@ class TestOtlpExport:
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """What setup_telemetry relies on: the exporter takes endpoint and headers itself."""
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from telemetry.otlp_export import LeanSpanExporter
 
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otlp.example/otlp")
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Basic%20abc")
-        exporter = OTLPSpanExporter()
+        exporter = LeanSpanExporter()
         try:
             assert exporter._endpoint == "https://otlp.example/otlp/v1/traces"
         finally:
