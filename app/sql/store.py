@@ -41,8 +41,9 @@ class OrderStore(ABC):
         """Apply `writes` in one transaction, in order; one result each, or raise."""
 
     # -- reads ------------------------------------------------------------------------------
-    # Each dialect gives its statements (`_reads`: principal, menu, menu_items, pending,
-    # state, load, load_items, items_of, find_id, find_key, find_twin, find_last_twin), how
+    # Each dialect gives its statements (`_reads`: principal (unless it overrides
+    # `_principal_rows`), menu, menu_items, pending, state, load, load_items, items_of,
+    # find_id, find_key, find_twin, find_last_twin), how
     # it runs one (`_read`), how a stored time reads back (`_time`) and how a list of ids is
     # passed (`_ids`); the rows become objects here, once for both.
 
@@ -65,12 +66,16 @@ class OrderStore(ABC):
         return at
 
     async def principal(self, jti: str, user_id: int) -> PrincipalRow | None:
-        rows = await self._read(self._reads["principal"], jti, user_id)
+        rows = await self._principal_rows(jti, user_id)
         if not rows:
             return None
         first = rows[0]
         roles = tuple((row[4], row[5]) for row in rows if row[4] is not None)
         return PrincipalRow(first[0], first[1], first[2], self._at(first[3]), roles)
+
+    async def _principal_rows(self, jti: str, user_id: int) -> Sequence[Sequence[Any]]:
+        """The session's user and roles, a row per role (the roles' columns None if none)."""
+        return await self._read(self._reads["principal"], jti, user_id)
 
     async def menu(self) -> list[MenuRow]:
         return [_menu_row(row) for row in await self._read(self._reads["menu"])]

@@ -1,4 +1,5 @@
-"""The order store's group commit: writes that share a flush each learn their own fate."""
+"""The order store: writes that share a flush, and token checks that share a read, each
+learn their own fate."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from app.security import decode_token
 from app.sql.postgres import PostgresOrderStore
 from app.sql.rows import NewOrder, StoreError
 from tests.utils.builders import Api
@@ -88,3 +90,40 @@ async def test_a_write_the_server_refuses_fails_alone(api: Api) -> None:
         assert states[1] == ("pending", None)  # PostgreSQL: nothing half-written
     else:
         assert states[1] == ("failed", None)  # SQLite stores the character
+
+
+async def test_token_checks_at_one_moment_each_get_their_own_user(api: Api) -> None:
+    """Concurrent token checks (on PostgreSQL one batched statement): each gets its own
+    user and roles, a session that is not there gets none, and a session checked for
+    another user gets none."""
+    admin = await api.admin()
+    owner = await api.register("Franchise Owner")
+    diner = await api.register("Checked Diner")
+    franchise = await api.franchise(admin, admins=[owner.email])
+    store = api.services.store
+    secret = api.services.jwt_secret
+    accounts = [admin, owner, diner, diner]
+    sessions = [_session(a.token, secret) for a in accounts]
+
+    checks = [store.principal(jti, user_id) for user_id, jti in sessions]
+    checks.append(store.principal("no-such-session", diner.id))
+    checks.append(store.principal(sessions[0][1], diner.id))  # the admin's session
+    found = await asyncio.gather(*checks)
+
+    expected_roles = [
+        {("admin", None)},
+        {("diner", None), ("franchisee", franchise["id"])},
+        {("diner", None)},
+        {("diner", None)},
+    ]
+    for account, roles, principal in zip(accounts, expected_roles, found, strict=False):
+        assert principal is not None
+        assert (principal.user_id, principal.email) == (account.id, account.email)
+        assert set(principal.roles) == roles
+    assert found[-2:] == [None, None]
+
+
+def _session(token: str, secret: str) -> tuple[int, str]:
+    decoded = decode_token(token, secret=secret, now=datetime.now(UTC))
+    assert decoded is not None
+    return decoded
