@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import telemetry.setup as telemetry_setup
 from tests.telemetry.conftest import MakeTelemetry, record_one_of_each, value
+from tests.telemetry.otlp import Received, export_to
 
 
 @pytest.fixture
@@ -186,3 +187,35 @@ class TestLifecycle:
 
     def test_content_type_every_scraper_reads(self, make_telemetry: MakeTelemetry) -> None:
         assert make_telemetry().render_prometheus()[1].startswith("text/plain; version=0.0.4")
+
+
+@pytest.mark.parametrize(("chosen", "exemplars"), [(None, False), ("trace_based", True)])
+def test_exemplars_only_when_an_operator_asks_for_them(
+    chosen: str | None,
+    exemplars: bool,
+    receiver: Received,
+    make_telemetry: MakeTelemetry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pizza made inside a recorded span: its creation latency carries that span's
+    trace as an exemplar only with OTEL_METRICS_EXEMPLAR_FILTER set (they cost CPU on
+    every order and nothing shipped reads them)."""
+    export_to(receiver, monkeypatch)
+    if chosen is not None:
+        monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", chosen)
+    telemetry = make_telemetry()
+    with telemetry.tracer.start_as_current_span("pizza.create"):
+        telemetry.metrics.creation("success", 0.3)
+    telemetry.shutdown()  # flushes every provider to the receiver
+
+    points = [
+        point
+        for request in receiver.exports["/v1/metrics"]
+        for resource in request.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "pizza.creation.duration"
+        for point in metric.histogram.data_points
+    ]
+    assert points and sum(p.count for p in points) == 1
+    assert any(p.exemplars for p in points) is exemplars
