@@ -20,6 +20,7 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from telemetry.redaction import redact_text
+from telemetry.spans import current_span
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -44,12 +45,8 @@ class TracedTransport(httpx.AsyncBaseTransport):
             "server.port": url.port or _DEFAULT_PORTS.get(url.scheme, 0),
             "url.full": redact_text(str(url), self._secrets),
         }
-        with self._tracer.start_as_current_span(
-            method,
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            record_exception=True,
-            set_status_on_exception=True,
+        with current_span(
+            self._tracer, method, kind=SpanKind.CLIENT, attributes=attributes
         ) as span:
             propagate.inject(request.headers)
             try:

@@ -24,6 +24,8 @@ from opentelemetry.metrics import Histogram
 from opentelemetry.trace import SpanKind, StatusCode, Tracer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from telemetry.spans import current_span
+
 access_log = logging.getLogger("app.access")
 
 # OpenTelemetry's advice for http.server.request.duration.
@@ -111,17 +113,16 @@ class ServerTelemetryMiddleware:
     ) -> None:
         method = scope["method"]
         context = propagate.extract(_headers(scope))
-        with instruments.tracer.start_as_current_span(
+        with current_span(
+            instruments.tracer,
             method,
-            context=context,
             kind=SpanKind.SERVER,
+            context=context,
             attributes={
                 "http.request.method": method,
                 "url.path": scope["path"],
                 "url.scheme": scope.get("scheme", "http"),
             },
-            record_exception=True,
-            set_status_on_exception=True,
         ) as span:
             status = 500
 

@@ -34,6 +34,7 @@ from clients.breaker import CallRefused, FactoryBreaker, Ticket
 from clients.client import FactoryClient
 from clients.clock import SYSTEM_CLOCK, Clock
 from clients.schemas import DinerInfo, FactoryResult, ItemInfo, OrderInfo, Outcome
+from telemetry.spans import current_span
 
 if TYPE_CHECKING:
     from app.factory import FactoryOps
@@ -257,10 +258,12 @@ class OrderWorkflow:
     ) -> Attempt:
         self.inflight.add(order.id)
         try:
-            with self._tracer.start_as_current_span("pizza.create") as span:
-                span.set_attribute("pizza.order.id", order.id)
-                span.set_attribute("pizza.order.items", len(info.items))
-                span.set_attribute("pizza.breaker.state", str(self._breaker.state))
+            attributes: dict[str, str | int] = {
+                "pizza.order.id": order.id,
+                "pizza.order.items": len(info.items),
+                "pizza.breaker.state": str(self._breaker.state),
+            }
+            with current_span(self._tracer, "pizza.create", attributes=attributes) as span:
                 result = await self._client.create_pizza(
                     diner, info, timeout_s=self._settings.factory_call_max_s
                 )
