@@ -33,7 +33,9 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext
 
-log = logging.getLogger(__name__)
+# Under "opentelemetry": the OTLP log handler leaves those records out of the pipeline they
+# are about (telemetry/logging.py), so a batch that cannot be encoded does not feed another.
+log = logging.getLogger("opentelemetry.exporter.jwt_pizza")
 
 _I64 = struct.Struct("<Q").pack
 _DOUBLE = struct.Struct("<d").pack
@@ -252,37 +254,33 @@ def encode_logs(records: Iterable[ReadableLogRecord]) -> bytes:
     return _request(records, lambda r: (r.resource, r.instrumentation_scope or None), _log_record)
 
 
-class LeanSpanExporter(OTLPSpanExporter):
-    """The SDK's OTLP/HTTP span exporter with this module's encoder.
+def _sent(exporter: OTLPSpanExporter | OTLPLogExporter, encode: Callable[[], bytes]) -> bool:
+    """Encode a batch here and send it through the SDK exporter's own HTTP client (private
+    to opentelemetry-exporter-otlp-proto-http, hence its pin in pyproject.toml), which
+    compresses, retries and times out as OpenTelemetry's variables say."""
+    if exporter._shutdown:
+        return False
+    try:
+        data = encode()
+    except Exception as error:  # an exporter reports, never raises
+        log.error("OTLP: batch not encoded: %s", error)
+        return False
+    return bool(exporter._client.export(data).success)
 
-    It sends through the SDK exporter's own HTTP client (private to
-    opentelemetry-exporter-otlp-proto-http, hence its pin in pyproject.toml).
-    """
+
+class LeanSpanExporter(OTLPSpanExporter):
+    """The SDK's OTLP/HTTP span exporter with this module's encoder."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if self._shutdown:
-            return SpanExportResult.FAILURE
-        try:
-            data = encode_spans(spans)
-        except Exception as error:  # an exporter reports, never raises
-            log.error("OTLP: span batch not encoded: %s", error)
-            return SpanExportResult.FAILURE
-        if self._client.export(data).success:
+        if _sent(self, lambda: encode_spans(spans)):
             return SpanExportResult.SUCCESS
         return SpanExportResult.FAILURE
 
 
 class LeanLogExporter(OTLPLogExporter):
-    """The SDK's OTLP/HTTP log exporter with this module's encoder (see LeanSpanExporter)."""
+    """The SDK's OTLP/HTTP log exporter with this module's encoder."""
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        if self._shutdown:
-            return LogRecordExportResult.FAILURE
-        try:
-            data = encode_logs(batch)
-        except Exception as error:  # an exporter reports, never raises
-            log.error("OTLP: log batch not encoded: %s", error)
-            return LogRecordExportResult.FAILURE
-        if self._client.export(data).success:
+        if _sent(self, lambda: encode_logs(batch)):
             return LogRecordExportResult.SUCCESS
         return LogRecordExportResult.FAILURE
