@@ -18,7 +18,7 @@ from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import (
     Link,
@@ -33,7 +33,8 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import Attributes
 
-from telemetry.otlp_export import encode_logs, encode_spans
+from telemetry.otlp_export import LeanSpanExporter, encode_logs, encode_spans
+from tests.telemetry.otlp import Received
 
 RESOURCE = Resource(
     {"service.name": "jwt-pizza-service", "service.instance.id": "7f0c", "host.cores": 2},
@@ -110,6 +111,7 @@ def log_records() -> Iterator[list[ReadableLogRecord]]:
             attributes={"http_status": 200, "duration_ms": 3.1, "auth_sent": True, "empty": ""},
         )
     other.emit(severity_number=SeverityNumber.ERROR, body={"order": 7, "items": ["veggie"]})
+    other.emit(body={1: "int key", "1": "str key", "nested": {"deeper": [None, b"\x00"]}})
     other.emit(body=None, event_name="pizza.order.failed")
     other.emit(body=["a", 1], severity_text="WARN", attributes=ATTRIBUTES)
     yield list(exporter.get_finished_logs())
@@ -137,7 +139,7 @@ def test_each_span_alone_encodes_as_the_sdk_encodes_it(spans: list[ReadableSpan]
 def test_log_records_encode_as_the_sdk_encodes_them(
     log_records: list[ReadableLogRecord],
 ) -> None:
-    assert len(log_records) == 4
+    assert len(log_records) == 5
     ours = ExportLogsServiceRequest.FromString(encode_logs(log_records))
     assert ours == sdk_encode_logs(log_records)
     [resource_logs] = ours.resource_logs
@@ -172,3 +174,22 @@ def test_what_the_sdk_encoder_would_fail_on_is_still_sent() -> None:
     assert values["huge"].string_value == str(2**70)
     assert values["ok"].string_value == "yes"
     provider.shutdown()
+
+
+def test_the_exporter_sends_through_the_sdk_client_and_keeps_its_size_limit(
+    spans: list[ReadableSpan], receiver: Received
+) -> None:
+    """What the exporter sends is what the receiver decodes; a batch above the request
+    size limit is dropped (and reported as a failure) rather than posted."""
+    exporter = LeanSpanExporter(endpoint=f"{receiver.url}/v1/traces")
+    assert exporter.export(spans) == SpanExportResult.SUCCESS
+    [request] = receiver.exports["/v1/traces"]
+    assert request == sdk_encode_spans(spans)
+    exporter.shutdown()  # type: ignore[no-untyped-call]
+
+    small = LeanSpanExporter(endpoint=f"{receiver.url}/v1/traces", max_request_size=100)
+    assert small.export(spans) == SpanExportResult.FAILURE
+    assert len(receiver.exports["/v1/traces"]) == 1
+    small.shutdown()  # type: ignore[no-untyped-call]
+    assert small.export(spans) == SpanExportResult.FAILURE  # after shutdown: nothing sent
+    assert len(receiver.exports["/v1/traces"]) == 1
