@@ -161,7 +161,7 @@ def setup_telemetry(
         registry = CollectorRegistry()
         readers.append(PrometheusMetricReader(registry=registry))
     # Exemplars (a trace id sampled into each histogram bucket) are offered by every
-    # measurement inside a recorded span: a few per cent of an order's CPU with traces on,
+    # measurement inside a recorded span: about 1 % of an order's CPU with traces on,
     # for what no rule, panel or /metrics shows. OTEL_METRICS_EXEMPLAR_FILTER=trace_based
     # turns them back on (the SDK reads it when no filter is given).
     exemplars = (

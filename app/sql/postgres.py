@@ -209,8 +209,8 @@ class PostgresOrderStore(OrderStore):
         self._writer: asyncpg.Connection | None = None
         self._readers: asyncpg.Pool | None = None
         # Every signed-in request's token check: those waiting at one moment share one
-        # statement, batched as the writes are (a lone check waits for nothing). One round
-        # trip instead of one each cost the service and the server a tenth of an order.
+        # statement, batched as the writes are (a lone check waits for nothing). A round
+        # trip each was 8 % of an order's CPU in the service alone (py-spy); batched, 4 %.
         self._principals = GroupCommit(self._principal_batch)
 
     async def start(self) -> None:
