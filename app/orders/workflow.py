@@ -20,12 +20,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from opentelemetry.trace import Status, StatusCode, Tracer
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.backoff import backoff_s
 from app.config import Settings
-from app.models import OrderFailure, OrderItem, OrderStatus
+from app.models import OrderFailure, OrderStatus
 from app.orders.leases import LeaseKeeper
 from app.orders.tracing import FULFILLED, REFUSED, attempt_event, order_event
 from app.sql import OrderStore
@@ -49,6 +47,8 @@ RECORD_RETRY_S = 0.5
 BREAKER_OPEN_REASON = "factory circuit open"
 REJECTED_REASON = "rejected by factory"
 CALL_FAILED_REASON = "the factory call failed on our side; retried"
+# pizza.create's outcome when a shutdown stops the call (no answer; the order is retried).
+INTERRUPTED = "interrupted"
 
 
 @dataclass(slots=True)
@@ -264,9 +264,15 @@ class OrderWorkflow:
                 "pizza.breaker.state": str(self._breaker.state),
             }
             with current_span(self._tracer, "pizza.create", attributes=attributes) as span:
-                result = await self._client.create_pizza(
-                    diner, info, timeout_s=self._settings.factory_call_max_s
-                )
+                try:
+                    result = await self._client.create_pizza(
+                        diner, info, timeout_s=self._settings.factory_call_max_s
+                    )
+                except asyncio.CancelledError:
+                    # Stopped by a shutdown (`shutdown`): the order stays pending and is
+                    # tried again; the span says why it has no answer.
+                    span.set_attribute("pizza.outcome", INTERRUPTED)
+                    raise
                 wait.outcome = result.outcome
                 span.set_attribute("pizza.outcome", str(result.outcome))
                 self._metrics.creation(result.outcome, result.duration_s)
@@ -391,10 +397,3 @@ class OrderWorkflow:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if interrupted:
             await self._store.unclaim(interrupted)
-
-
-async def items_of(session: AsyncSession, order_id: int) -> list[OrderItem]:
-    rows = await session.exec(
-        select(OrderItem).where(OrderItem.order_id == order_id).order_by(col(OrderItem.id))
-    )
-    return list(rows)

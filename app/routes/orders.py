@@ -7,12 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import Response
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.deps import AdminUser, CurrentUser, ServicesDep, SessionDep
 from app.errors import RETRY_AFTER, NotFound, error_responses
 from app.models import DinerOrder, MenuItem, OrderItem
 from app.orders.placement import Asked, place_order, prefers_async, retry_after_s
-from app.orders.workflow import items_of
 from app.responses import json_response
 from app.schemas import (
     MenuItemBody,
@@ -41,6 +41,13 @@ ORDER_LINKS = {
         },
     },
 }
+
+
+async def items_of(session: AsyncSession, order_id: int) -> list[OrderItem]:
+    rows = await session.exec(
+        select(OrderItem).where(OrderItem.order_id == order_id).order_by(col(OrderItem.id))
+    )
+    return list(rows)
 
 
 def menu_json(item: MenuItem | MenuRow) -> dict[str, Any]:

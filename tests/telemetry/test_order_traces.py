@@ -130,6 +130,26 @@ async def test_a_late_answer_says_the_order_was_fulfilled_late(
     assert create.status.code != Status.STATUS_CODE_ERROR
 
 
+async def test_a_call_stopped_by_a_shutdown_says_it_was_interrupted(
+    receiver: Received, factory: httpx.Client, exporting_settings: MakeSettings
+) -> None:
+    """The service stops while a factory call is in flight: the order stays pending (it is
+    retried at the next start) and its pizza.create span says the call was interrupted,
+    not that it failed."""
+    settings = exporting_settings(factory_timeout_s=0.2, factory_auto_remediate=False)
+    async with running_api(settings) as api:
+        shop = await api.shop()
+        factory.put("/api/vendor/chaos/throttle").raise_for_status()  # answers after 0.5 s
+        answer = await api.order(shop, headers=distinct())
+        assert answer.status_code == 503
+        order_id = answer.json()["order"]["id"]
+        # Leaving the block stops the service with the call still waiting.
+
+    [create] = _of_order(receiver.spans, "pizza.create", order_id)
+    assert attributes(create)["pizza.outcome"] == "interrupted"
+    assert create.status.code != Status.STATUS_CODE_ERROR
+
+
 async def test_an_idle_minute_makes_no_parentless_database_traces(
     receiver: Received,
     factory: httpx.Client,
