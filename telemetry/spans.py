@@ -10,6 +10,7 @@ with an ERROR status, restore the context, end the span.
 
 from __future__ import annotations
 
+from contextvars import Token
 from types import TracebackType
 
 from opentelemetry import context as otel_context
@@ -34,7 +35,7 @@ class current_span:
         attributes: Attributes = None,
     ) -> None:
         self._span = tracer.start_span(name, context, kind, attributes)
-        self._token: object = None
+        self._token: Token[Context] | None = None
 
     def __enter__(self) -> Span:
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
@@ -48,7 +49,8 @@ class current_span:
     ) -> None:
         span = self._span
         try:
-            otel_context.detach(self._token)  # type: ignore[arg-type]
+            if self._token is not None:
+                otel_context.detach(self._token)
             if isinstance(error, Exception) and span.is_recording():
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))

@@ -38,6 +38,9 @@ class GroupCommit:
     one is done. So a lone write pays nothing, and under load the commits per second stay
     bounded by the database while the writes per commit grow. Each caller gets its own
     result (or the flush's exception) only after the commit.
+
+    The same batching serves reads whose answers can be split by caller: PostgreSQL's
+    token checks (app/sql/postgres.py) use it with a flush that is one SELECT.
     """
 
     def __init__(
