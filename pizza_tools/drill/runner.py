@@ -85,6 +85,10 @@ class Drill:
         self.procs = procs
         self.vendor_key = f"drill-vendor-{secrets.token_hex(8)}"
         self.admin_password = secrets.token_urlsafe(16)
+        # Every event of /factory/status's history this drill has read: the page shows the
+        # last HISTORY_LENGTH only, and a long or loaded phase's breaker cycles can push its
+        # first events (the link detected) out before the phase's last reading.
+        self._history: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     # -- processes -------------------------------------------------------------------------
 
@@ -164,16 +168,22 @@ class Drill:
                 with contextlib.suppress(httpx.HTTPError, BenchError, DrillError):
                     await call(factory, "PUT", "/api/vendor/chaos/none")
             counts = await settle(http, shop.admin, traffic, plan.settle_timeout_s)
-            status = (await call(http, "GET", "/factory/status", headers=shop.admin)).json()
+            status = await self._status(http, shop)
             incident = await self._incident_report(http, shop.admin, notes)
         timeline = build_timeline(status, traffic.answers, chaos_at, steady_at)
         window = self._window(phase, recording, timeline, clicked_at, status)
         return PhaseResult(phase, timeline, counts, recording, window, notes, incident)
 
     async def _status(self, http: httpx.AsyncClient, shop: Shop) -> dict[str, Any]:
+        """/factory/status, its history completed with every event read before."""
         status: dict[str, Any] = (
             await call(http, "GET", "/factory/status", headers=shop.admin)
         ).json()
+        for event in status.get("history", []):
+            self._history.setdefault(
+                (event.get("at"), event.get("kind"), event.get("detail")), event
+            )
+        status["history"] = list(self._history.values())
         return status
 
     async def _remediated(
