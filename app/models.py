@@ -203,6 +203,8 @@ class RemediationLink(SQLModel, table=True):
     __tablename__ = "remediation_link"
     id: int | None = Field(default=None, primary_key=True)
     url: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    # What people read: the URL the service follows (or the link as sent, if it does
+    # not follow it), the API key masked.
     redacted: str = Field(sa_column=Column(Text, nullable=False))
     outcome: str = Field(sa_column=Column(String(20), nullable=False))
     first_seen: datetime = Field(default_factory=utcnow)

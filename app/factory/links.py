@@ -82,8 +82,12 @@ class RemediationLinks:
         async with self._lock:
             if url in self._known_links:
                 return
-            redacted = self._redact(url)
-            followable = self._followable(url) is not None
+            followed = self._followable(url)
+            followable = followed is not None
+            # People read the link as the service follows it (FACTORY_URL's scheme, host
+            # and port; the factory writes https and no port whatever it is reached at),
+            # or as the factory sent it when it is not the service's to follow.
+            redacted = self._redact(followed or url)
             async with self._sessions() as session:
                 # ON CONFLICT, not a caught IntegrityError: the database's duplicate-key
                 # message would quote the link, key and all, into the error and its span.

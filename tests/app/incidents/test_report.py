@@ -35,7 +35,7 @@ def section(report: str, name: str) -> str:
 
 class TestReportOfADrilledIncident:
     async def test_every_section_the_recorded_times_in_utc_and_no_secret(
-        self, manual_api: Api, factory: httpx.Client
+        self, manual_api: Api, factory: httpx.Client, factory_url: str
     ) -> None:
         api = manual_api
         shop = await api.shop()
@@ -89,7 +89,9 @@ class TestReportOfADrilledIncident:
         ]
         for secret in secrets:
             assert secret and secret not in report
-        assert "/api/support/***/report/" in report
+        # The link as the service followed it, not as the factory wrote it (https, no port).
+        assert f"{factory_url}/api/support/***/report/" in section(report, "Root cause")
+        assert "https://127.0.0.1/api/support/" not in report
 
     async def test_an_open_incident_says_so_and_gives_figures_so_far(
         self, manual_api: Api, factory: httpx.Client

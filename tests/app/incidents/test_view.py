@@ -26,7 +26,7 @@ from tests.utils.waiting import eventually
 
 class TestFailChaos:
     async def test_the_timeline_tells_the_story_and_the_impact_counts_every_order(
-        self, manual_api: Api, factory: httpx.Client
+        self, manual_api: Api, factory: httpx.Client, factory_url: str
     ) -> None:
         api = manual_api
         shop = await api.shop()
@@ -50,7 +50,9 @@ class TestFailChaos:
 
         assert body["id"] == opened["id"]
         link = position(body, "link_detected")
-        assert "/api/support/***/report/" in body["timeline"][link]["detail"]
+        # The link as the service follows it (at FACTORY_URL), key masked.
+        followed = f"{factory_url}/api/support/***/report/"
+        assert body["timeline"][link]["detail"].startswith(followed)
         assert position(body, "first_failed_order") < position(body, "breaker", "closed -> open")
         assert link < position(body, "breaker", "closed -> open")
         remediation = position(body, "remediation")
@@ -61,6 +63,7 @@ class TestFailChaos:
         assert position(body, "breaker", "-> closed") < position(body, "incident", "closed")
         [attempt] = body["remediationAttempts"]
         assert attempt["mode"] == "manual" and attempt["resolved"] is True
+        assert attempt["link"].startswith(followed)
         assert attempt["by"] == f"{shop.admin.name} (user {shop.admin.id})"
         times = [when(entry["at"]) for entry in body["timeline"]]
         assert times == sorted(times)
