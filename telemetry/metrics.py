@@ -34,6 +34,9 @@ CHAOS_PHASES = ("scheduled", "running")
 # the dashboard's panel shows 0 attempts rather than nothing when an operator looks.
 REMEDIATION_MODES = ("auto", "manual")
 REMEDIATION_RESULTS = ("resolved", "unresolved")
+# What "Pay" pressed again was answered with (app/orders/placement.py): its twin, by the
+# twin's status then.
+TWIN_STATUSES = ("pending", "fulfilled", "failed")
 # How recent an instance's heartbeat must be for the rules and panels to count it
 # (alerts/pizza.rules.yaml, dashboards/jwt-pizza.json): two 60 s scrape or export
 # intervals. Pushed (OTLP) series get no staleness marker, so a dead process's last
@@ -48,6 +51,7 @@ PROMETHEUS_NAMES = {
     "pizza.creation.failures": "pizza_creation_failures_total",
     "pizza.orders.pending": "pizza_orders_pending",
     "pizza.orders.pending.oldest_age": "pizza_orders_pending_oldest_age_seconds",
+    "pizza.orders.twins": "pizza_orders_twins_total",
     "pizza.factory.breaker.state": "pizza_factory_breaker_state",
     "pizza.factory.calls.refused": "pizza_factory_calls_refused_total",
     "pizza.factory.remediation.pending": "pizza_factory_remediation_pending",
@@ -113,6 +117,11 @@ class PizzaMetrics:
         self._sold = meter.create_counter("pizza.sold", unit="{pizza}", description="Pizzas sold")
         self._revenue = meter.create_counter(
             "pizza.revenue", unit="{BTC}", description="Revenue of pizzas sold"
+        )
+        self._twins = meter.create_counter(
+            "pizza.orders.twins",
+            unit="{order}",
+            description='"Pay" pressed again, answered with the order it repeats, by its status',
         )
         self._refused = meter.create_counter(
             "pizza.factory.calls.refused", unit="{call}", description="Calls refused by the breaker"
@@ -228,6 +237,8 @@ class PizzaMetrics:
         for mode in REMEDIATION_MODES:
             for result in REMEDIATION_RESULTS:
                 self._remediation.add(0, {"mode": mode, "result": result})
+        for status in TWIN_STATUSES:
+            self._twins.add(0, {"status": status})
 
     # -- events --------------------------------------------------------------
 
@@ -247,6 +258,11 @@ class PizzaMetrics:
         """An order fulfilled: its pizzas and what they cost."""
         self._sold.add(pizzas)
         self._revenue.add(revenue)
+
+    def order_twin(self, status: str) -> None:
+        """An order placed again without a key, answered with its twin (``status``: the
+        twin's, pending, fulfilled or failed) instead of ordering a second pizza."""
+        self._twins.add(1, {"status": str(status)})
 
     def call_refused(self) -> None:
         """An order the open breaker kept from the factory."""

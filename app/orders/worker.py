@@ -23,8 +23,9 @@ from datetime import datetime, timedelta
 from opentelemetry.trace import Tracer
 
 from app.config import Settings
+from app.orders.placed import PlacedItem, PlacedOrder
 from app.orders.tracing import links_to
-from app.orders.workflow import OrderWorkflow, PlacedItem, PlacedOrder
+from app.orders.workflow import OrderWorkflow
 from app.sql import ClaimedOrder, OrderStore
 from app.sql.rows import StoreError
 from app.supervisor import Heartbeat

@@ -70,6 +70,7 @@ def record_one_of_each(telemetry: Telemetry) -> None:
     m.creation_failure("unavailable")
     m.sold(2, 0.0084)
     m.call_refused()
+    m.order_twin("fulfilled")
     m.remediation_attempt("auto", "resolved")
     m.auth_attempt(True)
     m.auth_attempt(False)

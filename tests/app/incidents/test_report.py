@@ -65,7 +65,10 @@ class TestReportOfADrilledIncident:
         assert f"time to detect **{duration(body['timeToDetectS'])}**" in report
         assert f"time to mitigate **{duration(body['timeToMitigateS'])}**" in report
         impact = section(report, "Impact")
-        assert "| orders affected (answered 202) | 5 |" in impact
+        assert "| orders affected (answered pending) | 5 |" in impact
+        # The front end sends no Prefer: its customers were answered 503, not 202.
+        assert "answered 503 (pending" in section(report, "Detection")
+        assert "answered 202" not in report
         assert "| fulfilled late | 5 |" in impact
         assert "| revenue delayed (made late or pending) | 0.019 ₿ |" in impact
         assert f"{shop.admin.name} (user {shop.admin.id})" in section(report, "Response")

@@ -14,6 +14,7 @@ from tests.utils.incidents import (
     assert_impact,
     closed_incident,
     first_made,
+    incident,
     kinds,
     listed,
     position,
@@ -70,6 +71,10 @@ class TestFailChaos:
         assert all(entry["at"].endswith("Z") for entry in body["timeline"])
 
         await assert_impact(api, body, ids)
+        # What the customer really got: 503 (the front end sends no Prefer: respond-async).
+        first_failed = body["timeline"][position(body, "first_failed_order")]
+        assert f"order {first_failed['orderId']} answered 503 (pending" in first_failed["detail"]
+        assert "202" not in first_failed["detail"]
         assert body["timeToMitigateS"] == pytest.approx(
             (when(body["closedAt"]) - when(body["startedAt"])).total_seconds(), abs=0.001
         )
@@ -99,6 +104,25 @@ class TestThrottleChaos:
             assert attempt["resolved"] is True
             assert "breaker" not in kinds(body)  # one timeout never opened it
             await assert_impact(api, body, ids)
+            # Told "pending" when its wait ended: a 503, as it sent no Prefer.
+            first_failed = body["timeline"][position(body, "first_failed_order")]
+            assert "answered 503 (pending" in first_failed["detail"]
+
+
+class TestWhatTheCustomerWasAnswered:
+    async def test_a_client_that_asked_for_respond_async_was_answered_202(
+        self, manual_api: Api, factory: httpx.Client
+    ) -> None:
+        api = manual_api
+        shop = await api.shop()
+        factory.put("/api/vendor/chaos/fail").raise_for_status()
+        placed = await api.order(shop, headers={"Prefer": "respond-async"})
+        assert placed.status_code == 202, placed.text
+        [opened] = await eventually(lambda: listed(api, shop))
+        body = await incident(api, shop, opened["id"])
+        first_failed = body["timeline"][position(body, "first_failed_order")]
+        assert first_failed["orderId"] == placed.json()["order"]["id"]
+        assert "answered 202 (pending" in first_failed["detail"]
 
 
 class TestBadJwtChaos:
