@@ -26,7 +26,7 @@ BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "forced_closed")
 LOG_SEVERITIES = ("debug", "info", "warning", "error", "critical")
 # The service's supervised background tasks (app/supervisor.py): their crash counters
 # start at zero so the first crash shows in increase().
-TASK_NAMES = ("retry-worker", "factory-probe", "incident-watch")
+TASK_NAMES = ("retry-worker", "factory-probe", "incident-watch", "remediation-watch")
 # The factory's chaos types (factory.md): each has a series from the start, 0 until reported.
 CHAOS_TYPES = ("fail", "throttle", "badjwt")
 CHAOS_PHASES = ("scheduled", "running")

@@ -7,8 +7,9 @@ import contextlib
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ import clients.breaker as breaker_module
 from clients.breaker import BreakerState, CallRefused, FactoryBreaker
 from clients.schemas import Outcome
 from tests.utils.clock import ManualClock
+from tests.utils.servers import PrivateRedis
 
 RESET_S = 30.0
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -647,3 +649,121 @@ class TestRedisRestart:
         with pytest.raises(CallRefused):
             await call(b)
         await client.connection_pool.disconnect()
+
+
+# -- Redis away, then back: the replicas agree on the newest decision ----------------------
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A Redis of this test's own, which it stops (an outage) and starts again (empty)."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def cut_off(
+    clock: ManualClock, private_redis: PrivateRedis
+) -> AsyncIterator[Callable[[], Awaitable[tuple[FactoryBreaker, Events]]]]:
+    """Replicas sharing the private Redis (one name: two instances stand for two)."""
+    started: list[FactoryBreaker] = []
+
+    async def make() -> tuple[FactoryBreaker, Events]:
+        replica = FactoryBreaker(
+            fail_max=5, reset_timeout_s=RESET_S, redis_url=private_redis.url, clock=clock
+        )
+        events = Events()
+        replica.add_listener(events)
+        await replica.start()
+        started.append(replica)
+        return replica, events
+
+    yield make
+    for replica in started:
+        await replica.stop()
+
+
+async def refresh(*replicas: FactoryBreaker) -> None:
+    for replica in replicas:
+        await replica.refresh()
+
+
+class TestRedisAwayThenBack:
+    @pytest.mark.parametrize("first_back", ["the open replica", "the remediated replica"])
+    async def test_a_remediation_made_while_redis_was_away_outlives_its_return(
+        self,
+        cut_off: Callable[[], Awaitable[tuple[FactoryBreaker, Events]]],
+        private_redis: PrivateRedis,
+        clock: ManualClock,
+        first_back: str,
+    ) -> None:
+        (a, a_events), (b, _) = await cut_off(), await cut_off()
+        await open_breaker(a)
+        await b.refresh()
+        assert b.state is OPEN
+        private_redis.stop()
+        await refresh(a, b)  # each replica on its own now
+        clock.advance(10)
+        await a.half_open()  # the operator's remediation, on a
+        await call(a, Outcome.SUCCESS)  # a's probe: the factory is fixed
+        assert a.state is CLOSED
+        clock.advance(15)
+        private_redis.start()  # back, and empty
+        seen = len(a_events)
+        order = (b, a, b) if first_back == "the open replica" else (a, b, a)
+        await refresh(*order)
+
+        assert (a.state, b.state) == (CLOSED, CLOSED)
+        await call(b, Outcome.SUCCESS)  # the fixed factory is not refused
+        assert (CLOSED, OPEN) not in [(old, new) for old, new, _ in a_events[seen:]]
+
+    async def test_the_newest_decision_wins_also_when_it_is_to_open(
+        self,
+        cut_off: Callable[[], Awaitable[tuple[FactoryBreaker, Events]]],
+        private_redis: PrivateRedis,
+        clock: ManualClock,
+    ) -> None:
+        (a, _), (b, _) = await cut_off(), await cut_off()
+        private_redis.stop()
+        await refresh(a, b)
+        clock.advance(5)
+        await a.half_open()  # a remediation on a, while closed: a fresh count
+        clock.advance(5)
+        await open_breaker(b)  # later, b's own calls fail: the newer decision
+        private_redis.start()
+        await refresh(a, b, a)  # a reaches the empty Redis first, with the older one
+
+        assert (a.state, b.state) == (OPEN, OPEN)
+        with pytest.raises(CallRefused):
+            await call(a)
+
+
+class TestARemediationLearnedWithoutRedis:
+    """What the service's remediation watch tells a replica that Redis cannot reach:
+    a remediation made on another replica, as the database records it."""
+
+    async def test_a_newer_remediation_lets_a_probe_in_before_the_reset_timeout(
+        self, breaker: FactoryBreaker, clock: ManualClock
+    ) -> None:
+        await open_breaker(breaker)
+        clock.advance(10)
+        remediated_at = clock.now()  # on another replica
+        clock.advance(1)
+        await breaker.remediated(remediated_at)
+        await call(breaker, Outcome.SUCCESS)
+        assert breaker.state is CLOSED
+
+    async def test_an_older_remediation_does_not_undo_a_later_opening(
+        self, breaker: FactoryBreaker, clock: ManualClock
+    ) -> None:
+        remediated_at = clock.now()
+        clock.advance(5)
+        await open_breaker(breaker)  # the factory failed again after that remediation
+        await breaker.remediated(remediated_at)
+        with pytest.raises(CallRefused):
+            await call(breaker)
+        assert breaker.state is OPEN
