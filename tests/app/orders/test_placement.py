@@ -352,6 +352,35 @@ class TestPressingPayAgainAfterThePendingOrderWasMade:
         assert new.json()["order"]["id"] != order_id
 
 
+class TestAnOrderMadeAsTheWaitEnds:
+    async def test_is_answered_with_its_pizza_not_pending(
+        self,
+        database_url: str,
+        factory_url: str,
+        factory: httpx.Client,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The pizza is stored, but the bookkeeping after it (link, incident, webhook) is
+        still running when the customer's wait ends: the customer gets the pizza. Told
+        "pending" instead, they would press "Pay" again for an order already made."""
+        settings = make_settings(database_url, factory_url, factory_timeout_s=0.2)
+        async with running_api(settings) as api:
+            shop = await api.shop()
+            ops = api.services.ops
+            observe = ops.observe
+
+            async def slow_bookkeeping(*args: Any, **kwargs: Any) -> None:
+                await asyncio.sleep(1.0)  # past the customer's wait of 0.2 s
+                await observe(*args, **kwargs)
+
+            monkeypatch.setattr(ops, "observe", slow_bookkeeping)
+            answer = await api.order(shop)
+
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["order"]["status"] == "fulfilled"
+        assert answer.json()["jwt"]
+
+
 class TestADoubleClickOnAWorkingFactory:
     async def test_both_presses_get_the_one_pizza(self, api: Api, factory: httpx.Client) -> None:
         shop = await api.shop()
