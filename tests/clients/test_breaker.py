@@ -7,9 +7,9 @@ import contextlib
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -402,14 +402,9 @@ class TestListeners:
 Replicas = Callable[..., Awaitable[tuple[FactoryBreaker, Events]]]
 
 
-@pytest.fixture
-async def replicas(clock: ManualClock) -> AsyncIterator[Replicas]:
-    client: aioredis.Redis[str] = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
-    try:
-        await client.ping()
-    except (OSError, aioredis.RedisError):
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    name = f"test-{uuid.uuid4().hex}"
+@asynccontextmanager
+async def replicas_on(url: str, name: str, clock: ManualClock) -> AsyncIterator[Replicas]:
+    """Builds replicas of one breaker ``name`` on the Redis at ``url``; stops them after."""
     started: list[FactoryBreaker] = []
 
     async def make(
@@ -418,7 +413,7 @@ async def replicas(clock: ManualClock) -> AsyncIterator[Replicas]:
         replica = FactoryBreaker(
             fail_max=fail_max,
             reset_timeout_s=RESET_S,
-            redis_url=REDIS_URL,
+            redis_url=url,
             name=name,
             probe_ttl_s=probe_ttl_s,
             clock=clock,
@@ -429,9 +424,23 @@ async def replicas(clock: ManualClock) -> AsyncIterator[Replicas]:
         started.append(replica)
         return replica, events
 
-    yield make
-    for replica in started:
-        await replica.stop()
+    try:
+        yield make
+    finally:
+        for replica in started:
+            await replica.stop()
+
+
+@pytest.fixture
+async def replicas(clock: ManualClock) -> AsyncIterator[Replicas]:
+    client: aioredis.Redis[str] = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        await client.ping()
+    except (OSError, aioredis.RedisError):
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    name = f"test-{uuid.uuid4().hex}"
+    async with replicas_on(REDIS_URL, name, clock) as make:
+        yield make
     keys = [k async for k in client.scan_iter(f"{breaker_module.KEY_PREFIX}:{{{name}}}*")]
     if keys:
         await client.delete(*keys)
@@ -655,36 +664,10 @@ class TestRedisRestart:
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    """A Redis of this test's own, which it stops (an outage) and starts again (empty)."""
-    server = PrivateRedis(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def cut_off(
-    clock: ManualClock, private_redis: PrivateRedis
-) -> AsyncIterator[Callable[[], Awaitable[tuple[FactoryBreaker, Events]]]]:
-    """Replicas sharing the private Redis (one name: two instances stand for two)."""
-    started: list[FactoryBreaker] = []
-
-    async def make() -> tuple[FactoryBreaker, Events]:
-        replica = FactoryBreaker(
-            fail_max=5, reset_timeout_s=RESET_S, redis_url=private_redis.url, clock=clock
-        )
-        events = Events()
-        replica.add_listener(events)
-        await replica.start()
-        started.append(replica)
-        return replica, events
-
-    yield make
-    for replica in started:
-        await replica.stop()
+async def cut_off(clock: ManualClock, private_redis: PrivateRedis) -> AsyncIterator[Replicas]:
+    """Replicas on a Redis of the test's own, which it stops and starts again (empty)."""
+    async with replicas_on(private_redis.url, "factory", clock) as make:
+        yield make
 
 
 async def refresh(*replicas: FactoryBreaker) -> None:
@@ -696,7 +679,7 @@ class TestRedisAwayThenBack:
     @pytest.mark.parametrize("first_back", ["the open replica", "the remediated replica"])
     async def test_a_remediation_made_while_redis_was_away_outlives_its_return(
         self,
-        cut_off: Callable[[], Awaitable[tuple[FactoryBreaker, Events]]],
+        cut_off: Replicas,
         private_redis: PrivateRedis,
         clock: ManualClock,
         first_back: str,
@@ -723,7 +706,7 @@ class TestRedisAwayThenBack:
 
     async def test_the_newest_decision_wins_also_when_it_is_to_open(
         self,
-        cut_off: Callable[[], Awaitable[tuple[FactoryBreaker, Events]]],
+        cut_off: Replicas,
         private_redis: PrivateRedis,
         clock: ManualClock,
     ) -> None:

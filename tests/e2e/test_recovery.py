@@ -7,8 +7,6 @@ SQLite or on the machine's PostgreSQL with the breaker shared through Redis.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -260,16 +258,6 @@ def test_a_probe_held_by_a_killed_replica_is_given_up_after_the_call_timeout(
     )
     pizzas = pizzas_per_order(factory)
     assert [pizzas.get(str(i)) for i in ids] == [1] * len(ids)
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def after_last(log: str, line: str) -> str:

@@ -172,6 +172,17 @@ async def _orders_of(api: Api, headers: dict[str, str]) -> list[dict[str, object
     return orders
 
 
+async def placed_before_the_window(api: Api, order_id: int) -> None:
+    """As if the order had been placed a moment more than PENDING_TWIN_WINDOW ago."""
+    async with api.services.sessions() as session:
+        await session.execute(
+            update(DinerOrder)
+            .where(DinerOrder.id == order_id)  # type: ignore[arg-type]
+            .values(date=utcnow() - PENDING_TWIN_WINDOW - timedelta(seconds=1))
+        )
+        await session.commit()
+
+
 class TestPressingPayAgain:
     @pytest.fixture
     async def failing(
@@ -218,13 +229,7 @@ class TestPressingPayAgain:
         api = failing
         shop = await api.shop()
         first = (await api.order(shop)).json()["order"]["id"]
-        async with api.services.sessions() as session:
-            await session.execute(
-                update(DinerOrder)
-                .where(DinerOrder.id == first)  # type: ignore[arg-type]
-                .values(date=utcnow() - PENDING_TWIN_WINDOW - timedelta(seconds=1))
-            )
-            await session.commit()
+        await placed_before_the_window(api, first)
 
         second = (await api.order(shop)).json()["order"]["id"]
         third = (await api.order(shop)).json()["order"]["id"]
@@ -339,13 +344,7 @@ class TestPressingPayAgainAfterThePendingOrderWasMade:
         self, told_pending: tuple[Api, Shop, int]
     ) -> None:
         api, shop, order_id = told_pending
-        async with api.services.sessions() as session:
-            await session.execute(
-                update(DinerOrder)
-                .where(DinerOrder.id == order_id)  # type: ignore[arg-type]
-                .values(date=utcnow() - PENDING_TWIN_WINDOW - timedelta(seconds=1))
-            )
-            await session.commit()
+        await placed_before_the_window(api, order_id)
 
         new = await api.order(shop)
         assert new.status_code == 200, new.text
