@@ -274,8 +274,11 @@ class TestPressingPayAgainAfterThePendingOrderWasMade:
     async def told_pending(
         self, database_url: str, factory_url: str, factory: httpx.Client
     ) -> AsyncIterator[tuple[Api, Shop, int]]:
-        """Order 1 answered 503 during chaos, then made by the worker once it is over."""
-        settings = make_settings(database_url, factory_url, factory_auto_remediate=False)
+        """Order 1 answered 503 during chaos, then made by the worker once it is over
+        (the worker's retries meanwhile never open the breaker)."""
+        settings = make_settings(
+            database_url, factory_url, factory_auto_remediate=False, breaker_fail_max=1000
+        )
         async with running_api(settings) as api:
             shop = await api.shop()
             factory.put("/api/vendor/chaos/fail").raise_for_status()
