@@ -1,13 +1,13 @@
 """Sharing the breaker across replicas through Redis (resilience.md §2).
 
 Redis holds one hash (state, forced, opened_at, since, decided_at, version), a failure
-counter (INCR,
-so failures seen by any replica open it for all) and the probe key (``SET NX PX``: one
-replica probes). A transition is a compare-and-set on ``version`` (a Lua script): the
-replica whose write lands is its origin, the others adopt it. This module is the Redis
-side only: the scripts, the shared state as read, and :class:`RedisShare`, which runs
-each command and keeps the "Redis unreachable" bookkeeping (one log line, then each
-replica on its own in memory until Redis answers again).
+counter (INCR, so failures seen by any replica open it for all) and the probe key
+(``SET NX PX``: one replica probes). A transition is a compare-and-set on ``version`` (a
+Lua script): the replica whose write lands is its origin, the others adopt it. This
+module is the Redis side only: the scripts, the shared state as read, and
+:class:`RedisShare`, which runs each command and keeps the "Redis unreachable"
+bookkeeping (one log line, then each replica on its own in memory until Redis answers
+again).
 """
 
 from __future__ import annotations
