@@ -122,7 +122,7 @@ def test_quick_fail_drill(promtool: str, tmp_path: Path) -> None:
     fired = _alerts(manual)
     assert EXPECTED_ALERTS["fail"] <= set(fired), manual
     assert fired["PizzaRemediationLinkWaiting"] <= min(fired.values())
-    assert not {"PizzaFactoryFailing", "PizzaSalesStopped"} & set(_alerts(auto)), auto
+    assert not {"PizzaOrderAvailabilityFastBurn", "PizzaSalesStopped"} & set(_alerts(auto)), auto
 
     assert "result: OK" in report
     assert "How the alerts were found" in report
@@ -192,7 +192,7 @@ def test_a_chaos_repeats_until_the_horizon() -> None:
 
 def test_promtool_failure_report_is_read() -> None:
     got = (
-        '{alertname="PizzaFactoryFailing", alertstate="firing", drill_window="after",'
+        '{alertname="PizzaOrderAvailabilityFastBurn", alertstate="firing", drill_window="after",'
         ' job="jwt-pizza", severity="page"} 6.61E+02, {alertname="PizzaRemediationLinkWaiting",'
         ' alertstate="firing", drill_window="after", job="jwt-pizza", severity="page"} 6E+02'
     )
@@ -204,7 +204,7 @@ def test_promtool_failure_report_is_read() -> None:
 """
     assert parse_first_firings(output) == {
         "before": {},
-        "after": {"PizzaFactoryFailing": 661.0, "PizzaRemediationLinkWaiting": 600.0},
+        "after": {"PizzaOrderAvailabilityFastBurn": 661.0, "PizzaRemediationLinkWaiting": 600.0},
     }
 
 
