@@ -121,11 +121,21 @@ class PizzaMetrics:
             "pizza.creation.failures", unit="{order}", description="Factory calls without success"
         )
         self._sold = meter.create_counter("pizza.sold", unit="{pizza}", description="Pizzas sold")
-        self._accepted = meter.create_counter(
-            "pizza.orders.accepted", unit="{order}", description="Orders stored, to be made"
+        # The SLO's events are counted on the order path, twice per order: plain integers
+        # there (an SDK counter's add measured 5 to 8 us each), read by the exporter as
+        # cumulative counters, as the gauges below read theirs.
+        self._accepted = 0
+        self._made_in_time = 0
+        self._made_late = 0
+        meter.create_observable_counter(
+            "pizza.orders.accepted",
+            callbacks=[_reading(lambda: float(self._accepted))],
+            unit="{order}",
+            description="Orders stored, to be made",
         )
-        self._made = meter.create_counter(
+        meter.create_observable_counter(
             "pizza.orders.made",
+            callbacks=[self._observe_made],
             unit="{order}",
             description="Orders whose pizza was stored; in_time: within ORDER_MADE_WITHIN_S",
         )
@@ -235,10 +245,8 @@ class PizzaMetrics:
         for outcome in Outcome:
             if outcome is not Outcome.SUCCESS:
                 self._failures.add(0, {"outcome": outcome.value})
-        for counter in (self._sold, self._revenue, self._refused, self._accepted):
+        for counter in (self._sold, self._revenue, self._refused):
             counter.add(0)
-        for made in (_IN_TIME, _LATE):
-            self._made.add(0, made)
         for result in ("success", "failure"):
             self._auth.add(0, {"result": result})
         for severity in LOG_SEVERITIES:
@@ -270,12 +278,15 @@ class PizzaMetrics:
 
     def order_accepted(self) -> None:
         """A new order stored (a repeated press or key is no new order): the SLO's total."""
-        self._accepted.add(1)
+        self._accepted += 1
 
     def order_made(self, waited_s: float) -> None:
         """An order's pizza stored, ``waited_s`` after the order was accepted; in time
         (the SLO's good events) when that is within ORDER_MADE_WITHIN_S."""
-        self._made.add(1, _IN_TIME if waited_s <= ORDER_MADE_WITHIN_S else _LATE)
+        if waited_s <= ORDER_MADE_WITHIN_S:
+            self._made_in_time += 1
+        else:
+            self._made_late += 1
 
     def call_refused(self) -> None:
         """An order the open breaker kept from the factory."""
@@ -337,6 +348,12 @@ class PizzaMetrics:
         with self._lock:
             self._prune_users()
             return float(len(self._users))
+
+    def _observe_made(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(self._made_in_time, _IN_TIME),
+            Observation(self._made_late, _LATE),
+        ]
 
     def _observe_heartbeats(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(age, {"task": task}) for task, age in self._heartbeats().items()]
