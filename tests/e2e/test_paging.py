@@ -39,6 +39,7 @@ from tests.e2e.conftest import Processes, wait_until
 from tests.e2e.test_recovery import ADMIN, KEY, Shop
 from tests.telemetry.promql import RULE_FILES
 from tests.utils.servers import free_port, serve_in_thread
+from tests.utils.tools import debian_tool
 
 pytestmark = pytest.mark.slow
 
@@ -168,9 +169,8 @@ class Binaries:
 
 @pytest.fixture
 def binaries(tmp_path: Path) -> Iterator[Binaries]:
-    for tool in ("prometheus", "prometheus-alertmanager"):
-        if subprocess.run(["which", tool], capture_output=True, check=False).returncode:
-            pytest.fail(f"{tool} is missing: scripts/test installs it (apt-get)")
+    debian_tool("prometheus", "prometheus")
+    debian_tool("prometheus-alertmanager", "prometheus-alertmanager")
     started = Binaries(tmp_path)
     try:
         yield started

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,20 @@ def stack(processes: Processes, tmp_path: Path) -> Iterator[Stack]:
     yield Stack(chosen["url"], chosen["factory"], service)
 
 
+@contextmanager
+def clients(stack: Stack) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    """The service's API, and the factory's vendor API with its key."""
+    with (
+        httpx.Client(base_url=stack.url, timeout=15.0) as http,
+        httpx.Client(
+            base_url=stack.factory_url,
+            headers={"Authorization": f"Bearer {VENDOR_KEY}"},
+            timeout=5.0,
+        ) as vendor,
+    ):
+        yield http, vendor
+
+
 def wait_for_refreshes(page: Page, count: int) -> None:
     """Until the page has refreshed its data ``count`` more times (it counts them)."""
     seen = int(page.evaluate("Number(document.body.dataset.refreshes || 0)"))
@@ -122,14 +137,7 @@ def shop(http: httpx.Client, admin: dict[str, str]) -> tuple[dict[str, Any], dic
 def test_remediate_from_the_status_page(
     chromium: Path, stack: Stack, tmp_path: Path, processes: Processes
 ) -> None:
-    with (
-        httpx.Client(base_url=stack.url, timeout=15.0) as http,
-        httpx.Client(
-            base_url=stack.factory_url,
-            headers={"Authorization": f"Bearer {VENDOR_KEY}"},
-            timeout=5.0,
-        ) as vendor,
-    ):
+    with clients(stack) as (http, vendor):
         # The page without auth is plain markup: no link, no key, no figures.
         page_html = http.get("/factory/status", headers={"Accept": "text/html"})
         assert page_html.status_code == 200
@@ -316,14 +324,7 @@ def page_sign_in(page: Page, email: str) -> None:
 
 @pytest.mark.slow
 def test_the_operator_pages_fit_a_phone_and_refuse_a_diner(chromium: Path, stack: Stack) -> None:
-    with (
-        httpx.Client(base_url=stack.url, timeout=15.0) as http,
-        httpx.Client(
-            base_url=stack.factory_url,
-            headers={"Authorization": f"Bearer {VENDOR_KEY}"},
-            timeout=5.0,
-        ) as vendor,
-    ):
+    with clients(stack) as (http, vendor):
         admin = sign_in(http, ADMIN_EMAIL)
         body, diner = shop(http, admin)
         # An outage the operator ends: an incident with a timeline, an attempt, a history.

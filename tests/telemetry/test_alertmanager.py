@@ -5,9 +5,7 @@ tests/e2e/test_paging.py runs it in a real Alertmanager."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import pytest
 import yaml
 
 from tests.telemetry.promql import RULES, SLO_RULES, rules
+from tests.utils.tools import debian_tool
 
 CONFIG = Path(__file__).resolve().parents[2] / "telemetry" / "alertmanager" / "alertmanager.yml"
 # The causes that explain an outage and say what to do: they hold the symptoms back.
@@ -24,12 +23,7 @@ INHIBITING_CAUSES = {"PizzaFactoryChaos", "PizzaRemediationLinkWaiting", "PizzaF
 
 @pytest.fixture(scope="module")
 def amtool() -> str:
-    path = shutil.which("amtool")
-    if path is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("amtool is missing: apt-get install prometheus-alertmanager")
-        pytest.skip("amtool not installed (apt-get install prometheus-alertmanager)")
-    return path
+    return debian_tool("amtool", "prometheus-alertmanager")
 
 
 @pytest.fixture(scope="module")

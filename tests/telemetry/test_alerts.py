@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from typing import Any
 
@@ -20,6 +18,7 @@ from tests.telemetry.promql import (
     rule_metric_names,
     rules,
 )
+from tests.utils.tools import debian_tool
 
 ROOT = ALERTS.parents[1]
 RULE_TESTS = sorted((ALERTS / "tests").glob("*.yaml"))
@@ -52,12 +51,7 @@ RETIRED = {
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("promtool is missing: apt-get install prometheus (CI must run these tests)")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
-    return path
+    return debian_tool("promtool", "prometheus")
 
 
 def run(promtool: str, *args: str) -> None:
