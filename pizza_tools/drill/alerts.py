@@ -58,8 +58,11 @@ AGE_SUFFIX = "_age_seconds"
 # count): on rule time the recorded process is live throughout, its heartbeat keeps time.
 HEARTBEAT_TIMESTAMP = "pizza_service_heartbeat_timestamp_seconds"
 _UNITS = 10**6  # values are replayed with six decimals, so that increments add up exactly
+# Read at each rule evaluation (EVALUATION_S), when ALERTS can change: promtool loads at
+# most 10,000 samples per query, and a step of 1 s crossed that once ten alerts fired.
 _FIRST_FIRING = (
-    'label_replace(min_over_time(timestamp(ALERTS{{alertstate="firing"}})[{range_s}s:1s]),'
+    'label_replace(min_over_time(timestamp(ALERTS{{alertstate="firing"}})'
+    f"[{{range_s}}s:{EVALUATION_S}s]),"
     ' "drill_window", "{window}", "", "")'
 )
 _GOT = re.compile(r"\{([^{}]*)\}\s+([^\s,]+)")
