@@ -224,6 +224,7 @@ async def place_order(
         # and is not readable yet.
         raise Conflict("this order was placed by another request at the same moment")
     order_id, item_ids = inserted
+    services.metrics.order_accepted()  # the order-availability SLO's every order
     order = PlacedOrder(
         id=order_id,
         diner_id=new.diner_id,

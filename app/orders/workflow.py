@@ -344,6 +344,7 @@ class OrderWorkflow:
             # Conditional on `pending`: if two calls ever race, one pizza is recorded.
             if await self._store.fulfil(order.id, result.jwt, now):
                 self._metrics.sold(len(info.items), float(order.total))
+                self._metrics.order_made((now - order.date).total_seconds())
                 return Attempt(OrderStatus.FULFILLED, result.outcome, jwt=result.jwt)
             stored = await self._store.order_state(order.id)
             if stored is None:

@@ -69,6 +69,8 @@ def record_one_of_each(telemetry: Telemetry) -> None:
     m.creation("success", 0.3)
     m.creation_failure("unavailable")
     m.sold(2, 0.0084)
+    m.order_accepted()
+    m.order_made(0.2)
     m.call_refused()
     m.remediation_attempt("auto", "resolved")
     m.auth_attempt(True)
