@@ -1,5 +1,9 @@
 """Chaos the factory reports in its vendor record (resilience.md §4b): read off the order
-path, shown at /factory/status, told once per distinct chaos and phase."""
+path, shown at /factory/status, told once per distinct chaos and phase.
+
+The real factory keeps a fixed chaos in the record (`{"type": "none", ..., "fixDate"}`)
+until its admin removes it: only a chaos of a real type, without a fix, is in force.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import EventKind, FactoryEvent
 from clients.clock import Clock
-from telemetry.metrics import PizzaMetrics
+from telemetry.metrics import CHAOS_TYPES, PizzaMetrics
 
 log = logging.getLogger("app.factory")
 
@@ -24,6 +28,17 @@ log = logging.getLogger("app.factory")
 CHAOS_READ_MIN_S = 5.0
 CHAOS_PHASES = ("scheduled", "running")
 CHAOS_KINDS = (EventKind.CHAOS_REPORTED, EventKind.CHAOS_CLEARED)
+
+
+def in_force(chaos: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The vendor record's chaos if it is one: a real chaos type and no fix yet.
+
+    After a fix the real factory keeps `{"type": "none", ..., "fixDate"}`: that, a type
+    this service does not know as a chaos, or any chaos with a `fixDate`, is no chaos.
+    """
+    if chaos is None or chaos.get("type") not in CHAOS_TYPES or chaos.get("fixDate"):
+        return None
+    return chaos
 
 
 def chaos_phase(chaos: dict[str, Any], now: datetime) -> str:
@@ -80,9 +95,12 @@ class ChaosWatch:
             "phase": chaos_phase(chaos, self._clock.now()),
         }
 
-    async def news(self, chaos: dict[str, Any] | None) -> None:
-        """The metric always; a timeline event once per distinct chaos and phase."""
-        self.scheduled = chaos
+    async def news(self, record: dict[str, Any] | None) -> None:
+        """The metric always; a timeline event once per distinct chaos and phase.
+
+        `record` is the vendor record's chaos as read: a fixed or removed one is none.
+        """
+        self.scheduled = chaos = in_force(record)
         if chaos is None:
             self._metrics.set_chaos(None, None)
             if self.seen is not None:
