@@ -8,7 +8,7 @@ until its admin removes it: only a chaos of a real type, without a fix, is in fo
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +24,8 @@ from telemetry.metrics import CHAOS_TYPES, PizzaMetrics
 log = logging.getLogger("app.factory")
 
 # A failed or timed-out call reads the vendor record at once, then at most this often
-# while failures go on (resilience.md §4b: the throttle's first late answer takes 32 s).
+# while failures go on (resilience.md §4b: the throttle's first late answer takes 32 s); a
+# read asked for sooner is made when this has passed.
 CHAOS_READ_MIN_S = 5.0
 CHAOS_PHASES = ("scheduled", "running")
 CHAOS_KINDS = (EventKind.CHAOS_REPORTED, EventKind.CHAOS_CLEARED)
@@ -64,25 +65,48 @@ class ChaosWatch:
         clock: Clock,
         read: Callable[[], None],
         event: Callable[[EventKind, str], Awaitable[None]],
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
     ) -> None:
         self._sessions = sessions
         self._metrics = metrics
         self._clock = clock
         self._read = read  # starts a read of the vendor record, off the order path
         self._event = event
+        self._spawn = spawn  # runs a task that shutdown cancels
         # The chaos the vendor record reports (scheduled or running), as last read.
         self.scheduled: dict[str, Any] | None = None
         self.seen: str | None = None  # the detail of the last chaos_reported event
         self._read_at: float | None = None
+        self._owed = False  # a read was asked for inside the window and not made since
+        self._waiting = False  # a task waits to make the owed read
 
     def read_soon(self, *, now: bool = False) -> None:
-        """Read the vendor record off the order path, at most every CHAOS_READ_MIN_S."""
+        """Read the vendor record off the order path, at most every CHAOS_READ_MIN_S; a
+        read asked for sooner is made as soon as the window allows, never dropped."""
         at = self._clock.monotonic()
-        recent = self._read_at is not None and at - self._read_at < CHAOS_READ_MIN_S
-        if recent and not now:
+        if now or self._read_at is None or at - self._read_at >= CHAOS_READ_MIN_S:
+            self._start_read(at)
             return
-        self._read_at = at
+        self._owed = True
+        if not self._waiting:
+            self._waiting = True
+            self._spawn(self._read_when_allowed())
+
+    def _start_read(self, at: float) -> None:
+        self._read_at, self._owed = at, False
         self._read()
+
+    async def _read_when_allowed(self) -> None:
+        # A read made meanwhile (another failure after the window) pays what is owed.
+        try:
+            while self._owed and self._read_at is not None:
+                wait = self._read_at + CHAOS_READ_MIN_S - self._clock.monotonic()
+                if wait <= 0:
+                    self._start_read(self._clock.monotonic())
+                    return
+                await self._clock.sleep(wait)
+        finally:
+            self._waiting = False
 
     def shown(self) -> dict[str, Any] | None:
         """The reported chaos for /factory/status: type, start, scheduled or running."""

@@ -176,6 +176,39 @@ class TestReadingTheVendorRecord:
         # The first at once, then one per CHAOS_READ_MIN_S: at 0, 5 and 10 s of 12.
         assert [at - started for at in reads] == [0.0, CHAOS_READ_MIN_S, 2 * CHAOS_READ_MIN_S]
 
+    async def test_a_read_due_inside_the_window_is_made_when_the_window_allows(
+        self, database_url: str, factory_url: str, factory: httpx.Client
+    ) -> None:
+        """A fail chaos that starts just after a read: its first failure opens the breaker,
+        no call follows, and the vendor record is read when the window allows."""
+        clock = ManualClock(datetime.now(UTC))
+        settings = make_settings(
+            database_url,
+            factory_url,
+            factory_auto_remediate=False,
+            breaker_fail_max=1,
+            breaker_reset_s=600,
+        )
+        async with running_api(settings, clock=clock) as api:
+            shop = await api.shop()
+            ops = api.services.ops
+            ops.observe_timeout("no answer within 2 s")  # a read now: no chaos yet
+
+            async def read_made() -> bool:
+                return not ops._tasks
+
+            await eventually(read_made)
+            factory.put("/api/vendor/chaos/fail").raise_for_status()
+            clock.advance(1.0)
+            await pending_orders(api, shop, 1)  # fails, opens the breaker; no read yet
+            assert api.services.breaker.state.value == "open"
+            assert (await status(api, shop))["chaos"] is None
+
+            clock.advance(CHAOS_READ_MIN_S)
+
+            chaos = await eventually(lambda: reported_chaos(api, shop), timeout_s=5)
+            assert (chaos["type"], chaos["phase"]) == ("fail", "running")
+
 
 class TestAScheduledChaos:
     async def test_is_announced_before_it_strikes(
