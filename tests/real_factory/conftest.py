@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.e2e.conftest import processes  # noqa: F401 - the e2e tests' process fixture
 from tests.utils.real_factory import RealFactory, RealFactoryError, Vendor, running_real_factory
 
 

@@ -28,6 +28,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -245,6 +246,19 @@ class RealFactory:
         record: dict[str, Any] = answer.json()
         return record
 
+    def pizzas(self, vendor: Vendor) -> Counter[int]:
+        """The signed pizzas the factory answered to ``vendor``, per order id (run.js)."""
+        made: Counter[int] = Counter()
+        path = self.folder / "pizzas.log"
+        if not path.exists():
+            return made
+        hashed = hashlib.sha256(vendor.api_key.encode()).hexdigest()
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if record["vendor"] == hashed:
+                made[int(record["order"])] += 1
+        return made
+
     def remove_chaos(self, vendor: Vendor) -> httpx.Response:
         """The factory admin's `DELETE /api/admin/vendor {id, deleteType: "chaos"}`."""
         with self.client() as http:
@@ -318,10 +332,31 @@ def _config(database: str, password: str) -> str:
 """
 
 
-# Listens on 127.0.0.1 only (the factory's own index.js listens on every address).
-RUN_JS = """const app = require('./backend/service');
+# Listens on 127.0.0.1 only (the factory's own index.js listens on every address), and
+# writes a line to pizzas.log for each signed pizza it answers (the factory keeps no record
+# of them): the vendor's key hashed, and the order's id. Its code is not touched: this
+# listener only looks at the answer as it leaves.
+RUN_JS = """const crypto = require('crypto');
+const fs = require('fs');
+const app = require('./backend/service');
 const port = Number(process.argv[2]);
-app.listen(port, '127.0.0.1', () => console.log('factory on 127.0.0.1:' + port));
+const pizzas = fs.createWriteStream('pizzas.log', { flags: 'a' });
+const server = app.listen(port, '127.0.0.1', () => console.log('factory on 127.0.0.1:' + port));
+server.prependListener('request', (req, res) => {
+  if (req.method !== 'POST' || req.url !== '/api/order') return;
+  const end = res.end;
+  res.end = function (chunk, ...rest) {
+    try {
+      const jwt = JSON.parse(chunk).jwt;
+      if (res.statusCode === 200 && typeof jwt === 'string' && jwt.startsWith('eyJ')) {
+        const key = (req.headers.authorization || '').replace(/bearer /i, '');
+        const vendor = crypto.createHash('sha256').update(key).digest('hex');
+        pizzas.write(JSON.stringify({ vendor, order: req.body.order.id }) + '\\n');
+      }
+    } catch (e) {}
+    return end.call(this, chunk, ...rest);
+  };
+});
 """
 
 
