@@ -418,6 +418,16 @@ def _answers(factory: RealFactory) -> bool:
     return False
 
 
+def _drop_abandoned() -> None:
+    """Databases and folders of test runs that died before they could drop them (their
+    names carry the process id; another run's, still alive, are left alone)."""
+    for name in mariadb(r"SHOW DATABASES LIKE 'rf\\_%'").split():
+        pid = name.split("_")[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            _drop(name, users=True)
+            shutil.rmtree(work_root() / "instances" / name, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def running_real_factory() -> Iterator[RealFactory]:
     """A real factory with a fresh database; stopped and dropped at the end.
@@ -425,6 +435,7 @@ def running_real_factory() -> Iterator[RealFactory]:
     Its log's last lines are printed when it stops: pytest shows them if a test failed.
     """
     ensure_mariadb()
+    _drop_abandoned()
     modules = node_modules()
     folder, database = _prepare(modules)
     factory: RealFactory | None = None
