@@ -8,8 +8,11 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from clients.simulator.state import DEV_ADMIN_KEY
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./pizza.db"
-# Shown in the README so a person can inject chaos into the bundled simulator with curl.
+# Shown in the README so a person can inject chaos into the bundled simulator with curl
+# (and end it as the factory's admin, DEV_ADMIN_KEY).
 DEV_SIM_API_KEY = "dev-factory-key"
 MIN_SECRET_BYTES = 32
 
@@ -33,6 +36,7 @@ class Settings(BaseSettings):
     factory_api_key: SecretStr | None = None
     factory_sim_port: int = Field(3100, ge=0, le=65535)
     factory_sim_api_key: SecretStr = SecretStr(DEV_SIM_API_KEY)
+    factory_sim_admin_key: SecretStr = SecretStr(DEV_ADMIN_KEY)
     factory_timeout_s: float = Field(5.0, gt=0)
     factory_call_max_s: float = Field(60.0, gt=0)
     # How long an attempted order stays leased to a replica without renewal (issue 13).
@@ -138,7 +142,7 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every configured secret, for the log redaction filter."""
         values = [self.jwt_secret, self.factory_api_key, self.metrics_token, self.admin_password]
-        values.append(self.factory_sim_api_key)
+        values += [self.factory_sim_api_key, self.factory_sim_admin_key]
         found = [v.get_secret_value() for v in values if v and v.get_secret_value()]
         # A webhook URL is often a credential itself (Slack's are): httpx logs every URL.
         return found + ([self.alert_webhook_url] if self.alert_webhook_url else [])

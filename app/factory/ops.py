@@ -76,6 +76,7 @@ class FactoryOps:
             clock=context.clock,
             read=lambda: self._spawn(self._probe_logged()),
             event=self._event,
+            spawn=self._spawn,
         )
         self.links = RemediationLinks(
             context,

@@ -244,7 +244,8 @@ def test_remediate_from_the_status_page(
                 result = page.locator("#remediate-result")
                 expect(result).to_contain_text("Factory answered: HTTP 200: Problem resolved")
                 answered = result.inner_text()
-                assert "chaos" not in vendor.get("/api/vendor").json()  # the click ended it
+                # The click ended it: the factory keeps the chaos, fixed (type none).
+                assert vendor.get("/api/vendor").json()["chaos"]["type"] == "none"
                 # Half-open now; the retry worker's probe closes it, the page polls itself.
                 expect(state).to_have_text("closed", timeout=REMEDIATION_DEADLINE_S * 1000)
                 expect(page).to_have_title(re.compile(r"^closed · "))
