@@ -67,7 +67,7 @@ _MEANINGS = {
     404: "No such thing (or not yours to see)",
     409: "Conflicts with what exists",
     413: "Request body too large",
-    429: "Too many failed sign-ins; try again after Retry-After seconds",
+    429: "Too many sign-in attempts from this address; try again after Retry-After seconds",
     502: "The pizza factory refused the order; it was not made and not charged",
 }
 RETRY_AFTER = {
