@@ -8,6 +8,7 @@ repository's schemathesis.toml, signed in as an admin. No failure, no error, in 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -225,6 +226,10 @@ def test_schemathesis_finds_nothing_in_any_phase(
     # Every operation was exercised with a live token: most answers are not 401, and each
     # operation answered something else than 401.
     assert unauthorized < MAX_UNAUTHORIZED_SHARE, summary
+    with asgi.get_client(fuzz_app) as client:  # the run's own session outlived it
+        token = os.environ["PIZZA_ADMIN_TOKEN"]
+        me = client.get("/api/user/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200, me.text
     dead = {label: dict(c) for label, c in run.by_operation.items() if c.total() == c[401]}
     assert not dead, dead
     assert len(run.by_operation) == operations(fuzz_app), sorted(run.by_operation)
