@@ -152,9 +152,17 @@ _GIVE_BACK = text(
     " WHERE subject = :subject AND since_ms = :since AND attempts > 0"
 ).bindparams(bindparam("since", type_=BigInteger))
 _CLEAR = text("DELETE FROM login_attempt WHERE subject = :subject")
-_EXPIRE = text("DELETE FROM login_attempt WHERE since_ms <= :expired").bindparams(
-    bindparam("expired", type_=BigInteger)
-)
+_EXPIRE = {
+    dialect: text(statement).bindparams(bindparam("expired", type_=BigInteger))
+    for dialect, statement in {
+        # On PostgreSQL the rows another attempt is counting right now are left for the
+        # next clean-up: waiting for them while that attempt waits for a row this one
+        # took would be a deadlock. SQLite's writers take turns.
+        "postgresql": "DELETE FROM login_attempt WHERE subject IN (SELECT subject"
+        " FROM login_attempt WHERE since_ms <= :expired FOR UPDATE SKIP LOCKED)",
+        "sqlite": "DELETE FROM login_attempt WHERE since_ms <= :expired",
+    }.items()
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +240,8 @@ async def failed(
     log.warning("failed sign-in", extra={"client": attempt.client})
     now_ms, expired = _times(services)
     # Counters whose window is over are dropped here: failures are what makes rows.
-    await session.execute(_EXPIRE, {"expired": expired})
+    dialect = (await session.connection()).dialect.name
+    await session.execute(_EXPIRE[dialect], {"expired": expired})
     addresses = 0
     if attempt.account_attempts == 1:  # the first from this address for this account
         sources = _subject("sources", attempt.email)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import text
 from starlette.requests import Request
 
 from app.config import Settings
@@ -48,6 +49,12 @@ async def sign_in(client: httpx.AsyncClient, email: str, password: str = PASSWOR
         assert answer.json()["message"].startswith("too many")
         assert int(answer.headers["retry-after"]) >= 1
     return answer.status_code
+
+
+async def counters(api: Api) -> int:
+    """Rows in the sign-in counters' table."""
+    async with api.services.sessions() as session:
+        return int((await session.execute(text("SELECT count(*) FROM login_attempt"))).one()[0])
 
 
 async def metric(api: Api, name: str, **labels: str) -> float:
@@ -126,6 +133,22 @@ class TestItem08AnAccountCannotBeLockedByAStranger:
         assert refused.headers["retry-after"] == str(WINDOW_S - 100)
         assert last_second == 429
         assert after == 200
+
+    async def test_counters_of_a_past_window_are_dropped(self, settings: Settings) -> None:
+        clock = ManualClock(datetime.now(UTC))
+        async with running_api(settings, clock=clock) as api:
+            diner = await api.register()
+            for n in range(20):
+                async with from_address(api, f"192.0.2.{n + 1}") as bot:
+                    await sign_in(bot, diner.email, "wrong")
+            before = await counters(api)
+            clock.advance(WINDOW_S)
+            async with from_address(api, ATTACKER) as attacker:
+                await sign_in(attacker, diner.email, "wrong")
+            after = await counters(api)
+
+        assert before == 20 * 2 + 1  # each address, each address's account, the addresses
+        assert after == 3  # the last attempt's three (a new window each): the rest is gone
 
     async def test_concurrent_guesses_check_at_most_the_limit(self, api: Api) -> None:
         victim = await api.register()
