@@ -34,13 +34,13 @@ CHAOS_PHASES = ("scheduled", "running")
 # the dashboard's panel shows 0 attempts rather than nothing when an operator looks.
 REMEDIATION_MODES = ("auto", "manual")
 REMEDIATION_RESULTS = ("resolved", "unresolved")
+# The sign-in limits (app/users/logins.py): per client address, per account from one address.
+AUTH_LIMITS = ("client", "account")
 # How recent an instance's heartbeat must be for the rules and panels to count it
 # (alerts/pizza.rules.yaml, dashboards/jwt-pizza.json): two 60 s scrape or export
 # intervals. Pushed (OTLP) series get no staleness marker, so a dead process's last
 # values would otherwise count for Prometheus' 5-minute lookback after every restart.
 HEARTBEAT_FRESH_S = 120
-# The sign-in limits (app/users/logins.py): per client address, per account from one address.
-AUTH_LIMITS = ("client", "account")
 
 # Exactly what the Python Prometheus exporter prints (checked by the tests).
 PROMETHEUS_NAMES = {
