@@ -34,6 +34,8 @@ CHAOS_PHASES = ("scheduled", "running")
 # the dashboard's panel shows 0 attempts rather than nothing when an operator looks.
 REMEDIATION_MODES = ("auto", "manual")
 REMEDIATION_RESULTS = ("resolved", "unresolved")
+# The sign-in limits (app/users/logins.py): per client address, per account from one address.
+AUTH_LIMITS = ("client", "account")
 # How recent an instance's heartbeat must be for the rules and panels to count it
 # (alerts/pizza.rules.yaml, dashboards/jwt-pizza.json): two 60 s scrape or export
 # intervals. Pushed (OTLP) series get no staleness marker, so a dead process's last
@@ -64,6 +66,8 @@ PROMETHEUS_NAMES = {
     "pizza.factory.remediation.attempts": "pizza_factory_remediation_attempts_total",
     "pizza.factory.chaos": "pizza_factory_chaos",
     "pizza.auth.attempts": "pizza_auth_attempts_total",
+    "pizza.auth.refused": "pizza_auth_refused_total",
+    "pizza.auth.attacks": "pizza_auth_attacks_total",
     "pizza.users.active": "pizza_users_active",
     "pizza.log.records": "pizza_log_records_total",
     "pizza.service.heartbeat": "pizza_service_heartbeat",
@@ -151,7 +155,20 @@ class PizzaMetrics:
             description="Remediation links followed, by mode and result",
         )
         self._auth = meter.create_counter(
-            "pizza.auth.attempts", unit="{attempt}", description="Sign-in attempts by result"
+            "pizza.auth.attempts",
+            unit="{attempt}",
+            description="Sign-in attempts whose password was checked, by result",
+        )
+        self._auth_refused = meter.create_counter(
+            "pizza.auth.refused",
+            unit="{attempt}",
+            description="Sign-in attempts refused unchecked (429), by the limit that refused them",
+        )
+        self._auth_attacks = meter.create_counter(
+            "pizza.auth.attacks",
+            unit="{attack}",
+            description="Accounts whose sign-in failed from LOGIN_ATTACK_SOURCES addresses"
+            " in one window",
         )
         self._logs = meter.create_counter(
             "pizza.log.records", unit="{record}", description="Log records by severity"
@@ -249,6 +266,9 @@ class PizzaMetrics:
             counter.add(0)
         for result in ("success", "failure"):
             self._auth.add(0, {"result": result})
+        for limit in AUTH_LIMITS:
+            self._auth_refused.add(0, {"limit": limit})
+        self._auth_attacks.add(0)
         for severity in LOG_SEVERITIES:
             self._logs.add(0, {"severity": severity})
         for task in TASK_NAMES:
@@ -297,7 +317,16 @@ class PizzaMetrics:
         self._remediation.add(1, {"mode": mode, "result": result})
 
     def auth_attempt(self, success: bool) -> None:
+        """A password checked (app/users/logins.py lets it through first)."""
         self._auth.add(1, {"result": "success" if success else "failure"})
+
+    def auth_refused(self, limit: str) -> None:
+        """A sign-in refused by a limit (one of AUTH_LIMITS) before its password was checked."""
+        self._auth_refused.add(1, {"limit": limit})
+
+    def auth_attacked(self) -> None:
+        """One account's sign-in failed from LOGIN_ATTACK_SOURCES addresses in one window."""
+        self._auth_attacks.add(1)
 
     def user_seen(self, user_id: int) -> None:
         """A request carried this user's valid token."""

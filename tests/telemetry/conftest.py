@@ -75,6 +75,8 @@ def record_one_of_each(telemetry: Telemetry) -> None:
     m.remediation_attempt("auto", "resolved")
     m.auth_attempt(True)
     m.auth_attempt(False)
+    m.auth_refused("account")
+    m.auth_attacked()
     m.user_seen(7)
     m.log_record("ERROR")
     m.set_pending(3, 42.0)

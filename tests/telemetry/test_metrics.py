@@ -42,6 +42,9 @@ def test_values_and_labels(page: str) -> None:
     )
     assert value(page, "pizza_auth_attempts_total", result="success") == 1
     assert value(page, "pizza_auth_attempts_total", result="failure") == 1
+    assert value(page, "pizza_auth_refused_total", limit="account") == 1
+    assert value(page, "pizza_auth_refused_total", limit="client") == 0
+    assert value(page, "pizza_auth_attacks_total") == 1
     assert value(page, "pizza_users_active") == 1
     assert value(page, "pizza_log_records_total", severity="error") == 1
     assert value(page, "pizza_orders_pending") == 3
