@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.sql.rows import StoreError
+from app.sql.failures import unreachable
+from app.sql.rows import StoreError, StoreUnavailable
 
 log = logging.getLogger("app.errors")
 
@@ -63,7 +67,7 @@ _MEANINGS = {
     404: "No such thing (or not yours to see)",
     409: "Conflicts with what exists",
     413: "Request body too large",
-    429: "Too many failed sign-ins; try again after Retry-After seconds",
+    429: "Too many sign-in attempts from this address; try again after Retry-After seconds",
     502: "The pizza factory refused the order; it was not made and not charged",
 }
 RETRY_AFTER = {
@@ -94,9 +98,8 @@ def _field_name(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def describe_validation(error: RequestValidationError) -> str:
-    """Name the first wrong field, the way a person would read it."""
-    first = error.errors()[0]
+def describe_validation(first: Mapping[str, Any]) -> str:
+    """Name a wrong field (one of RequestValidationError.errors()), the way a person reads it."""
     if first.get("type") == "json_invalid":
         return "request body is not valid JSON"
     field = _field_name(tuple(first.get("loc", ())))
@@ -112,7 +115,7 @@ DATABASE_UNAVAILABLE = (
 )
 
 
-def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """One warning line, no traceback: the cause is outside the service (and /readyz says
     503 meanwhile, so a load balancer takes the replica out while it lasts)."""
     log.warning(
@@ -122,21 +125,44 @@ def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"message": DATABASE_UNAVAILABLE}, 503, headers=headers)
 
 
-def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    """The ORM's errors: a lost or refused connection is the database away; any other
-    (a constraint, a bad statement) is our bug and stays a logged 500."""
-    if isinstance(exc, OperationalError | InterfaceError) or getattr(
-        exc, "connection_invalidated", False
-    ):
-        return _database_unavailable(request, exc)
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse({"message": "internal error"}, 500)
+def internal_error(method: str, path: str, exc: BaseException) -> JSONResponse:
+    """A bug: a 500 whose answer and log line (with the traceback) share an error id, so
+    that a customer's report leads to the line. Nothing about the error is in the answer."""
+    error_id = secrets.token_hex(8)
+    log.error(
+        "internal error %s on %s %s: %s",
+        error_id,
+        method,
+        path,
+        type(exc).__name__,
+        exc_info=exc,
+        extra={"error_id": error_id},
+    )
+    body = {"message": f"internal error (error id {error_id})", "errorId": error_id}
+    return JSONResponse(body, 500)
+
+
+async def _store_error(request: Request, exc: Exception) -> JSONResponse:
+    """The order store's errors (app/sql): an outage is a 503, anything else a bug."""
+    if isinstance(exc, StoreUnavailable):
+        return await _database_unavailable(request, exc)
+    return internal_error(request.method, request.url.path, exc)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """The ORM's errors: a lost, refused or invalidated connection is the database away;
+    any other (a constraint, a value or statement refused) is our bug and a 500."""
+    if getattr(exc, "connection_invalidated", False) or unreachable(exc):
+        return await _database_unavailable(request, exc)
+    return internal_error(request.method, request.url.path, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    # The order store's errors, a refused or timed-out connect, the ORM's lost connections.
-    for unavailable in (StoreError, ConnectionError, TimeoutError):
+    # A refused or timed-out connect that no driver wrapped, or no pooled connection free
+    # within the pool's timeout.
+    for unavailable in (ConnectionError, TimeoutError, PoolTimeout):
         app.add_exception_handler(unavailable, _database_unavailable)
+    app.add_exception_handler(StoreError, _store_error)
     app.add_exception_handler(DBAPIError, _database_error)
 
     @app.exception_handler(AppError)
@@ -145,7 +171,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"message": describe_validation(exc)}, 400)
+        # A path whose id is not one (`1.0`, `01`, `abc`) names nothing: 404, whatever
+        # else the request holds. Every other wrong value is a 400 naming its field.
+        in_path = [e for e in exc.errors() if tuple(e.get("loc", ()))[:1] == ("path",)]
+        if in_path:
+            return JSONResponse({"message": describe_validation(in_path[0])}, 404)
+        return JSONResponse({"message": describe_validation(exc.errors()[0])}, 400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

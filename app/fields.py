@@ -9,6 +9,7 @@ routes' path and query parameters are built from them.
 from __future__ import annotations
 
 import re
+import unicodedata
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any
 
@@ -21,6 +22,20 @@ from pydantic import AfterValidator, PlainValidator, StringConstraints, WithJson
 _SPACE_CLASS = "".join(f"\\u{ord(c):04x}" for c in map(chr, range(0x3001)) if c.isspace())
 _NO_NUL = "^[^\\u0000]*$"
 _NOT_BLANK = f"^[^\\u0000]*[^\\u0000{_SPACE_CLASS}][^\\u0000]*$"
+# A name is shown to other people (lists, pages, a terminal's log): no control character
+# (C0, DEL, C1: ANSI escapes start with ESC), and at least one character that shows.
+# Invisible: white space, Unicode's format characters (zero-width space and joiners, the
+# bidi marks, the byte order mark...) and the blank fillers. Only the Basic Multilingual
+# Plane is checked, so that /openapi.json can say the same in a pattern.
+_CONTROLS = "\\u0000-\\u001f\\u007f-\\u009f"
+_FILLERS = "\u115f\u1160\u2800\u3164\uffa0"
+_INVISIBLE = frozenset(
+    c
+    for c in map(chr, range(0x10000))
+    if c.isspace() or unicodedata.category(c) == "Cf" or c in _FILLERS
+)
+_INVISIBLE_CLASS = "".join(f"\\u{ord(c):04x}" for c in sorted(_INVISIBLE))
+_VISIBLE_NAME = f"^[^{_CONTROLS}]*[^{_CONTROLS}{_INVISIBLE_CLASS}][^{_CONTROLS}]*$"
 
 
 def _storable(value: str) -> str:
@@ -41,6 +56,14 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _visible_name(value: str) -> str:
+    if any(unicodedata.category(c) == "Cc" for c in _storable(value)):
+        raise ValueError("must not contain control characters")
+    if all(c in _INVISIBLE for c in value):
+        raise ValueError("must not be blank or invisible")
+    return value
+
+
 def _string_schema(pattern: str, min_length: int, max_length: int) -> WithJsonSchema:
     schema: dict[str, Any] = {"type": "string", "maxLength": max_length, "pattern": pattern}
     if min_length:
@@ -52,9 +75,9 @@ def _string_schema(pattern: str, min_length: int, max_length: int) -> WithJsonSc
 Name = Annotated[
     str,
     StringConstraints(min_length=1, max_length=100),
-    AfterValidator(_not_blank),
+    AfterValidator(_visible_name),
     AfterValidator(str.strip),
-    _string_schema(_NOT_BLANK, 1, 100),
+    _string_schema(_VISIBLE_NAME, 1, 100),
 ]
 Text = Annotated[
     str,
@@ -98,6 +121,21 @@ def _email(value: str) -> str:
         raise ValueError(f"value is not a valid email address: {exc}") from None
 
 
+def email_key(value: str) -> str:
+    """An email as accounts are stored and looked up: email-validator's normal form (NFC,
+    the domain in lower case) in lower case, then NFC again (lower case can decompose).
+
+    The same text typed at registration and at sign-in, composed or decomposed, gives
+    the same key; a text that is not an email gets the same treatment and matches none.
+    """
+    text = value.strip()
+    try:
+        text = validate_email(text, check_deliverability=False).normalized
+    except EmailNotValidError:
+        text = unicodedata.normalize("NFC", text)
+    return unicodedata.normalize("NFC", text.lower())
+
+
 Email = Annotated[
     str,
     StringConstraints(max_length=254),
@@ -108,6 +146,17 @@ Email = Annotated[
 ]
 
 MAX_ID = 2**31 - 1
+_PLAIN_ID = re.compile("[1-9][0-9]{0,9}")
+
+
+def plain_id(text: str) -> int | None:
+    """The id ``text`` names when written plainly (ASCII digits, no sign, no leading zero,
+    no space or underscore, 1 to MAX_ID); None for anything else."""
+    if _PLAIN_ID.fullmatch(text) and (value := int(text)) <= MAX_ID:
+        return value
+    return None
+
+
 # 1 to 2147483647 written plainly: the front end sends ids as it has them, e.g. "1".
 _ID_DIGITS = (
     "^(?:[1-9][0-9]{0,8}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}"
@@ -159,7 +208,22 @@ Price = Annotated[
 ]
 
 
-IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
+def _path_id(value: object) -> int:
+    found = plain_id(value) if isinstance(value, str) else None
+    if found is None:
+        raise ValueError(f"no such id: ids are whole numbers from 1 to {MAX_ID}, plain digits")
+    return found
+
+
+# An id in a path names one row or none: `1.0`, `+1`, `01`, ` 1` or `1_0` name none (int()
+# and pydantic's lax mode would read them as 1 or 10). A path parameter that does not
+# validate is a 404 (app/errors.py): the path names nothing.
+IdPath = Annotated[
+    int,
+    Path(),
+    PlainValidator(_path_id),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_ID}),
+]
 Page0 = Annotated[int, Query(ge=0, le=100_000)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 NameFilter = Annotated[

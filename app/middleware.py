@@ -13,6 +13,8 @@ import logging
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.errors import internal_error
+
 log = logging.getLogger("app.errors")
 
 
@@ -76,11 +78,12 @@ class HardeningMiddleware:
             return
         try:
             await self.app(scope, app_receive, send_tracked)
-        except Exception:
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+        except Exception as exc:
             if started:
+                log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
                 raise
-            await JSONResponse({"message": "internal error"}, 500)(scope, receive, send_tracked)
+            answer = internal_error(str(scope.get("method")), str(scope.get("path")), exc)
+            await answer(scope, receive, send_tracked)
 
 
 class _BodyTooLarge(Exception):

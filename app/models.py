@@ -101,12 +101,20 @@ class AuthSession(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class LoginFailure(SQLModel, table=True):
-    __tablename__ = "login_failure"
-    id: int | None = Field(default=None, primary_key=True)
-    email: str = Field(sa_column=Column(String(254), nullable=False, index=True))
-    client: str = Field(sa_column=Column(String(64), nullable=False, index=True))
-    at: datetime = Field(default_factory=utcnow, index=True)
+class LoginAttempt(SQLModel, table=True):
+    """One sign-in counter of app/users/logins.py: the attempts one subject (a client
+    address, an account from one address, the addresses trying one account) made in the
+    window that started at `since_ms`.
+
+    `subject` is a hash: the table holds no email and no address. Times are Unix
+    milliseconds, compared as integers in the one statement that counts an attempt on
+    either database.
+    """
+
+    __tablename__ = "login_attempt"
+    subject: str = Field(sa_column=Column(String(64), primary_key=True))
+    since_ms: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    attempts: int = Field(sa_column=Column(Integer, nullable=False))
 
 
 class AppSetting(SQLModel, table=True):

@@ -3,6 +3,8 @@
 - FastAPI documents a 422 for every operation with parameters; this service answers
   invalid input with a 400 (app/errors.py, api.md), which each route documents itself.
 - Every error is `{"message"}` in JSON, also where the success is not JSON.
+- Every operation with an id in its path answers 404 for an id that is not one
+  (app/fields.py `IdPath`), whether or not the route itself can find nothing.
 - `GET /api/franchise/{userId}` and `DELETE /api/franchise/{franchiseId}` are one URL
   template: OpenAPI forbids two path items that differ only in parameter names, and a
   405 lists the methods of the URL, both of them. The document merges such path items
@@ -22,6 +24,7 @@ from fastapi.routing import APIRoute
 _PARAMETER = re.compile(r"\{([^}]*)\}")
 _VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+_NO_SUCH_ID = "No such thing: an id in the path that names nothing, or is not a plain number"
 
 
 def operation_id(route: APIRoute) -> str:
@@ -37,6 +40,7 @@ def install_openapi(app: FastAPI) -> None:
         if app.openapi_schema is None:
             document = build()
             _drop_validation_422(document)
+            _path_ids_answer_404(document)
             _errors_are_json(document)
             _merge_same_templates(document)
             app.openapi_schema = document
@@ -60,6 +64,20 @@ def _drop_validation_422(document: dict[str, Any]) -> None:
     schemas = document.get("components", {}).get("schemas", {})
     for name in _VALIDATION_SCHEMAS:
         schemas.pop(name, None)
+
+
+def _path_ids_answer_404(document: dict[str, Any]) -> None:
+    for operation in _operations(document):
+        if any(p.get("in") == "path" for p in operation.get("parameters", [])):
+            operation.setdefault("responses", {}).setdefault(
+                "404",
+                {
+                    "description": _NO_SUCH_ID,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                    },
+                },
+            )
 
 
 def _errors_are_json(document: dict[str, Any]) -> None:

@@ -17,6 +17,8 @@ from datetime import datetime, timedelta
 
 import jwt
 
+from app.fields import plain_id
+
 TOKEN_ALGORITHM = "HS256"  # noqa: S105 (an algorithm name, not a password)
 
 
@@ -36,6 +38,8 @@ def issue_token(user_id: int, *, secret: str, ttl_s: int, now: datetime) -> Issu
 
 # A compact JWS segment: base64url without padding, nothing else.
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+# A session id as `issue_token` makes it (url-safe base64), within its column's 64 characters.
+_JTI = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _b64decode(segment: str) -> bytes:
@@ -68,6 +72,9 @@ def decode_token(token: str, *, secret: str, now: datetime) -> tuple[int, str] |
     exp, sub, jti = claims.get("exp"), claims.get("sub"), claims.get("jti")
     if isinstance(exp, bool) or not isinstance(exp, int | float) or exp <= now.timestamp():
         return None
-    if not isinstance(sub, str) or not sub.isdigit() or not isinstance(jti, str) or not jti:
+    # Claims in the form and range we issue them, before they reach a statement: a
+    # well-signed token with a 70-bit `sub` or a NUL in `jti` is a bad token, not a bug.
+    user_id = plain_id(sub) if isinstance(sub, str) else None
+    if user_id is None or not isinstance(jti, str) or not _JTI.fullmatch(jti):
         return None
-    return int(sub), jti
+    return user_id, jti

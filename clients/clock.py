@@ -8,11 +8,13 @@ each module's `utcnow` or sleeping.
 
 Two readings, because they answer different questions: `now()` is the wall time that is
 stored and shown (aware UTC), `monotonic()` measures how long something took and never
-jumps when the wall clock is set.
+jumps when the wall clock is set. `sleep` waits by the same clock, so that a test moves
+it past a deadline rather than waiting for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 
@@ -27,6 +29,10 @@ class Clock:
     def monotonic(self) -> float:
         """Seconds on a clock that only moves forward, for durations and deadlines."""
         return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait until `monotonic()` has moved on by `seconds` (a manual clock: until moved)."""
+        await asyncio.sleep(seconds)
 
 
 SYSTEM_CLOCK = Clock()

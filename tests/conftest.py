@@ -21,6 +21,7 @@ from clients.clock import SYSTEM_CLOCK, Clock
 from clients.simulator import SimulatorConfig, create_simulator_app
 from tests.utils.builders import Api
 from tests.utils.servers import PrivateRedis, serve_in_thread
+from tests.utils.simulator import end_chaos
 
 # Distinctive values, so that tests can scan logs and answers for them.
 FACTORY_KEY = "factory-key-d3adb33f-s3cr3t"
@@ -84,13 +85,14 @@ def factory_url(factory_sim_app: FastAPI) -> Iterator[str]:
 
 @pytest.fixture
 def factory(factory_url: str) -> Iterator[httpx.Client]:
-    """The simulator's vendor API, calm before and after each test."""
+    """The simulator's vendor API, without chaos before and after each test (the factory
+    admin removes it, as on the real factory)."""
     with httpx.Client(
         base_url=factory_url, headers={"Authorization": f"Bearer {FACTORY_KEY}"}, timeout=5
     ) as client:
-        client.put("/api/vendor/chaos/none").raise_for_status()
+        end_chaos(client)
         yield client
-        client.put("/api/vendor/chaos/none").raise_for_status()
+        end_chaos(client)
 
 
 def make_settings(database_url: str, factory_url: str, **overrides: Any) -> Settings:

@@ -163,7 +163,7 @@ def _serve(settings: Settings, host: str, port: int) -> int:
         simulator = create_simulator_app(
             SimulatorConfig(
                 api_key=settings.factory_sim_api_key.get_secret_value(),
-                cors_origins=settings.cors_origins,
+                admin_key=settings.factory_sim_admin_key.get_secret_value(),
             )
         )
         bundled = _Server(_uvicorn_config(simulator, "127.0.0.1", settings.factory_sim_port))
@@ -275,6 +275,10 @@ def factory_sim(
     api_key: Annotated[
         str | None, typer.Option(help="vendor key (default: FACTORY_SIM_API_KEY)")
     ] = None,
+    admin_key: Annotated[
+        str | None,
+        typer.Option(help="the factory admin's key (default: FACTORY_SIM_ADMIN_KEY)"),
+    ] = None,
     throttle_delay_s: Annotated[float, typer.Option(min=0)] = 32.0,
 ) -> None:
     """Run the pizza factory simulator alone (factory.md), chaos control included."""
@@ -282,8 +286,8 @@ def factory_sim(
     configure_logging(secrets=settings.secrets)
     config = SimulatorConfig(
         api_key=api_key or settings.factory_sim_api_key.get_secret_value(),
+        admin_key=admin_key or settings.factory_sim_admin_key.get_secret_value(),
         throttle_delay_s=throttle_delay_s,
-        cors_origins=settings.cors_origins,
     )
     sock = _bind(host, port, "--port")
     server = _Server(_uvicorn_config(create_simulator_app(config), host, port))

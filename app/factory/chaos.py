@@ -1,10 +1,14 @@
 """Chaos the factory reports in its vendor record (resilience.md §4b): read off the order
-path, shown at /factory/status, told once per distinct chaos and phase."""
+path, shown at /factory/status, told once per distinct chaos and phase.
+
+The real factory keeps a fixed chaos in the record (`{"type": "none", ..., "fixDate"}`)
+until its admin removes it: only a chaos of a real type, without a fix, is in force.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,15 +19,27 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import EventKind, FactoryEvent
 from clients.clock import Clock
-from telemetry.metrics import PizzaMetrics
+from telemetry.metrics import CHAOS_TYPES, PizzaMetrics
 
 log = logging.getLogger("app.factory")
 
 # A failed or timed-out call reads the vendor record at once, then at most this often
-# while failures go on (resilience.md §4b: the throttle's first late answer takes 32 s).
+# while failures go on (resilience.md §4b: the throttle's first late answer takes 32 s); a
+# read asked for sooner is made when this has passed.
 CHAOS_READ_MIN_S = 5.0
 CHAOS_PHASES = ("scheduled", "running")
 CHAOS_KINDS = (EventKind.CHAOS_REPORTED, EventKind.CHAOS_CLEARED)
+
+
+def in_force(chaos: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The vendor record's chaos if it is one: a real chaos type and no fix yet.
+
+    After a fix the real factory keeps `{"type": "none", ..., "fixDate"}`: that, a type
+    this service does not know as a chaos, or any chaos with a `fixDate`, is no chaos.
+    """
+    if chaos is None or chaos.get("type") not in CHAOS_TYPES or chaos.get("fixDate"):
+        return None
+    return chaos
 
 
 def chaos_phase(chaos: dict[str, Any], now: datetime) -> str:
@@ -49,25 +65,48 @@ class ChaosWatch:
         clock: Clock,
         read: Callable[[], None],
         event: Callable[[EventKind, str], Awaitable[None]],
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
     ) -> None:
         self._sessions = sessions
         self._metrics = metrics
         self._clock = clock
         self._read = read  # starts a read of the vendor record, off the order path
         self._event = event
+        self._spawn = spawn  # runs a task that shutdown cancels
         # The chaos the vendor record reports (scheduled or running), as last read.
         self.scheduled: dict[str, Any] | None = None
         self.seen: str | None = None  # the detail of the last chaos_reported event
         self._read_at: float | None = None
+        self._owed = False  # a read was asked for inside the window and not made since
+        self._waiting = False  # a task waits to make the owed read
 
     def read_soon(self, *, now: bool = False) -> None:
-        """Read the vendor record off the order path, at most every CHAOS_READ_MIN_S."""
+        """Read the vendor record off the order path, at most every CHAOS_READ_MIN_S; a
+        read asked for sooner is made as soon as the window allows, never dropped."""
         at = self._clock.monotonic()
-        recent = self._read_at is not None and at - self._read_at < CHAOS_READ_MIN_S
-        if recent and not now:
+        if now or self._read_at is None or at - self._read_at >= CHAOS_READ_MIN_S:
+            self._start_read(at)
             return
-        self._read_at = at
+        self._owed = True
+        if not self._waiting:
+            self._waiting = True
+            self._spawn(self._read_when_allowed())
+
+    def _start_read(self, at: float) -> None:
+        self._read_at, self._owed = at, False
         self._read()
+
+    async def _read_when_allowed(self) -> None:
+        # A read made meanwhile (another failure after the window) pays what is owed.
+        try:
+            while self._owed and self._read_at is not None:
+                wait = self._read_at + CHAOS_READ_MIN_S - self._clock.monotonic()
+                if wait <= 0:
+                    self._start_read(self._clock.monotonic())
+                    return
+                await self._clock.sleep(wait)
+        finally:
+            self._waiting = False
 
     def shown(self) -> dict[str, Any] | None:
         """The reported chaos for /factory/status: type, start, scheduled or running."""
@@ -80,9 +119,12 @@ class ChaosWatch:
             "phase": chaos_phase(chaos, self._clock.now()),
         }
 
-    async def news(self, chaos: dict[str, Any] | None) -> None:
-        """The metric always; a timeline event once per distinct chaos and phase."""
-        self.scheduled = chaos
+    async def news(self, record: dict[str, Any] | None) -> None:
+        """The metric always; a timeline event once per distinct chaos and phase.
+
+        `record` is the vendor record's chaos as read: a fixed or removed one is none.
+        """
+        self.scheduled = chaos = in_force(record)
         if chaos is None:
             self._metrics.set_chaos(None, None)
             if self.seen is not None:

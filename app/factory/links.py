@@ -254,7 +254,8 @@ class RemediationLinks:
         )
         await self._event(
             EventKind.REMEDIATION,
-            f"{mode} by {user_id or 'service'}: {attempt.message}",
+            # Who acted is the event's user_id, shown by name where it is read.
+            f"{mode}: {attempt.message}",
             user_id=user_id,
         )
         if attempt.resolved:

@@ -76,6 +76,7 @@ class FactoryOps:
             clock=context.clock,
             read=lambda: self._spawn(self._probe_logged()),
             event=self._event,
+            spawn=self._spawn,
         )
         self.links = RemediationLinks(
             context,
@@ -200,7 +201,8 @@ class FactoryOps:
 
     async def note_operator(self, user_id: int, action: str) -> None:
         log.warning("operator %s: %s", user_id, action)
-        await self._event(EventKind.OPERATOR, f"user {user_id}: {action}", user_id=user_id)
+        # Who acted is the event's user_id, shown by name where it is read.
+        await self._event(EventKind.OPERATOR, action, user_id=user_id)
 
     def _event_soon(self, event: FactoryEvent) -> None:
         self._spawn(self._store_event(event))

@@ -152,7 +152,7 @@ def _until(incident: Incident) -> str:
 
 def _title(view: IncidentView, written_at: datetime) -> list[str]:
     return [
-        f"# Incident {view.id}: {view.incident.opened_at.strftime('%Y-%m-%d %H-%M-%S')} UTC",
+        f"# Incident {view.id}: {view.incident.opened_at.strftime('%Y-%m-%d %H:%M:%S')} UTC",
         "",
         f"> Draft written by JWT Pizza from its own records at {utc(written_at)}. All times are "
         f"UTC. Lines marked {TO_FILL} are for a person to write; everything else is a "

@@ -199,7 +199,8 @@ async def _order_milestones(
     return entries
 
 
-async def _people(session: AsyncSession, ids: set[int]) -> dict[int, str]:
+async def people_named(session: AsyncSession, ids: set[int]) -> dict[int, str]:
+    """Each user id as people read it: "Ada Admin (user 3)"."""
     if not ids:
         return {}
     users = await session.exec(select(User).where(col(User.id).in_(ids)))
@@ -227,7 +228,7 @@ async def load_view(session: AsyncSession, incident: Incident, now: datetime) ->
         ).all()
     )
     user_ids = {e.user_id for e in events} | {a.by_user_id for a, _ in attempts}
-    people = await _people(session, {i for i in user_ids if i is not None})
+    people = await people_named(session, {i for i in user_ids if i is not None})
 
     def who(user_id: int | None) -> str | None:
         return people.get(user_id, f"user {user_id}") if user_id is not None else None

@@ -150,7 +150,8 @@ async def _earlier_by_key(
         return _LET_GO
     if existing.request_hash != digest:
         raise Conflict("Idempotency-Key was already used for a different order")
-    return _stored_answer(existing, asked)
+    # The key's first request may still be waiting for the factory: its answer is this one.
+    return _stored_answer(await _first_answer_of(store, existing, asked.twin_wait_s), asked)
 
 
 async def _earlier_twin(
@@ -244,6 +245,7 @@ async def place_order(
     if not isinstance(stored, _Stored):
         return stored  # the earlier order this one repeats
     order_id, item_ids = stored
+    services.metrics.order_accepted()  # the order-availability SLO's every order
     order = PlacedOrder(
         id=order_id,
         diner_id=new.diner_id,

@@ -246,8 +246,7 @@ class OrderWorkflow:
         if stored is None:
             return Attempt(OrderStatus.FAILED, wait.outcome, reason="order no longer exists")
         failure = OrderFailure(stored.failure) if stored.failure else None
-        reason = stored.last_reason or ""
-        status = OrderStatus(stored.status)
+        status, reason = OrderStatus(stored.status), stored.last_reason or ""
         return Attempt(status, wait.outcome, jwt=stored.jwt, reason=reason, failure=failure)
 
     async def _call_and_record(
@@ -341,6 +340,7 @@ class OrderWorkflow:
             # Conditional on `pending`: if two calls ever race, one pizza is recorded.
             if await self._store.fulfil(order.id, result.jwt, now):
                 self._metrics.sold(len(info.items), float(order.total))
+                self._metrics.order_made((now - order.date).total_seconds())
                 return Attempt(OrderStatus.FULFILLED, result.outcome, jwt=result.jwt)
             stored = await self._store.order_state(order.id)
             if stored is None:
@@ -384,12 +384,12 @@ class OrderWorkflow:
         self.on_pending(now)
 
     async def shutdown(self) -> None:
-        """Stop in-flight calls; their orders stay pending and are picked up again.
+        """Stop in-flight calls and the attempts of orders answered 202 at once
+        (`attempt_later`); their orders stay pending and are picked up again.
 
         Their claims are released, so the next start (or another replica) retries them
         at once instead of waiting out the lease. Only a killed process leaves a lease.
         """
-        # With the attempts of orders answered 202 at once (`attempt_later`), still claimed.
         interrupted = list(self.inflight | self.attempting)
         tasks = [*self._later, *self._tasks]
         for task in tasks:

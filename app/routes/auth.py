@@ -11,10 +11,12 @@ from sqlmodel import col, select
 
 from app.deps import CurrentUser, ServicesDep, SessionDep
 from app.errors import Conflict, NotFound, error_responses
+from app.fields import email_key
 from app.models import AuthSession, Role, User, UserRole
 from app.schemas import AuthOut, LoginBody, MessageOut, RegisterBody, user_json
+from app.users import logins
 from app.users.accounts import roles_of
-from app.users.logins import check_allowed, client_address, record_failure
+from app.users.logins import client_address
 from app.users.passwords import hash_password, verify_password
 from app.users.sessions import start_session
 
@@ -62,7 +64,7 @@ SIGNED_IN_LINKS = _user_links("$response.body#/user/id")
 async def register(
     body: RegisterBody, session: SessionDep, services: ServicesDep
 ) -> dict[str, Any]:
-    email = body.email.lower()
+    email = email_key(body.email)
     if (await session.exec(select(User.id).where(User.email == email))).first() is not None:
         raise Conflict("email already registered")
     user = User(name=body.name, email=email, password_hash=await hash_password(body.password))
@@ -89,18 +91,17 @@ async def register(
 async def login(
     body: LoginBody, request: Request, session: SessionDep, services: ServicesDep
 ) -> dict[str, Any]:
-    settings = services.settings
-    email = body.email.strip().lower()
-    client = client_address(request, settings.trusted_proxies)
-    now = services.clock.now()
-    await check_allowed(session, settings, email, client, now)
+    email = email_key(body.email)
+    client = client_address(request, services.settings.trusted_proxies)
+    attempt = await logins.admit(session, services, email, client)  # 429 when a limit refuses it
     user = (await session.exec(select(User).where(User.email == email))).first()
     password_ok = await verify_password(user.password_hash if user else None, body.password)
     if user is None or user.id is None or not body.password or not password_ok:
         services.metrics.auth_attempt(False)
-        await record_failure(session, settings, email, client, now)
+        await logins.failed(session, services, attempt, user.id if user else None)
         raise NotFound("unknown user")
     services.metrics.auth_attempt(True)
+    await logins.succeeded(session, attempt)
     token = await start_session(session, services, user.id)
     return {"user": user_json(user, await roles_of(session, user.id)), "token": token}
 

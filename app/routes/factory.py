@@ -12,8 +12,9 @@ from pydantic import BaseModel
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from app.deps import AdminUser, ServicesDep, SessionDep, load_principal
+from app.deps import AdminUser, Principal, ServicesDep, SessionDep, load_principal
 from app.errors import Forbidden, NotFound, Unauthorized, error_responses
+from app.incidents.view import people_named
 from app.models import (
     DinerOrder,
     FactoryEvent,
@@ -50,34 +51,58 @@ def attempt_json(attempt: RemediationAttempt) -> dict[str, Any]:
 # JSON at all (it holds the full remediation link, vendor key included).
 PRIVATE = {"cache-control": "no-store", "vary": "Accept, Authorization"}
 PAGE_HEADERS = {**PRIVATE, "content-security-policy": "frame-ancestors 'none'"}
+# The operator pages (status, incidents, an incident) are one document: it signs the
+# admin in, keeps the token in its memory only, and moves between them without a reload.
+OPERATOR_PAGE = "static/status.html"
 
 
-@router.get(
-    "/status",
-    summary="Factory status (admins); an HTML page for a browser",
-    responses={
-        200: {
-            "description": "The status as JSON; the page itself for `Accept: text/html`",
-            "content": {"text/html": {"schema": {"type": "string"}}},
-        }
-    },
-    # It reads the bearer token itself (the page needs none): declared here for clients.
-    openapi_extra={"security": [{"HTTPBearer": []}]},
-)
-async def status(
-    request: Request, response: Response, services: ServicesDep, session: SessionDep
-) -> Any:
-    if "text/html" in request.headers.get("accept", ""):
-        # The page holds no data: it signs the admin in and calls this endpoint as JSON.
-        page = files("app").joinpath("static/status.html").read_text(encoding="utf-8")
-        return HTMLResponse(page, headers=PAGE_HEADERS)
+def page_or_json(what: str) -> dict[str, Any]:
+    """The route options of an operator URL that is a page for a browser, JSON otherwise."""
+    return {
+        "responses": {
+            200: {
+                "description": f"{what} as JSON; the operator page for `Accept: text/html`",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            }
+        },
+        # It reads the bearer token itself (the page needs none): declared for clients.
+        "openapi_extra": {"security": [{"HTTPBearer": []}]},
+    }
+
+
+def wants_page(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")
+
+
+def operator_page() -> HTMLResponse:
+    """The page holds no data: it signs the admin in and calls its URL again as JSON."""
+    page = files("app").joinpath(OPERATOR_PAGE).read_text(encoding="utf-8")
+    return HTMLResponse(page, headers=PAGE_HEADERS)
+
+
+async def signed_in_admin(request: Request, response: Response, services: Services) -> Principal:
+    """The caller of an operator URL asking for JSON: an admin, or 401/403. Read here, not
+    by AdminUser, because the same URL serves its page without a token."""
     response.headers.update(PRIVATE)
-    # Read here, not by AdminUser: the page above is served without a token.
     principal = await load_principal(request, services)
     if principal is None:
         raise Unauthorized("unauthorized")
     if not principal.is_admin:
         raise Forbidden("unauthorized")
+    return principal
+
+
+@router.get(
+    "/status",
+    summary="Factory status (admins); an HTML page for a browser",
+    **page_or_json("The status"),
+)
+async def status(
+    request: Request, response: Response, services: ServicesDep, session: SessionDep
+) -> Any:
+    if wants_page(request):
+        return operator_page()
+    await signed_in_admin(request, response, services)
     return await _status_json(session, services)
 
 
@@ -110,7 +135,7 @@ async def _status_json(session: SessionDep, services: ServicesDep) -> dict[str, 
         "lastFailure": last_failure,
         "remediation": remediation,
         "pending": pending,
-        "history": [{"at": iso(e.at), "kind": e.kind, "detail": e.detail} for e in events],
+        "history": await _history_json(session, events),
         "tasks": [_task_json(task) for task in services.supervisor.health()],
         "taskProblems": services.supervisor.problems(),
     }
@@ -161,6 +186,20 @@ async def _remediation_json(session: SessionDep, services: ServicesDep) -> dict[
             for item in links
         ],
     }
+
+
+async def _history_json(session: SessionDep, events: list[FactoryEvent]) -> list[dict[str, Any]]:
+    """The events, each with the person who acted by name (None: the service itself)."""
+    people = await people_named(session, {e.user_id for e in events if e.user_id is not None})
+    return [
+        {
+            "at": iso(e.at),
+            "kind": e.kind,
+            "detail": e.detail,
+            "by": None if e.user_id is None else people.get(e.user_id, f"user {e.user_id}"),
+        }
+        for e in events
+    ]
 
 
 def _task_json(task: TaskHealth) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.deps import AdminUser, CurrentUser, OptionalUser, Principal, SessionDep
 from app.errors import Conflict, Forbidden, NotFound, error_responses
-from app.fields import IdPath, Limit, NameFilter, Page0, like_pattern
+from app.fields import IdPath, Limit, NameFilter, Page0, email_key, like_pattern
 from app.models import DinerOrder, Franchise, Money, OrderStatus, Role, Store, User, UserRole
 from app.orders.cancel import fail_pending
 from app.schemas import (
@@ -167,7 +167,9 @@ async def create_franchise(
         raise Conflict("franchise name already exists")
     admins: list[User] = []
     for entry in body.admins:
-        user = (await session.exec(select(User).where(User.email == entry.email.lower()))).first()
+        user = (
+            await session.exec(select(User).where(User.email == email_key(entry.email)))
+        ).first()
         if user is None:
             raise NotFound(f"unknown user for franchisee email {entry.email}")
         admins.append(user)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.deps import AdminUser, CurrentUser, ServicesDep, SessionDep
 from app.errors import RETRY_AFTER, NotFound, error_responses
+from app.fields import IdPath
 from app.models import DinerOrder, MenuItem, OrderItem, OrderStatus
 from app.orders.placement import Asked, place_order, prefers_async, retry_after_s
 from app.responses import json_response
@@ -141,7 +142,7 @@ async def list_orders(
     },
 )
 async def get_order(
-    orderId: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    orderId: IdPath,
     principal: CurrentUser,
     session: SessionDep,
     services: ServicesDep,

@@ -11,11 +11,11 @@ from sqlmodel import col, select
 
 from app.deps import AdminUser, CurrentUser, ServicesDep, SessionDep, bearer_token
 from app.errors import Conflict, Forbidden, NotFound, error_responses
-from app.fields import IdPath, Limit, NameFilter, Page0, like_pattern
+from app.fields import IdPath, Limit, NameFilter, Page0, email_key, like_pattern
 from app.models import AuthSession, DinerOrder, User, UserRole
 from app.orders.cancel import fail_pending
 from app.schemas import AuthOut, MessageOut, UserListOut, UserOut, UserUpdateBody, user_json
-from app.users.accounts import roles_of
+from app.users.accounts import drop_admin_role, roles_of
 from app.users.passwords import hash_password
 from app.users.sessions import start_session
 
@@ -55,8 +55,8 @@ async def update_user(
     credentials_changed = False
     if body.name is not None:
         user.name = body.name
-    if body.email is not None and body.email.lower() != user.email:
-        email = body.email.lower()
+    if body.email is not None and email_key(body.email) != user.email:
+        email = email_key(body.email)
         if (await session.exec(select(User.id).where(User.email == email))).first() is not None:
             raise Conflict("email already in use")
         user.email = email
@@ -120,12 +120,13 @@ async def list_users(
     "/{userId}",
     summary="Delete a user (admin)",
     response_model=MessageOut,
-    responses=error_responses(403, 404),
+    responses=error_responses(403, 404, 409),
 )
 async def delete_user(userId: IdPath, _admin: AdminUser, session: SessionDep) -> dict[str, str]:
     user = await session.get(User, userId)
     if user is None:
         raise NotFound("unknown user")
+    await drop_admin_role(session, userId)  # 409 for the last admin; the first write
     await fail_pending(session, col(DinerOrder.diner_id) == userId, "diner deleted")
     await session.exec(delete(AuthSession).where(col(AuthSession.user_id) == userId))
     await session.exec(delete(UserRole).where(col(UserRole.user_id) == userId))

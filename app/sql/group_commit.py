@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.sql.rows import StoreError
+from app.sql.rows import StoreError, StoreUnavailable
 
 # A flush takes at most this many writes; the rest wait for the next one (microseconds).
 MAX_BATCH = 256
@@ -67,7 +67,7 @@ class GroupCommit:
                 try:
                     results = await self._flush([(w.kind, w.args) for w in batch])
                 except BaseException as exc:
-                    error = exc if isinstance(exc, Exception) else StoreError("shutting down")
+                    error = exc if isinstance(exc, Exception) else StoreUnavailable("shutting down")
                     for write in batch:
                         if not write.future.done():
                             write.future.set_exception(error)

@@ -19,8 +19,9 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from app.models import OPEN_TWIN, to_units
+from app.sql.failures import store_error
 from app.sql.group_commit import GroupCommit, WriteFailed
-from app.sql.rows import STORED_COLUMNS, InsertRefused, NewOrder, StoreError
+from app.sql.rows import STORED_COLUMNS, InsertRefused, NewOrder
 from app.sql.store import OrderStore
 
 READ_POOL_SIZE = 4
@@ -34,7 +35,7 @@ _LOST = (
 
 
 def _failed(exc: BaseException) -> WriteFailed:
-    return WriteFailed(StoreError(f"{type(exc).__name__}: {exc}"))
+    return WriteFailed(store_error(exc))
 
 
 # The token checks waiting at one moment, in one statement: row n of the arguments is
@@ -237,7 +238,7 @@ class PostgresOrderStore(OrderStore):
                 reset=_session_untouched,
             )
         except _ERRORS as exc:
-            raise StoreError(f"{type(exc).__name__}: {exc}") from None
+            raise store_error(exc) from None
 
     async def close(self) -> None:
         await self._principals.close()
@@ -266,7 +267,7 @@ class PostgresOrderStore(OrderStore):
         try:
             db = await self._writer_connection()
         except _ERRORS as exc:
-            raise StoreError(f"{type(exc).__name__}: {exc}") from None
+            raise store_error(exc) from None
         results: list[Any] = []
         for kind, group in groupby(writes, key=lambda write: write[0]):
             results.extend(await self._run(db, kind, [_arguments(kind, a) for _, a in group]))
@@ -308,7 +309,7 @@ class PostgresOrderStore(OrderStore):
                 try:
                     rows = await db.fetch(_CLAIM, now, limit, until)
                 except _ERRORS as exc:
-                    claimed.append(WriteFailed(StoreError(f"{type(exc).__name__}: {exc}")))
+                    claimed.append(WriteFailed(store_error(exc)))
                 else:
                     claimed.append(sorted(row[0] for row in rows))
             return claimed
@@ -333,5 +334,5 @@ class PostgresOrderStore(OrderStore):
         try:
             rows: list[asyncpg.Record] = await self._readers.fetch(statement, *args)
         except _ERRORS as exc:
-            raise StoreError(f"{type(exc).__name__}: {exc}") from None
+            raise store_error(exc) from None
         return rows

@@ -10,11 +10,17 @@ from enum import Enum
 
 
 class StoreError(Exception):
-    """The database did not take or give what was asked (down, locked, disk full...).
+    """The database did not take or give what was asked: a bug (a statement or a value
+    it refused) unless it is a `StoreUnavailable`.
 
     The message names the driver's error class and its own text, never a statement's
     values: those can be secrets.
     """
+
+
+class StoreUnavailable(StoreError):
+    """The database could not be reached (refused or lost connection, a server shutting
+    down, SQLite's file locked or unreadable): an outage, not a bug (app/sql/failures.py)."""
 
 
 class InsertRefused(Enum):

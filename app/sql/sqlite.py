@@ -25,7 +25,8 @@ from sqlalchemy.engine import make_url
 
 from app.db import SQLITE_BUSY_TIMEOUT_MS
 from app.models import OPEN_TWIN, to_units
-from app.sql.rows import STORED_COLUMNS, InsertRefused, NewOrder, StoreError
+from app.sql.failures import store_error
+from app.sql.rows import STORED_COLUMNS, InsertRefused, NewOrder
 from app.sql.store import OrderStore
 
 
@@ -237,9 +238,9 @@ class SqliteOrderStore(OrderStore):
             return self._inline.execute(statement, args).fetchall()
         except sqlite3.OperationalError as exc:
             if not _busy(exc):
-                raise StoreError(f"{type(exc).__name__}: {exc}") from None
+                raise store_error(exc) from None
         except sqlite3.Error as exc:
-            raise StoreError(f"{type(exc).__name__}: {exc}") from None
+            raise store_error(exc) from None
 
         def run() -> list[tuple[Any, ...]]:
             assert self._reader is not None
@@ -248,7 +249,7 @@ class SqliteOrderStore(OrderStore):
         try:
             return await asyncio.get_running_loop().run_in_executor(self._reader_thread, run)
         except sqlite3.Error as exc:
-            raise StoreError(f"{type(exc).__name__}: {exc}") from None
+            raise store_error(exc) from None
 
     async def _flush(self, writes: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         # Like a read, a flush runs right here: with synchronous=NORMAL a commit appends
@@ -261,9 +262,9 @@ class SqliteOrderStore(OrderStore):
             results = self._write_all(self._inline_writer, writes)
         except sqlite3.OperationalError as exc:
             if not _busy(exc):
-                raise StoreError(f"{type(exc).__name__}: {exc}") from None
+                raise store_error(exc) from None
         except sqlite3.Error as exc:
-            raise StoreError(f"{type(exc).__name__}: {exc}") from None
+            raise store_error(exc) from None
         else:
             self._after_inline_flush()
             return results
@@ -273,7 +274,7 @@ class SqliteOrderStore(OrderStore):
                 self._writer_thread, self._write_all, self._writer, writes
             )
         except sqlite3.Error as exc:
-            raise StoreError(f"{type(exc).__name__}: {exc}") from None
+            raise store_error(exc) from None
 
     def _after_inline_flush(self) -> None:
         """Every CHECKPOINT_EVERY flushes, a passive checkpoint on the writer thread (it

@@ -1,8 +1,10 @@
 """Users: accounts and sessions (issue 12).
 
-- accounts.py: an account's roles, and admin accounts (`pizza admin create`, ADMIN_EMAIL).
+- accounts.py: an account's roles, admin accounts (`pizza admin create`, ADMIN_EMAIL), and
+  the last admin, who stays.
 - sessions.py: signing in: a token backed by a session row, so it can be revoked.
-- logins.py: failed sign-in throttling, shared by every replica through the database.
+- logins.py: sign-in limits per client address and per account from one address, counted
+  in the database every replica shares.
 - passwords.py: password hashing (argon2id), off the event loop.
 
 Their HTTP surface is app/routes/auth.py and app/routes/users.py. The bearer-token check

@@ -1,11 +1,14 @@
-"""Accounts: an account's roles, and admin accounts."""
+"""Accounts: an account's roles, admin accounts, and the last admin, who stays."""
 
 from __future__ import annotations
 
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.errors import Conflict
+from app.fields import email_key
 from app.models import Role, User, UserRole
 from app.users.passwords import hash_password
 
@@ -15,9 +18,11 @@ async def create_admin(
 ) -> User:
     """An admin account (`pizza admin create`, or ADMIN_EMAIL/ADMIN_PASSWORD at start)."""
     async with sessions() as session:
-        user = (await session.exec(select(User).where(User.email == email.lower()))).first()
+        user = (await session.exec(select(User).where(User.email == email_key(email)))).first()
         if user is None:
-            user = User(name=name, email=email.lower(), password_hash=await hash_password(password))
+            user = User(
+                name=name, email=email_key(email), password_hash=await hash_password(password)
+            )
             session.add(user)
             await session.flush()
         assert user.id is not None
@@ -31,3 +36,33 @@ async def create_admin(
 async def roles_of(session: AsyncSession, user_id: int) -> list[UserRole]:
     """The account's roles, read afresh (they are checked on every request)."""
     return list(await session.exec(select(UserRole).where(UserRole.user_id == user_id)))
+
+
+LAST_ADMIN = (
+    "this is the last admin: the service would have nobody to manage it; "
+    "make another admin first (pizza admin create)"
+)
+
+
+async def drop_admin_role(session: AsyncSession, user_id: int) -> None:
+    """Remove ``user_id``'s admin role in the session's transaction (the caller commits);
+    Conflict when no other admin would be left (api.md, item 16).
+
+    The database decides, also between concurrent removals of the last two admins: on
+    PostgreSQL every admin row is locked first, so a second removal waits for the first
+    and then sees its result; on SQLite the guarded DELETE is the transaction's first
+    write, and writers take turns.
+    """
+    if (await session.connection()).dialect.name == "postgresql":
+        admins = select(UserRole.id).where(col(UserRole.role) == Role.ADMIN)
+        await session.exec(admins.order_by(col(UserRole.id)).with_for_update())
+    others = (
+        select(UserRole.id)
+        .where(col(UserRole.role) == Role.ADMIN, col(UserRole.user_id) != user_id)
+        .exists()
+    )
+    mine = (col(UserRole.user_id) == user_id, col(UserRole.role) == Role.ADMIN)
+    await session.execute(delete(UserRole).where(*mine, others))
+    if (await session.exec(select(UserRole.id).where(*mine))).first() is not None:
+        await session.rollback()
+        raise Conflict(LAST_ADMIN)

@@ -33,7 +33,7 @@ import psutil
 from pizza_tools.bench.load import LoadResult, LoadSpec, cpu_seconds
 from pizza_tools.bench.procs import BenchError, Child, LoadGenerator, Processes, isolated_env
 from pizza_tools.bench.report import Measured, checks, ratio, render_table
-from pizza_tools.bench.shop import Shop, bearer, call
+from pizza_tools.bench.shop import Shop, bearer, call, end_chaos
 from pizza_tools.bench.shop import open_shop as seed_shop
 from pizza_tools.bench.stores import BenchDatabase, OtlpSink, bench_database, bench_redis, otlp_sink
 
@@ -163,6 +163,7 @@ class Bench:
         self.redis_url = redis_url
         self.sink = sink
         self.vendor_key = f"bench-vendor-{secrets.token_hex(8)}"
+        self.admin_key = f"bench-admin-{secrets.token_hex(8)}"  # ends a chaos, as the factory's
         self.admin_password = secrets.token_urlsafe(16)
         self.jwt_secret = secrets.token_urlsafe(48)
         self.measurements: dict[str, Measured] = {}
@@ -173,7 +174,7 @@ class Bench:
     # -- processes -------------------------------------------------------------------------
 
     async def start_factory(self) -> Child:
-        args = ["factory-sim", "--api-key", self.vendor_key]
+        args = ["factory-sim", "--api-key", self.vendor_key, "--admin-key", self.admin_key]
         return await self.procs.start("factory", args, isolated_env(), "/api/docs")
 
     async def start_service(
@@ -440,7 +441,7 @@ class Bench:
             async with httpx.AsyncClient(base_url=service.url, timeout=API_TIMEOUT_S) as http:
                 status = await call(http, "GET", "/factory/status", headers=shop.admin)
             chaos_end = datetime.now(UTC)
-            await call(sim, "PUT", "/api/vendor/chaos/none", headers=vendor)
+            await end_chaos(sim, self.admin_key)
         settled = await self.settle(since)
         first, last, fulfilled = await self.database.fulfilled_after(since, chaos_end)
         await self.procs.stop(service)

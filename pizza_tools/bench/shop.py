@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from clients.simulator import VENDOR_ID
 from pizza_tools.bench.procs import BenchError
 
 MENU = (("Veggie", 0.0038), ("Pepperoni", 0.0042))
@@ -22,6 +23,12 @@ async def call(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) 
     if not answer.is_success:
         raise BenchError(f"{method} {url}: HTTP {answer.status_code} {answer.text[:300]}")
     return answer
+
+
+async def end_chaos(factory: httpx.AsyncClient, admin_key: str) -> None:
+    """End the simulator's chaos as the real factory's admin would: remove it."""
+    removal = {"id": VENDOR_ID, "deleteType": "chaos"}
+    await call(factory, "DELETE", "/api/admin/vendor", json=removal, headers=bearer(admin_key))
 
 
 @dataclass

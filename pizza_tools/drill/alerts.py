@@ -1,5 +1,6 @@
 """Which shipped alerts fire, and when: a drill phase's recorded ``/metrics`` replayed
-through ``promtool test rules`` against telemetry/alerts/pizza.rules.yaml.
+through ``promtool test rules`` against the shipped rule files (telemetry/alerts/: the
+hand-written rules and the SLO rules generated from telemetry/slo/slos.yaml).
 
 The rules' windows are minutes long and a drill phase lasts seconds, so the samples are
 placed on rule time like this (one recorded second is one second of rule time; nothing
@@ -28,6 +29,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib.resources import as_file, files
@@ -36,8 +38,10 @@ from pathlib import Path
 
 from pizza_tools.drill.samples import Recording
 
-# Long enough for the longest window a rule reads before the chaos (10 minutes), and after
-# the chaos for the 15-minute ones to fire.
+# Long enough for the 10-minute windows of the cause and symptom rules to start full, and
+# after the chaos for the slowest of them to fire. The SLOs' windows are longer (an hour
+# and more): on this baseline the fast burn's hour holds the 10 minutes, which is what a
+# service that just started has.
 PREFIX_S = 600
 HORIZON_S = 1080
 JOB = "jwt-pizza"
@@ -54,8 +58,11 @@ AGE_SUFFIX = "_age_seconds"
 # count): on rule time the recorded process is live throughout, its heartbeat keeps time.
 HEARTBEAT_TIMESTAMP = "pizza_service_heartbeat_timestamp_seconds"
 _UNITS = 10**6  # values are replayed with six decimals, so that increments add up exactly
+# Read at each rule evaluation (EVALUATION_S), when ALERTS can change: promtool loads at
+# most 10,000 samples per query, and a step of 1 s crossed that once ten alerts fired.
 _FIRST_FIRING = (
-    'label_replace(min_over_time(timestamp(ALERTS{{alertstate="firing"}})[{range_s}s:1s]),'
+    'label_replace(min_over_time(timestamp(ALERTS{{alertstate="firing"}})'
+    f"[{{range_s}}s:{EVALUATION_S}s]),"
     ' "drill_window", "{window}", "", "")'
 )
 _GOT = re.compile(r"\{([^{}]*)\}\s+([^\s,]+)")
@@ -93,8 +100,15 @@ class AlertTimes:
         return [a for a in self.alerts if a not in self.fired]
 
 
+# The shipped rule files, as package data of `telemetry`.
+RULE_FILES = ("alerts/pizza.rules.yaml", "alerts/slo.rules.yaml")
+
+
 def rules_text() -> str:
-    return files("telemetry").joinpath("alerts/pizza.rules.yaml").read_text(encoding="utf-8")
+    """Every shipped rule file's text, one after the other."""
+    return "\n".join(
+        files("telemetry").joinpath(path).read_text(encoding="utf-8") for path in RULE_FILES
+    )
 
 
 def alert_names(text: str) -> list[str]:
@@ -238,7 +252,7 @@ def series_values(
 
 
 def promtool_test_file(
-    recording: Recording, window: Window, rules_path: Path, *, rules: str
+    recording: Recording, window: Window, rules_paths: Sequence[Path], *, rules: str
 ) -> tuple[dict[str, object], int, int]:
     """The promtool test file; the rule times (s) of the chaos start and of the end."""
     used = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", rules))
@@ -278,7 +292,7 @@ def promtool_test_file(
         },
     ]
     document: dict[str, object] = {
-        "rule_files": [str(rules_path)],
+        "rule_files": [str(path) for path in rules_paths],
         "evaluation_interval": f"{EVALUATION_S}s",
         "tests": [{"interval": "1s", "input_series": series, "promql_expr_test": tests}],
     }
@@ -310,11 +324,10 @@ async def replay(recording: Recording, window: Window) -> AlertTimes:
         raise ReplayError("promtool not found (apt-get install prometheus): alerts not replayed")
     rules = rules_text()
     names = alert_names(rules)
-    with (
-        as_file(files("telemetry").joinpath("alerts/pizza.rules.yaml")) as rules_path,
-        tempfile.TemporaryDirectory(prefix="pizza-drill-rules-") as tmp,
-    ):
-        document, chaos_at, _end = promtool_test_file(recording, window, rules_path, rules=rules)
+    with ExitStack() as stack:
+        paths = [stack.enter_context(as_file(files("telemetry").joinpath(p))) for p in RULE_FILES]
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="pizza-drill-rules-"))
+        document, chaos_at, _end = promtool_test_file(recording, window, paths, rules=rules)
         test_file = Path(tmp) / "drill.test.json"
         test_file.write_text(json.dumps(document), encoding="utf-8")
         process = await asyncio.create_subprocess_exec(

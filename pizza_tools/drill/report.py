@@ -17,7 +17,8 @@ WIDTH = 92
 METHOD = textwrap.fill(
     "How the alerts were found: the service's /metrics was recorded once a second during"
     " each phase, and the samples were replayed through `promtool test rules` against"
-    f" telemetry/alerts/pizza.rules.yaml, evaluated every {EVALUATION_S} s. One recorded"
+    f" the shipped rules (telemetry/alerts/*.rules.yaml), evaluated every {EVALUATION_S} s."
+    " One recorded"
     " second is one second of rule time (nothing is sped up); because the rules' windows"
     " are minutes long, the recording is framed: first"
     f" {PREFIX_S // 60} minutes of the recorded healthy baseline repeated (the windows"

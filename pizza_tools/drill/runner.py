@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from pizza_tools.bench.procs import BenchError, Child, Processes, isolated_env
-from pizza_tools.bench.shop import Shop, bearer, call, open_shop
+from pizza_tools.bench.shop import Shop, bearer, call, end_chaos, open_shop
 from pizza_tools.drill import Mode
 from pizza_tools.drill.alerts import ReplayError, Window, replay
 from pizza_tools.drill.plan import (
@@ -84,6 +84,7 @@ class Drill:
         self.phases = phases
         self.procs = procs
         self.vendor_key = f"drill-vendor-{secrets.token_hex(8)}"
+        self.admin_key = f"drill-admin-{secrets.token_hex(8)}"  # ends a chaos, as the factory's
         self.admin_password = secrets.token_urlsafe(16)
         # Every event of /factory/status's history this drill has read: the page shows the
         # last HISTORY_LENGTH only, and a long or loaded phase's breaker cycles can push its
@@ -93,7 +94,7 @@ class Drill:
     # -- processes -------------------------------------------------------------------------
 
     async def start_stack(self, phase: Phase) -> Stack:
-        args = ["factory-sim", "--api-key", self.vendor_key]
+        args = ["factory-sim", "--api-key", self.vendor_key, "--admin-key", self.admin_key]
         args += ["--throttle-delay-s", f"{THROTTLE_DELAY_S:g}"]
         factory = await self.procs.start(f"factory-{phase.slug}", args, isolated_env(), "/api/docs")
         env = isolated_env(
@@ -134,7 +135,7 @@ class Drill:
                 base_url=stack.factory.url, headers=bearer(self.vendor_key), timeout=API_TIMEOUT_S
             ) as factory,
         ):
-            await call(factory, "PUT", "/api/vendor/chaos/none")
+            await end_chaos(factory, self.admin_key)
             recorder = MetricsRecorder(http, "/metrics")
             recorder.start()
             stop = asyncio.Event()
@@ -166,7 +167,7 @@ class Drill:
                 stop.set()
                 await customers
                 with contextlib.suppress(httpx.HTTPError, BenchError, DrillError):
-                    await call(factory, "PUT", "/api/vendor/chaos/none")
+                    await end_chaos(factory, self.admin_key)
             counts = await settle(http, shop.admin, traffic, plan.settle_timeout_s)
             status = await self._status(http, shop)
             incident = await self._incident_report(http, shop.admin, notes)
@@ -205,7 +206,7 @@ class Drill:
             f"no resolved remediation within {self.plan.recover_timeout_s:g} s:"
             " the drill ended the chaos itself"
         )
-        await call(factory, "PUT", "/api/vendor/chaos/none")
+        await end_chaos(factory, self.admin_key)
         return datetime.now(UTC)
 
     async def _hold_then_click(
@@ -245,7 +246,7 @@ class Drill:
             f"POST /factory/remediate: HTTP {answer.status_code} {answer.text[:200]};"
             " the drill ended the chaos itself"
         )
-        await call(factory, "PUT", "/api/vendor/chaos/none")
+        await end_chaos(factory, self.admin_key)
         return clicked_at
 
     async def _steady(

@@ -13,7 +13,7 @@ from typing import Protocol
 ESSENTIAL = ("chaos:fail", "replica:kill", "postgres:restart", "redis:restart")
 OTHERS = (
     "chaos:badjwt",
-    "chaos:fail:vendor",  # ended by the factory itself, not by a remediation
+    "chaos:fail:vendor",  # ended by the factory's admin, not by a remediation
     "chaos:badjwt:vendor",
     "factory:slow",  # the throttle chaos: pizzas after the simulator's throttle delay
     "replica:graceful",
@@ -25,6 +25,7 @@ class Stack(Protocol):
     """What a fault acts on (the runner's stack of processes)."""
 
     async def chaos(self, mode: str) -> None: ...
+    async def end_chaos(self) -> None: ...
     async def remediate(self) -> bool: ...
     async def restart_replica(self, index: int, *, kill: bool) -> None: ...
     async def stop_postgres(self) -> None: ...
@@ -69,7 +70,7 @@ async def inject(kind: str, stack: Stack, hold_s: float, rand: random.Random) ->
     elif kind == "factory:slow":
         await stack.chaos("throttle")
         await asyncio.sleep(hold_s)
-        await stack.chaos("none")
+        await stack.end_chaos()
     elif parts[0] == "replica":
         # Replica 0 is never restarted: its memory is measured over the whole run.
         index = rand.randrange(1, stack.replicas) if stack.replicas > 1 else 0
@@ -89,7 +90,7 @@ async def _end_chaos(stack: Stack, *, by_vendor: bool) -> None:
             if await stack.remediate():
                 return
             await asyncio.sleep(1.0)
-    await stack.chaos("none")
+    await stack.end_chaos()
 
 
 def _stop_start(

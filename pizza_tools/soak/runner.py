@@ -108,7 +108,7 @@ async def _drive(stack: SoakStack, minutes: float, seed: int) -> dict[str, Any]:
     rss_end = stack.rss()
     traffic.stop()
     await sending
-    await stack.chaos("none")
+    await stack.end_chaos()
     drain_s = await run.drain()
     return _report(run, rss_start, rss_end, drain_s, await stack.orders(), await stack.pizzas())
 

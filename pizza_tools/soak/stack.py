@@ -14,10 +14,12 @@ import asyncpg
 import httpx
 
 from pizza_tools.bench.procs import Child, Processes, free_port, isolated_env
+from pizza_tools.bench.shop import end_chaos
 from pizza_tools.soak.infra import Nginx, Postgres, Redis
 from pizza_tools.soak.report import StoredOrder
 
 KEY = "soak-vendor-key-" + secrets.token_hex(8)
+ADMIN_KEY = "soak-admin-key-" + secrets.token_hex(8)  # the simulator's admin: ends a chaos
 ADMIN_EMAIL = "soak-admin@jwt.com"
 # The throttle chaos (the slow factory): pizzas come after this, past FACTORY_TIMEOUT_S.
 THROTTLE_DELAY_S = 8.0
@@ -50,7 +52,10 @@ class SoakStack:
         self.procs = Processes(self.workdir)
         self.factory = await self.procs.start(
             "factory",
-            ["factory-sim", "--api-key", KEY, "--throttle-delay-s", str(THROTTLE_DELAY_S)],
+            [
+                *("factory-sim", "--api-key", KEY, "--admin-key", ADMIN_KEY),
+                *("--throttle-delay-s", str(THROTTLE_DELAY_S)),
+            ],
             isolated_env(),
             "/api/docs",
         )
@@ -100,6 +105,10 @@ class SoakStack:
     async def chaos(self, mode: str) -> None:
         async with self._vendor() as vendor:
             (await vendor.put(f"/api/vendor/chaos/{mode}")).raise_for_status()
+
+    async def end_chaos(self) -> None:
+        async with self._vendor() as vendor:
+            await end_chaos(vendor, ADMIN_KEY)
 
     async def remediate(self) -> bool:
         async with httpx.AsyncClient(base_url=self.nginx.url, timeout=30) as client:

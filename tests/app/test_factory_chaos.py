@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,8 @@ from tests.conftest import make_settings, running_api
 from tests.utils.builders import Api
 from tests.utils.clock import ManualClock
 from tests.utils.incidents import Receiver
-from tests.utils.orders import pending_orders, status
+from tests.utils.orders import all_fulfilled, pending_orders, status
+from tests.utils.simulator import end_chaos
 from tests.utils.waiting import eventually
 
 TOMORROW_S = 16 * 3600  # the real factory schedules chaos for the next morning
@@ -78,12 +80,77 @@ class TestARunningChaos:
         history = (await status(api, shop))["history"]
         assert [e["kind"] for e in history].count("chaos_reported") == 1
 
-        factory.put("/api/vendor/chaos/none").raise_for_status()
+        end_chaos(factory)
         await api.services.ops.probe()
         now = await status(api, shop)
         assert now["chaos"] is None
         assert "chaos_cleared" in [e["kind"] for e in now["history"]]
         assert set(chaos_metric(api).values()) == {0}
+
+
+async def reported_chaos(api: Api, shop: Any) -> dict[str, Any] | None:
+    chaos: dict[str, Any] | None = (await status(api, shop))["chaos"]
+    return chaos
+
+
+class TestAFixedChaos:
+    """The real factory keeps `{"type": "none", ..., "fixDate"}` after a fix (and the
+    simulator answers as it does): that is no chaos, anywhere."""
+
+    async def test_is_cleared_everywhere_and_the_incident_closes(
+        self, manual: Api, factory: httpx.Client, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        api = manual
+        shop = await api.shop()
+        factory.put("/api/vendor/chaos/fail").raise_for_status()
+        ids = await pending_orders(api, shop, 1)
+        chaos = await eventually(lambda: reported_chaos(api, shop), timeout_s=5)
+        assert (chaos["type"], chaos["phase"]) == ("fail", "running")
+
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            fixed = await api.client.post("/factory/remediate", headers=shop.admin.headers)
+            assert fixed.json()["attempt"]["resolved"] is True
+            assert factory.get("/api/vendor").json()["chaos"]["type"] == "none"
+            await eventually(lambda: all_fulfilled(api, shop, ids))
+            await api.services.ops.probe()  # the periodic read, which sees the fixed record
+
+            now = await status(api, shop)
+            assert now["chaos"] is None
+            assert now["chaosScheduled"] is None
+            assert set(chaos_metric(api).values()) == {0}
+            assert "chaos_cleared" in [e["kind"] for e in now["history"]]
+            listed = await api.client.get("/factory/incidents", headers=shop.admin.headers)
+            [incident] = listed.json()["incidents"]
+            assert incident["closedAt"] is not None
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert errors == []
+
+    @pytest.mark.parametrize(
+        "record",
+        [
+            {"type": "none", "initiatedDate": "2026-01-01T08:00:00.000Z",
+             "startDate": "2026-01-01T09:00:00.000Z", "fixDate": "2026-01-01T09:05:00.000Z"},
+            {"type": "fail", "startDate": "2026-01-01T09:00:00.000Z",
+             "fixDate": "2026-01-01T09:05:00.000Z"},
+            {"type": "meteor", "startDate": "2026-01-01T09:00:00.000Z"},
+        ],
+        ids=["type none", "a fix date", "not a chaos type"],
+    )  # fmt: skip
+    async def test_a_record_that_is_no_chaos_ends_a_reported_one(
+        self, manual: Api, record: dict[str, Any]
+    ) -> None:
+        api = manual
+        shop = await api.shop()
+        watch = api.services.ops.chaos
+        await watch.news({"type": "fail", "startDate": "2026-01-01T09:00:00.000Z"})
+        assert chaos_metric(api)[("fail", "running")] == 1
+
+        await watch.news(record)
+
+        assert (await status(api, shop))["chaos"] is None
+        assert set(chaos_metric(api).values()) == {0}
+        assert watch.seen is None
 
 
 class TestReadingTheVendorRecord:
@@ -108,6 +175,39 @@ class TestReadingTheVendorRecord:
                 clock.advance(1.0)
         # The first at once, then one per CHAOS_READ_MIN_S: at 0, 5 and 10 s of 12.
         assert [at - started for at in reads] == [0.0, CHAOS_READ_MIN_S, 2 * CHAOS_READ_MIN_S]
+
+    async def test_a_read_due_inside_the_window_is_made_when_the_window_allows(
+        self, database_url: str, factory_url: str, factory: httpx.Client
+    ) -> None:
+        """A fail chaos that starts just after a read: its first failure opens the breaker,
+        no call follows, and the vendor record is read when the window allows."""
+        clock = ManualClock(datetime.now(UTC))
+        settings = make_settings(
+            database_url,
+            factory_url,
+            factory_auto_remediate=False,
+            breaker_fail_max=1,
+            breaker_reset_s=600,
+        )
+        async with running_api(settings, clock=clock) as api:
+            shop = await api.shop()
+            ops = api.services.ops
+            ops.observe_timeout("no answer within 2 s")  # a read now: no chaos yet
+
+            async def read_made() -> bool:
+                return not ops._tasks
+
+            await eventually(read_made)
+            factory.put("/api/vendor/chaos/fail").raise_for_status()
+            clock.advance(1.0)
+            await pending_orders(api, shop, 1)  # fails, opens the breaker; no read yet
+            assert api.services.breaker.state.value == "open"
+            assert (await status(api, shop))["chaos"] is None
+
+            clock.advance(CHAOS_READ_MIN_S)
+
+            chaos = await eventually(lambda: reported_chaos(api, shop), timeout_s=5)
+            assert (chaos["type"], chaos["phase"]) == ("fail", "running")
 
 
 class TestAScheduledChaos:
@@ -145,4 +245,4 @@ class TestAScheduledChaos:
             await eventually(paged)
             [page] = [m for m in receiver.messages if m["event"] == "incident.chaos_reported"]
             assert "chaos fail scheduled for" in page["text"]
-            factory.put("/api/vendor/chaos/none").raise_for_status()
+            end_chaos(factory)

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import FACTORY_KEY
 from tests.utils.builders import Api, fast_password_hashing  # noqa: F401
 from tests.utils.orders import distinct
+from tests.utils.simulator import end_chaos
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 
@@ -52,7 +53,7 @@ class TestItem10TheFactoryKeyNeverLeaves:
             answers.append(
                 await api.client.get(f"/api/order/{order_id}", headers=shop.diner.headers)
             )
-            factory.put("/api/vendor/chaos/none").raise_for_status()
+            end_chaos(factory)
         answers += [
             await api.client.get("/api/order", headers=shop.diner.headers),
             await api.client.get("/api/franchise", headers=shop.admin.headers),

@@ -33,7 +33,7 @@ class TestItem06ErrorsCarryNoStackTrace:
 
         assert answer.status_code == 500
         assert answer.headers["content-type"].startswith("application/json")
-        assert answer.json() == {"message": "internal error"}
+        assert answer.json()["message"] == f"internal error (error id {answer.json()['errorId']})"
         assert answer.headers["access-control-allow-origin"] == ORIGIN
         assert answer.headers["access-control-allow-credentials"] == "true"
         assert answer.headers["x-content-type-options"] == "nosniff"

@@ -122,21 +122,23 @@ class TestItem02PricesComeFromTheMenu:
         assert answer.json()["order"]["items"][0]["price"] == 0.0042
 
 
+async def expect_400(
+    api: Api,
+    method: str,
+    path: str,
+    field: str,
+    account: Account | None = None,
+    **kwargs: Any,
+) -> None:
+    headers = {**(account.headers if account else {}), **kwargs.pop("headers", {})}
+    answer = await api.client.request(method, path, headers=headers, **kwargs)
+    assert answer.status_code == 400, (path, kwargs, answer.text)
+    message = answer.json()["message"]
+    assert message.split(":")[0] == field, (path, kwargs, message)
+
+
 class TestItem12InputIsValidated:
-    async def _expect_400(
-        self,
-        api: Api,
-        method: str,
-        path: str,
-        field: str,
-        account: Account | None = None,
-        **kwargs: Any,
-    ) -> None:
-        headers = {**(account.headers if account else {}), **kwargs.pop("headers", {})}
-        answer = await api.client.request(method, path, headers=headers, **kwargs)
-        assert answer.status_code == 400, (path, kwargs, answer.text)
-        message = answer.json()["message"]
-        assert message.split(":")[0] == field, (path, kwargs, message)
+    _expect_400 = staticmethod(expect_400)
 
     async def test_registration(self, api: Api) -> None:
         good = {"name": "n", "email": "n@jwt.com", "password": "pw"}
@@ -209,9 +211,6 @@ class TestItem12InputIsValidated:
             ("password", ""),
         ]:
             await self._expect_400(api, "PUT", path, field, diner, json={field: value})
-
-        await self._expect_400(api, "PUT", "/api/user/abc", "userId", diner, json={})
-        await self._expect_400(api, "PUT", "/api/user/0", "userId", diner, json={})
 
     async def test_prices_are_positive(self, api: Api) -> None:
         admin = await api.admin()
@@ -286,3 +285,65 @@ class TestItem12InputIsValidated:
             admin,
             json={"name": "  "},
         )
+
+
+class TestItem18EmailsAndNamesAreReadAsPeopleSeeThem:
+    """The reference compared emails byte for byte and stored any name."""
+
+    async def test_an_email_signs_in_however_its_accents_were_typed(self, api: Api) -> None:
+        decomposed = "Re\u0301sume\u0301@jwt.com"  # e + COMBINING ACUTE ACCENT
+        composed = "r\u00e9sum\u00e9@jwt.com"
+        diner = await api.register(email=decomposed)
+
+        assert diner.email == decomposed
+        me = await api.client.get("/api/user/me", headers=diner.headers)
+        assert me.json()["email"] == composed  # stored in one normal form (NFC), lower case
+        for typed in (decomposed, composed, composed.upper()):
+            assert (await sign_in(api, typed)).status_code == 200, typed
+        again = await api.client.post(
+            "/api/auth", json={"name": "twin", "email": composed, "password": "pw"}
+        )
+        assert again.status_code == 409
+
+    async def test_names_refuse_control_characters_and_invisible_text(self, api: Api) -> None:
+        admin = await api.admin()
+        franchise = await api.franchise(admin)
+        bad_names = [
+            "\x1b[31mred\x1b[0m",  # an ANSI escape: a terminal reading the log obeys it
+            "bell\x07",
+            "two\nlines",
+            "tab\there",
+            "c1\x85control",
+            "\u200b",  # a lone zero-width space
+            "\u200b\u200d\ufeff",
+            " \u2060 ",
+            "\u3164",  # a Hangul filler: a letter that shows nothing
+        ]
+        for name in bad_names:
+            await expect_400(
+                api,
+                "POST",
+                "/api/auth",
+                "name",
+                json={"name": name, "email": "n@jwt.com", "password": "pw"},
+            )
+            await expect_400(
+                api, "PUT", f"/api/user/{admin.id}", "name", admin, json={"name": name}
+            )
+            await expect_400(api, "POST", "/api/franchise", "name", admin, json={"name": name})
+            await expect_400(
+                api,
+                "POST",
+                f"/api/franchise/{franchise['id']}/store",
+                "name",
+                admin,
+                json={"name": name},
+            )
+            item = {"title": name, "description": "d", "image": "i.png", "price": 1}
+            await expect_400(api, "PUT", "/api/order/menu", "title", admin, json=item)
+        # Letters of any script, emoji and their joiners still make a name.
+        for name in ("Zoë", "Łukasz Nowak", "李小龍", "👩‍👩‍👧 family", "ﻣﺤﻤﺪ"):
+            answer = await api.client.put(
+                f"/api/user/{admin.id}", headers=admin.headers, json={"name": name}
+            )
+            assert answer.status_code == 200, (name, answer.text)

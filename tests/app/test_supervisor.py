@@ -31,6 +31,7 @@ from tests.telemetry.promql import RULES
 from tests.utils.builders import Api
 from tests.utils.clock import ManualClock
 from tests.utils.orders import all_fulfilled, pending_orders, status
+from tests.utils.simulator import end_chaos
 from tests.utils.waiting import eventually
 
 
@@ -187,7 +188,7 @@ class TestWorkerCrash:
             shop = await api.shop()
             factory.put("/api/vendor/chaos/fail").raise_for_status()
             ids = await pending_orders(api, shop, 1)
-            factory.put("/api/vendor/chaos/none").raise_for_status()
+            end_chaos(factory)
             await crashed.wait()
             await eventually(lambda: _true(len(sleep.delays) == 1))
             state = await status(api, shop)
@@ -233,7 +234,7 @@ class TestWorkerHangs:
             shop = await api.shop()
             factory.put("/api/vendor/chaos/fail").raise_for_status()
             await pending_orders(api, shop, 1)
-            factory.put("/api/vendor/chaos/none").raise_for_status()
+            end_chaos(factory)
             await stuck.wait()
             assert (await api.client.get("/readyz")).status_code == 200
             series, ages = await heartbeat_ages(api, clock, steps=12, every_s=15.0)

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from clients.simulator import SimulatorConfig, create_simulator_app
 from tests.utils.servers import serve_in_thread
+from tests.utils.simulator import end_chaos_async
 
 SIMULATOR_API_KEY = "sim-vendor-key-0123"
 SIMULATOR_AUTH = {"Authorization": f"Bearer {SIMULATOR_API_KEY}"}
@@ -51,6 +52,5 @@ def simulator_url(simulator_app: FastAPI) -> Iterator[str]:
 async def simulator(simulator_url: str) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the module's simulator, which starts each test without chaos."""
     async with httpx.AsyncClient(base_url=simulator_url, timeout=5.0) as client:
-        answer = await client.put("/api/vendor/chaos/none", headers=SIMULATOR_AUTH)
-        answer.raise_for_status()
+        await end_chaos_async(client)
         yield client

@@ -20,6 +20,7 @@ from pizza_tools.bench.procs import isolated_env
 from tests.e2e.conftest import Processes, wait_until
 from tests.e2e.test_frontend_flow import PASSWORD, FrontEnd
 from tests.utils.servers import free_port
+from tests.utils.simulator import end_chaos
 
 VENDOR_KEY = "vendor-key-outage-5ecr3t"
 ADMIN_EMAIL = "ada@jwt.com"
@@ -232,4 +233,4 @@ def test_a_throttle_chaos_is_known_long_before_its_first_late_answer(
         assert [line.rsplit(" ", 1)[1] for line in reported] == ["1.0"], metrics
         assert time.monotonic() - chaos_at < 10, "chaos known later than 10 s after its start"
 
-        vendor.put("/api/vendor/chaos/none").raise_for_status()
+        end_chaos(vendor)

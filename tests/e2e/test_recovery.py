@@ -18,6 +18,7 @@ from pizza_tools.bench.procs import isolated_env
 from tests.conftest import reset_pg_schema
 from tests.e2e.conftest import Proc, Processes, wait_until
 from tests.utils.servers import PrivateRedis, free_port
+from tests.utils.simulator import end_chaos_at
 
 pytestmark = pytest.mark.slow
 
@@ -150,7 +151,7 @@ def test_sigkill_while_orders_are_pending_loses_nothing(processes: Processes, tm
     assert shop.statuses(base, ids) == ["pending"] * 8
 
     processes.stop(processes.running[-1], signal.SIGKILL)
-    chaos(factory, "none")
+    end_chaos_at(factory)
     base = start_service(processes, "service-2", env)
     wait_until(
         lambda: shop.statuses(base, ids) == ["fulfilled"] * 8,
@@ -249,7 +250,7 @@ def test_a_probe_held_by_a_killed_replica_is_given_up_after_the_call_timeout(
     second = start_service(processes, "replica-b", env)
     assert keys.get(PROBE_KEY) == token, "a's probe call ended before b was up: raise timeout_s"
     processes.stop(holder, signal.SIGKILL)
-    chaos(factory, "none")  # the factory is healthy from now on
+    end_chaos_at(factory)  # the factory is healthy from now on
 
     wait_until(
         lambda: shop.statuses(second, ids) == ["fulfilled"] * len(ids),

@@ -8,15 +8,17 @@ must act, and the breaker's reset timeout is long, so only remediation closes it
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 from pizza_tools.bench.procs import isolated_env
 from tests.e2e.conftest import CHROMIUM_ARGS, Proc, Processes, wait_until
@@ -78,6 +80,28 @@ def stack(processes: Processes, tmp_path: Path) -> Iterator[Stack]:
     yield Stack(chosen["url"], chosen["factory"], service)
 
 
+@contextmanager
+def clients(stack: Stack) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    """The service's API, and the factory's vendor API with its key."""
+    with (
+        httpx.Client(base_url=stack.url, timeout=15.0) as http,
+        httpx.Client(
+            base_url=stack.factory_url,
+            headers={"Authorization": f"Bearer {VENDOR_KEY}"},
+            timeout=5.0,
+        ) as vendor,
+    ):
+        yield http, vendor
+
+
+def wait_for_refreshes(page: Page, count: int) -> None:
+    """Until the page has refreshed its data ``count`` more times (it counts them)."""
+    seen = int(page.evaluate("Number(document.body.dataset.refreshes || 0)"))
+    page.wait_for_function(
+        f"Number(document.body.dataset.refreshes || 0) >= {seen + count}", timeout=30_000
+    )
+
+
 def sign_in(http: httpx.Client, email: str) -> dict[str, str]:
     answer = http.put("/api/auth", json={"email": email, "password": PASSWORD})
     assert answer.status_code == 200, answer.text
@@ -113,14 +137,7 @@ def shop(http: httpx.Client, admin: dict[str, str]) -> tuple[dict[str, Any], dic
 def test_remediate_from_the_status_page(
     chromium: Path, stack: Stack, tmp_path: Path, processes: Processes
 ) -> None:
-    with (
-        httpx.Client(base_url=stack.url, timeout=15.0) as http,
-        httpx.Client(
-            base_url=stack.factory_url,
-            headers={"Authorization": f"Bearer {VENDOR_KEY}"},
-            timeout=5.0,
-        ) as vendor,
-    ):
+    with clients(stack) as (http, vendor):
         # The page without auth is plain markup: no link, no key, no figures.
         page_html = http.get("/factory/status", headers={"Accept": "text/html"})
         assert page_html.status_code == 200
@@ -191,6 +208,14 @@ def test_remediate_from_the_status_page(
 
                 state = page.locator("#breaker-state")
                 expect(state).to_have_text("open", timeout=10_000)
+                # A background tab says it; the mode in force is the pressed button.
+                expect(page).to_have_title(re.compile(r"^open · "))
+                expect(page.get_by_role("button", name="Automatic")).to_have_attribute(
+                    "aria-pressed", "true"
+                )
+                expect(page.get_by_role("button", name="Force open")).to_have_attribute(
+                    "aria-pressed", "false"
+                )
                 # The link shown is the one the server follows: the factory's own port (the
                 # factory writes https and no port), in a new tab.
                 link = page.locator("#remediation-link")
@@ -217,20 +242,39 @@ def test_remediate_from_the_status_page(
                 expect(remediate).to_be_enabled()
                 remediate.click()
                 result = page.locator("#remediate-result")
-                expect(result).to_contain_text("Problem resolved")
-                assert "chaos" not in vendor.get("/api/vendor").json()  # the click ended it
+                expect(result).to_contain_text("Factory answered: HTTP 200: Problem resolved")
+                answered = result.inner_text()
+                # The click ended it: the factory keeps the chaos, fixed (type none).
+                assert vendor.get("/api/vendor").json()["chaos"]["type"] == "none"
                 # Half-open now; the retry worker's probe closes it, the page polls itself.
                 expect(state).to_have_text("closed", timeout=REMEDIATION_DEADLINE_S * 1000)
+                expect(page).to_have_title(re.compile(r"^closed · "))
                 expect(page.locator("#remediation-link")).to_have_count(0)
                 expect(remediate).to_be_disabled()  # nothing left to follow
-                # After the next refresh nothing stale is left: no answer naming an old
-                # breaker state, the instruction and the chaos line say it is over.
-                expect(result).to_have_text("", timeout=10_000)
                 expect(page.locator("#instruction")).to_have_text(
                     "Nothing to do: the factory makes pizzas.", timeout=10_000
                 )
                 expect(page.locator("#chaos")).to_have_text("The factory reports no chaos.")
                 expect(page.locator("#last-success")).not_to_have_text("—")
+                # The factory's answer stays through the page's refreshes (every 3 s)...
+                wait_for_refreshes(page, 2)
+                expect(result).to_have_text(answered)
+                # ...until the next action: the breaker forced open, then handed back.
+                page.get_by_role("button", name="Force open").click()
+                expect(result).to_have_text("")
+                expect(page.locator("#breaker-result")).to_contain_text("forced_open, held by you")
+                expect(page.get_by_role("button", name="Force open")).to_have_attribute(
+                    "aria-pressed", "true"
+                )
+                expect(page).to_have_title(re.compile(r"^forced_open · "))
+                page.get_by_role("button", name="Automatic").click()
+                expect(page.get_by_role("button", name="Automatic")).to_have_attribute(
+                    "aria-pressed", "true"
+                )
+                # The history names the operator who acted, not a user id.
+                history = page.locator("#history")
+                expect(history).to_contain_text("(by Opal Operator (user ")
+                expect(history).not_to_contain_text("manual by")
                 page.screenshot(path=str(tmp_path / "status-closed.png"), full_page=True)
                 assert errors == [], errors
             finally:
@@ -250,3 +294,112 @@ def test_remediate_from_the_status_page(
 
     # SIGTERM (what a service manager sends) is a graceful stop too, and a success.
     assert processes.stop(stack.service, signal.SIGTERM) == 0
+
+
+PHONE = {"width": 390, "height": 844}
+REFUSED = "Signed in, but not as an admin: these pages are for admins only."
+
+
+def assert_fits(page: Page, where: str) -> None:
+    """Nothing is wider than the screen: not the page, not a table in its card."""
+    sizes = page.evaluate(
+        """() => ({
+            page: document.documentElement.scrollWidth,
+            screen: window.innerWidth,
+            cards: [...document.querySelectorAll('.card')]
+                .filter(card => card.offsetParent !== null)
+                .map(card => [card.querySelector('h2, p')?.textContent, card.scrollWidth,
+                              card.clientWidth]),
+        })"""
+    )
+    assert sizes["page"] <= sizes["screen"], f"{where}: {sizes}"
+    spilled = [card for card in sizes["cards"] if card[1] > card[2]]
+    assert sizes["cards"] and not spilled, f"{where}: {spilled}"
+
+
+def page_sign_in(page: Page, email: str) -> None:
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+@pytest.mark.slow
+def test_the_operator_pages_fit_a_phone_and_refuse_a_diner(chromium: Path, stack: Stack) -> None:
+    with clients(stack) as (http, vendor):
+        admin = sign_in(http, ADMIN_EMAIL)
+        body, diner = shop(http, admin)
+        # An outage the operator ends: an incident with a timeline, an attempt, a history.
+        assert vendor.put("/api/vendor/chaos/fail").status_code == 200
+        for number in range(FAIL_MAX + 1):
+            key = {"Idempotency-Key": f"phone-{number}"}
+            assert http.post("/api/order", headers={**diner, **key}, json=body).status_code == 503
+        wait_until(
+            lambda: http.get("/factory/status", headers=admin).json()["remediation"]["link"],
+            timeout=10,
+            what="the remediation link",
+        )
+        done = http.post("/factory/remediate", headers=admin)
+        assert done.json()["attempt"]["resolved"] is True, done.text
+
+        def closed() -> bool:
+            listed = http.get("/factory/incidents", headers=admin).json()["incidents"]
+            return bool(listed) and listed[0]["status"] == "closed"
+
+        wait_until(closed, timeout=REMEDIATION_DEADLINE_S, what="the incident to close")
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page(viewport=PHONE, is_mobile=True)
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{stack.url}/factory/status")
+            page_sign_in(page, ADMIN_EMAIL)
+            expect(page.locator("#breaker-state")).to_have_text("closed", timeout=10_000)
+            expect(page.locator("#history")).to_contain_text("by Opal Operator")
+            expect(page.locator("#attempts")).to_contain_text("Problem resolved")
+            assert_fits(page, "/factory/status")
+
+            # The incident, from the status page's list, on its own page.
+            page.locator("#incidents").get_by_role("link", name="#1").click()
+            expect(page).to_have_url(f"{stack.url}/factory/incidents/1")
+            expect(page.locator("#incident-title")).to_have_text("Incident 1 · closed")
+            expect(page).to_have_title("Incident 1 (closed) · JWT Pizza")
+            expect(page.locator("#incident-timeline")).to_contain_text("link detected")
+            expect(page.locator("#incident-attempts")).to_contain_text("Opal Operator")
+            expect(page.locator("#incident-impact")).to_contain_text("Fulfilled late")
+            page.get_by_role("button", name="Show the postmortem draft").click()
+            report = page.locator("#incident-report")
+            expect(report).to_contain_text("# Incident 1: ")
+            heading = report.inner_text().splitlines()[0]
+            assert re.fullmatch(r"# Incident 1: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", heading)
+            assert_fits(page, "/factory/incidents/1")
+
+            page.get_by_role("navigation").get_by_role("link", name="Incidents").click()
+            expect(page).to_have_url(f"{stack.url}/factory/incidents")
+            expect(page.locator("#incident-list")).to_contain_text("closed")
+            assert_fits(page, "/factory/incidents")
+            page.go_back()
+            expect(page.locator("#incident-title")).to_have_text("Incident 1 · closed")
+            assert errors == [], errors
+
+            # Opened straight from a link (a notification, another tab): sign in, then it.
+            direct = browser.new_page(viewport=PHONE, is_mobile=True)
+            direct.goto(f"{stack.url}/factory/incidents/1")
+            expect(direct.locator("#incident-view")).to_be_hidden()
+            page_sign_in(direct, ADMIN_EMAIL)
+            expect(direct.locator("#incident-title")).to_have_text("Incident 1 · closed")
+
+            # A diner signs in: refused, and shown nothing of the incidents.
+            refused = browser.new_page(viewport=PHONE, is_mobile=True)
+            refused.goto(f"{stack.url}/factory/incidents")
+            page_sign_in(refused, "dee@jwt.com")
+            expect(refused.locator("#error")).to_have_text(REFUSED)
+            for view in ("#incidents-view", "#incident-view", "#status"):
+                expect(refused.locator(view)).to_be_hidden()
+            expect(refused.locator("#incident-list tr")).to_have_count(0)
+            expect(refused).to_have_title("Admins only · JWT Pizza")
+        finally:
+            browser.close()

@@ -27,6 +27,7 @@ from tests.e2e.test_recovery import KEY, Shop, chaos, service_env, start_factory
 from tests.telemetry.otlp import Received, export_env, otlp_receiver
 from tests.telemetry.series import Clock, at, pushed, run_promtool_tests, scraped
 from tests.utils.servers import free_port
+from tests.utils.simulator import end_chaos_at
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +87,7 @@ def test_a_restarted_instance_stops_counting_within_an_interval_and_the_window(
 
     processes.stop(processes.running[-1], signal.SIGTERM)  # a deploy
     stopped = time.time()
-    chaos(factory, "none")
+    end_chaos_at(factory)
     second = start_service(processes, "service-2", env)
     assert shop.breaker(second) == "closed"
     # The new process runs past one interval plus the window after the restart.
@@ -95,7 +96,7 @@ def test_a_restarted_instance_stops_counting_within_an_interval_and_the_window(
     wait_until(lambda: time.time() > deadline, timeout=60, what="the new process to export")
     _wait_exports(receiver, 2)
     processes.stop(processes.running[-1])
-    chaos(factory, "none")
+    end_chaos_at(factory)
 
     assert not receiver.errors
     old, new = _instance_ids(receiver)[-2:]
@@ -162,7 +163,7 @@ def test_the_database_password_reaches_no_metric_export_or_log(
     shop.order(base)
     chaos(factory, "fail")
     shop.order(base)  # a failure: error logs, a failing span
-    chaos(factory, "none")
+    end_chaos_at(factory)
     scraped = httpx.get(f"{base}/metrics", timeout=10).text
     _wait_exports(receiver, 2)
     processes.stop(processes.running[-1])

@@ -5,9 +5,7 @@ the postmortem hook."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +31,7 @@ from pizza_tools.drill.samples import Recording, SeriesKey, parse_page
 from pizza_tools.drill.timeline import build_timeline
 from pizza_tools.drill.traffic import Answer
 from tests.e2e.conftest import pizza_command
+from tests.utils.tools import debian_tool
 
 # The service's incidents (another module): the drill prints their postmortem draft.
 HAS_INCIDENTS = importlib.util.find_spec("app.routes.incidents") is not None
@@ -41,12 +40,7 @@ DRILL_TIMEOUT_S = 120.0  # a hang guard: the quick drill takes about 40 s
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("promtool is missing: apt-get install prometheus (CI must run the drill)")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
-    return path
+    return debian_tool("promtool", "prometheus")
 
 
 # -- the drill itself ------------------------------------------------------------------
@@ -122,7 +116,7 @@ def test_quick_fail_drill(promtool: str, tmp_path: Path) -> None:
     fired = _alerts(manual)
     assert EXPECTED_ALERTS["fail"] <= set(fired), manual
     assert fired["PizzaRemediationLinkWaiting"] <= min(fired.values())
-    assert not {"PizzaFactoryFailing", "PizzaSalesStopped"} & set(_alerts(auto)), auto
+    assert not {"PizzaOrderAvailabilityFastBurn", "PizzaSalesStopped"} & set(_alerts(auto)), auto
 
     assert "result: OK" in report
     assert "How the alerts were found" in report
@@ -192,7 +186,7 @@ def test_a_chaos_repeats_until_the_horizon() -> None:
 
 def test_promtool_failure_report_is_read() -> None:
     got = (
-        '{alertname="PizzaFactoryFailing", alertstate="firing", drill_window="after",'
+        '{alertname="PizzaOrderAvailabilityFastBurn", alertstate="firing", drill_window="after",'
         ' job="jwt-pizza", severity="page"} 6.61E+02, {alertname="PizzaRemediationLinkWaiting",'
         ' alertstate="firing", drill_window="after", job="jwt-pizza", severity="page"} 6E+02'
     )
@@ -204,7 +198,7 @@ def test_promtool_failure_report_is_read() -> None:
 """
     assert parse_first_firings(output) == {
         "before": {},
-        "after": {"PizzaFactoryFailing": 661.0, "PizzaRemediationLinkWaiting": 600.0},
+        "after": {"PizzaOrderAvailabilityFastBurn": 661.0, "PizzaRemediationLinkWaiting": 600.0},
     }
 
 

@@ -1,4 +1,5 @@
-"""The alert rules, and the metric names in a PromQL expression (enough for the
+"""The rule files (the hand-written alerts and the SLO rules generated from
+telemetry/slo/slos.yaml), and the metric names in a PromQL expression (enough for the
 rules and the dashboard)."""
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import yaml
 
 ALERTS = Path(__file__).resolve().parents[2] / "telemetry" / "alerts"
 RULES = ALERTS / "pizza.rules.yaml"
+SLO_RULES = ALERTS / "slo.rules.yaml"
+RULE_FILES = (RULES, SLO_RULES)
 
 _KEYWORDS = {
     "and",
@@ -68,10 +71,27 @@ def reads_gauges_of_live_instances_only(expr: str) -> bool:
     )
 
 
+def all_rules() -> list[dict[str, Any]]:
+    """Every rule of every shipped rule file: alerts and recordings."""
+    return [
+        rule
+        for path in RULE_FILES
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+    ]
+
+
 def rules() -> list[dict[str, Any]]:
-    groups = yaml.safe_load(RULES.read_text())["groups"]
-    return [rule for group in groups for rule in group["rules"]]
+    """The alerting rules."""
+    return [rule for rule in all_rules() if "alert" in rule]
+
+
+def recorded_names() -> set[str]:
+    """The series the recording rules write (slo:...)."""
+    return {rule["record"] for rule in all_rules() if "record" in rule}
 
 
 def rule_metric_names() -> set[str]:
-    return {name for rule in rules() for name in metric_names(rule["expr"])}
+    """The service's metrics the rules read (not the series other rules record)."""
+    used = {name for rule in all_rules() for name in metric_names(rule["expr"])}
+    return used - recorded_names()

@@ -32,7 +32,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.telemetry.promql import RULES
+from tests.telemetry.promql import RULE_FILES
 
 HEARTBEAT = "pizza_service_heartbeat_timestamp_seconds"
 _UNITS = {"s": "seconds", "ms": "milliseconds", "By": "bytes", "%": "percent"}
@@ -200,7 +200,7 @@ def run_promtool_tests(
     test_file.write_text(
         yaml.safe_dump(
             {
-                "rule_files": [str(RULES)],
+                "rule_files": [str(path) for path in RULE_FILES],
                 "evaluation_interval": f"{clock.interval_s}s",
                 "tests": [
                     {

@@ -13,6 +13,7 @@ import yaml
 from tests.telemetry.promql import (
     metric_names,
     reads_gauges_of_live_instances_only,
+    recorded_names,
     rule_metric_names,
 )
 from tests.telemetry.series import promtool
@@ -40,6 +41,9 @@ REQUIRED_PANELS = {
     "Alerts",
     "Instances reporting",
     "Instances: seconds since last heartbeat",
+    # The SLOs (telemetry/slo/slos.yaml): what is left of their budgets, how fast it goes.
+    "Error budget remaining (30 days)",
+    "SLO burn rate (1 h and 5 min)",
 }
 
 
@@ -75,7 +79,7 @@ def test_every_query_uses_the_variable(dashboard: dict[str, Any]) -> None:
 
 
 def test_every_metric_queried_exists(dashboard: dict[str, Any], metrics_page: set[str]) -> None:
-    known = rule_metric_names() | metrics_page
+    known = rule_metric_names() | recorded_names() | metrics_page
     used = {name for target in targets(dashboard) for name in metric_names(target["expr"])}
     assert used, "no metric found in the dashboard's queries"
     assert not used - known, f"unknown metrics: {sorted(used - known)}"
@@ -125,6 +129,14 @@ def test_a_link_to_the_factory_status_page(dashboard: dict[str, Any]) -> None:
     assert link["url"] == "${service_url}/factory/status"
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["service_url"]["type"] == "textbox"
+
+
+def test_the_budget_panel_shows_each_slos_recorded_budget(dashboard: dict[str, Any]) -> None:
+    [panel] = [p for p in dashboard["panels"] if p["title"] == "Error budget remaining (30 days)"]
+    [target] = panel["targets"]
+    assert "slo:error_budget_remaining:ratio" in target["expr"]
+    assert "by (slo)" in target["expr"] and target["legendFormat"] == "{{slo}}"
+    assert panel["fieldConfig"]["defaults"]["unit"] == "percentunit"
 
 
 def test_the_alert_list_shows_the_pizza_rules(dashboard: dict[str, Any]) -> None:

@@ -32,6 +32,9 @@ def test_values_and_labels(page: str) -> None:
     assert value(page, "pizza_creation_duration_seconds_count", outcome="success") == 1
     assert value(page, "pizza_creation_failures_total", outcome="unavailable") == 1
     assert value(page, "pizza_sold_total") == 2
+    assert value(page, "pizza_orders_accepted_total") == 1
+    assert value(page, "pizza_orders_made_total", in_time="true") == 1
+    assert value(page, "pizza_orders_made_total", in_time="false") == 0
     assert value(page, "pizza_revenue_total") == pytest.approx(0.0084)
     assert value(page, "pizza_factory_calls_refused_total") == 1
     assert value(page, "pizza_orders_twins_total", status="fulfilled") == 1
@@ -40,6 +43,9 @@ def test_values_and_labels(page: str) -> None:
     )
     assert value(page, "pizza_auth_attempts_total", result="success") == 1
     assert value(page, "pizza_auth_attempts_total", result="failure") == 1
+    assert value(page, "pizza_auth_refused_total", limit="account") == 1
+    assert value(page, "pizza_auth_refused_total", limit="client") == 0
+    assert value(page, "pizza_auth_attacks_total") == 1
     assert value(page, "pizza_users_active") == 1
     assert value(page, "pizza_log_records_total", severity="error") == 1
     assert value(page, "pizza_orders_pending") == 3
@@ -68,6 +74,9 @@ def test_failure_counters_start_at_zero(make_telemetry: MakeTelemetry) -> None:
     for status in ("pending", "fulfilled", "failed"):
         assert value(page, "pizza_orders_twins_total", status=status) == 0
     assert value(page, "pizza_sold_total") == 0
+    # The SLO's events too: its first order counts in increase().
+    assert value(page, "pizza_orders_accepted_total") == 0
+    assert value(page, "pizza_orders_made_total", in_time="true") == 0
     assert value(page, "pizza_log_records_total", severity="error") == 0
     # The remediation panel shows 0 attempts, not nothing, before the first link.
     for mode in ("auto", "manual"):

@@ -21,6 +21,7 @@ from tests.conftest import make_settings, running_api
 from tests.telemetry.otlp import Received, attributes, export_to
 from tests.utils.builders import Api, Shop, fast_password_hashing  # noqa: F401
 from tests.utils.orders import distinct
+from tests.utils.simulator import end_chaos
 from tests.utils.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("restore_logging", "fast_password_hashing")
@@ -78,7 +79,7 @@ async def test_refused_by_the_open_breaker_then_made_by_the_worker(
         refused = await api.order(shop, headers=distinct())
         assert refused.status_code == 503
         order_id = refused.json()["order"]["id"]
-        factory.put("/api/vendor/chaos/none").raise_for_status()
+        end_chaos(factory)
         await _fulfilled(api, shop, order_id)
 
     assert not receiver.errors

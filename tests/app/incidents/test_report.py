@@ -53,7 +53,9 @@ class TestReportOfADrilledIncident:
         assert answer.headers["content-type"].startswith("text/markdown")
         report = answer.text
 
-        assert report.startswith(f"# Incident {body['id']}: ")
+        # The heading writes the time as the rest of the report does, with colons.
+        opened = when(body["openedAt"]).strftime("%Y-%m-%d %H:%M:%S")
+        assert report.startswith(f"# Incident {body['id']}: {opened} UTC\n")
         assert sections(report) == list(SECTIONS)
         # Every recorded event, at its recorded instant, in the one UTC format.
         timeline = section(report, "Timeline")

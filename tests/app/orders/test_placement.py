@@ -17,6 +17,7 @@ from tests.conftest import make_settings, running_api
 from tests.telemetry.conftest import value
 from tests.utils.builders import Api, Shop
 from tests.utils.orders import distinct, status
+from tests.utils.simulator import end_chaos
 from tests.utils.waiting import eventually
 
 ASYNC = {"Prefer": "respond-async"}
@@ -284,7 +285,7 @@ class TestPressingPayAgainAfterThePendingOrderWasMade:
             factory.put("/api/vendor/chaos/fail").raise_for_status()
             first = await api.order(shop)
             assert first.status_code == 503, first.text
-            factory.put("/api/vendor/chaos/none").raise_for_status()
+            end_chaos(factory)
             order_id = first.json()["order"]["id"]
             await made_unseen(api, shop, order_id)
             yield api, shop, order_id

@@ -25,6 +25,7 @@ from tests.utils.builders import Api
 from tests.utils.clock import ManualClock
 from tests.utils.orders import all_fulfilled, distinct, order_status, pending_orders, status
 from tests.utils.servers import free_port, serve_in_thread
+from tests.utils.simulator import end_chaos
 from tests.utils.waiting import eventually
 
 
@@ -78,7 +79,9 @@ class TestFailChaos:
         state = await status(api, shop)
         assert state["remediation"]["attempts"][0]["mode"] == "auto"
         assert state["remediation"]["attempts"][0]["resolved"] is True
-        assert factory.get("/api/vendor").json().get("chaos") is None
+        # Fixed: the factory keeps the chaos as type none, with its fix date.
+        fixed = factory.get("/api/vendor").json()["chaos"]
+        assert (fixed["type"], bool(fixed["fixDate"])) == ("none", True)
         answer = await api.order(shop)
         assert answer.status_code == 200
 
@@ -137,7 +140,7 @@ class TestFactoryAnswersThatAreNotChaos:
             state = await status(api, shop)
             assert set(state["recentOutcomes"]) == {"timeout"}
             assert state["lastFailure"]["outcome"] == "timeout"
-            factory.put("/api/vendor/chaos/none").raise_for_status()
+            end_chaos(factory)
             await eventually(lambda: all_fulfilled(api, shop, ids))
 
     async def test_body_that_is_not_json_is_unavailable(
@@ -147,7 +150,7 @@ class TestFactoryAnswersThatAreNotChaos:
         factory.put("/api/vendor/chaos/notjson").raise_for_status()
         ids = await pending_orders(api, shop, 1)
         assert (await status(api, shop))["lastFailure"]["outcome"] == "unavailable"
-        factory.put("/api/vendor/chaos/none").raise_for_status()
+        end_chaos(factory)
         await eventually(lambda: all_fulfilled(api, shop, ids))
 
     async def test_refused_connection_keeps_the_order(
@@ -270,7 +273,7 @@ class TestSecretsStayInside:
             answers.append(answer.text)
             answers.append((await api.client.get("/api/order", headers=shop.diner.headers)).text)
             answers.append((await api.client.get("/api/docs")).text)
-        factory.put("/api/vendor/chaos/none").raise_for_status()
+        end_chaos(factory)
         for text in answers:
             assert FACTORY_KEY not in text
         log = written.getvalue()
@@ -307,7 +310,7 @@ class TestGracefulShutdown:
             factory.put("/api/vendor/chaos/hang").raise_for_status()
             ids = await pending_orders(api, shop, 1)
             assert api.services.orders.inflight == set(ids)
-        factory.put("/api/vendor/chaos/none").raise_for_status()
+        end_chaos(factory)
         async with running_api(settings) as api:
             # Not after the 35 s lease: the claim was handed back at shutdown.
             await eventually(lambda: all_fulfilled(api, shop, ids), timeout_s=10)
@@ -346,7 +349,7 @@ class TestLinksTheServiceMayNotFollow:
             assert answer.json()["attempt"]["resolved"] is False
             assert "FACTORY_REMEDIATION_HOSTS" in answer.json()["attempt"]["message"]
             # A person follows it in their browser; the factory makes pizzas again.
-            vendor.put("/api/vendor/chaos/none").raise_for_status()
+            end_chaos(vendor)
             assert (await api.order(shop)).status_code == 200
             state = await status(api, shop)
             assert state["remediation"]["link"] is None
@@ -446,7 +449,7 @@ class TestClaimLeases:
             assert await claimed_until(api, order_id) == clock.now() + timedelta(
                 seconds=settings.claim_lease_s
             )
-            factory.put("/api/vendor/chaos/none").raise_for_status()
+            end_chaos(factory)
 
 
 async def claimed_until(api: Api, order_id: int) -> datetime:

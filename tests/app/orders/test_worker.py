@@ -15,6 +15,7 @@ from app.sql.rows import PendingStats, StoreError
 from tests.conftest import running_api
 from tests.utils.clock import ManualClock
 from tests.utils.orders import order_status, pending_orders
+from tests.utils.simulator import end_chaos
 from tests.utils.waiting import eventually
 
 
@@ -28,7 +29,7 @@ async def test_the_first_cycle_after_a_database_outage_claims_nothing(
         shop = await api.shop()
         factory.put("/api/vendor/chaos/fail").raise_for_status()
         [order_id] = await pending_orders(api, shop, 1)
-        factory.put("/api/vendor/chaos/none").raise_for_status()
+        end_chaos(factory)
         await services.breaker.force("auto")  # closed, whatever the failure did
         clock.advance(60)  # the order's retry is due
 
@@ -77,7 +78,7 @@ async def test_an_order_whose_call_is_still_finishing_is_not_left_leased(
         shop = await api.shop()
         factory.put("/api/vendor/chaos/fail").raise_for_status()
         [order_id] = await pending_orders(api, shop, 1)
-        factory.put("/api/vendor/chaos/none").raise_for_status()
+        end_chaos(factory)
         await services.breaker.force("auto")
         clock.advance(1)  # its retry is due; its lease (CLAIM_LEASE_S) is not over
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -9,7 +10,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.sql.rows import StoreError
+from app.sql.rows import StoreUnavailable
 from tests.conftest import make_settings, running_api
 from tests.utils.builders import Api, Shop, fast_password_hashing  # noqa: F401
 
@@ -247,6 +248,19 @@ class TestIdempotencyKey:
         history = await api.client.get("/api/order", headers=shop.diner.headers)
         assert [o["id"] for o in history.json()["orders"]] == [first.json()["order"]["id"]]
 
+    async def test_a_key_in_flight_is_answered_as_its_first_request(self, api: Api) -> None:
+        """api.md: a request whose key is still in flight waits for the first one's answer,
+        never a 503 blaming the factory while the factory is making that very order."""
+        shop = await api.shop()
+        key = {"Idempotency-Key": "pay-pressed-20-times"}
+
+        answers = await asyncio.gather(*(api.order(shop, headers=key) for _ in range(20)))
+
+        assert [a.status_code for a in answers] == [200] * 20, [a.text for a in answers]
+        assert len({(a.json()["order"]["id"], a.json()["jwt"]) for a in answers}) == 1
+        history = await api.client.get("/api/order", headers=shop.diner.headers)
+        assert len(history.json()["orders"]) == 1
+
     async def test_the_same_key_with_another_body_is_a_409(self, api: Api) -> None:
         shop = await api.shop()
         key = {"Idempotency-Key": "pay-click-2"}
@@ -310,7 +324,7 @@ class TestWhileTheDatabaseIsAway:
         store = api.services.store
 
         async def refused(*_args: Any, **_kwargs: Any) -> Any:
-            raise StoreError("ConnectionRefusedError: [Errno 111] Connection refused")
+            raise StoreUnavailable("ConnectionRefusedError: [Errno 111] Connection refused")
 
         monkeypatch.setattr(store, "insert_order", refused)
         monkeypatch.setattr(store, "menu", refused)
@@ -350,4 +364,4 @@ class TestWhileTheDatabaseIsAway:
         monkeypatch.setattr(AsyncSession, "exec", failing(bug))
         answer = await api.client.get("/api/franchise", headers=shop.admin.headers)
         assert answer.status_code == 500
-        assert answer.json() == {"message": "internal error"}
+        assert answer.json()["message"] == f"internal error (error id {answer.json()['errorId']})"

@@ -5,6 +5,8 @@ behaviour."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from app.models import Role
@@ -115,3 +117,39 @@ class TestItem11RolesAreReadOnEveryRequest:
         await set_role(api, diner.id, Role.FRANCHISEE, franchise["id"])
 
         assert (await api.client.post(path, headers=diner.headers, json={"name": "a"})).is_success
+
+
+class TestItem16TheLastAdminStays:
+    """The reference let the last admin delete itself: nobody was left to manage the service."""
+
+    async def test_deleting_the_last_admin_is_a_409_that_says_why(self, api: Api) -> None:
+        admin = await api.admin()
+        diner = await api.register()
+
+        answer = await api.client.delete(f"/api/user/{admin.id}", headers=admin.headers)
+
+        assert answer.status_code == 409, answer.text
+        assert "last admin" in answer.json()["message"]
+        assert (await api.client.get("/api/user", headers=admin.headers)).status_code == 200
+        # Any other account, another admin's included, goes as before.
+        assert (await api.client.delete(f"/api/user/{diner.id}", headers=admin.headers)).is_success
+        second = await api.admin()
+        assert (await api.client.delete(f"/api/user/{second.id}", headers=admin.headers)).is_success
+        answer = await api.client.delete(f"/api/user/{admin.id}", headers=admin.headers)
+        assert answer.status_code == 409
+
+    async def test_the_last_two_deleted_at_once_leave_one(self, api: Api) -> None:
+        survivor = await api.admin()
+        for _ in range(5):
+            other = await api.admin()  # with `survivor`, the only two admins
+            answers = await asyncio.gather(
+                api.client.delete(f"/api/user/{survivor.id}", headers=other.headers),
+                api.client.delete(f"/api/user/{other.id}", headers=survivor.headers),
+            )
+
+            assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+            if answers[0].status_code == 200:
+                survivor = other
+            users = await api.client.get("/api/user?limit=100", headers=survivor.headers)
+            admins = [u for u in users.json()["users"] if {"role": "admin"} in u["roles"]]
+            assert [a["id"] for a in admins] == [survivor.id]
