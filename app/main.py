@@ -305,6 +305,8 @@ def _start_background(services: Services) -> None:
     )
     recorder = services.incidents
     supervisor.start("incident-watch", lambda: recorder.watch_forever(ops.conditions))
+    # No heartbeat: it sleeps while the breaker is closed; a crash is what can go wrong.
+    supervisor.start("remediation-watch", ops.links.watch_forever)
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock = SYSTEM_CLOCK) -> FastAPI:

@@ -7,7 +7,17 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -146,6 +156,14 @@ class OrderFailure(StrEnum):
     CANCELLED = "cancelled"  # its store, franchise or diner was deleted
 
 
+# The orders "Pay" pressed again meets (app/orders/placement.py): keyless, and pending, or
+# made after their customer was answered pending but not yet shown to them.
+OPEN_TWIN = (
+    "twin_hash IS NOT NULL AND (status = 'pending' OR (status = 'fulfilled'"
+    " AND deferred_at IS NOT NULL AND shown_at IS NULL))"
+)
+
+
 class DinerOrder(SQLModel, table=True):
     """An order. Franchise, store and diner are plain ids, not foreign keys, so that
     history and revenue survive a deletion (the order is failed, never dropped)."""
@@ -159,14 +177,14 @@ class DinerOrder(SQLModel, table=True):
         # An incident's impact is read over these two (app/incidents/impact.py).
         Index("ix_order_deferred", "deferred_at"),
         Index("ix_order_finished", "finished_at"),
-        # "Pay" pressed again: one pending order per diner and request (app/orders/placement.py).
+        # "Pay" pressed again: one open twin per diner and request (app/orders/placement.py).
         Index(
             "uq_order_pending_twin",
             "diner_id",
             "twin_hash",
             unique=True,
-            sqlite_where=text("status = 'pending' AND twin_hash IS NOT NULL"),
-            postgresql_where=text("status = 'pending' AND twin_hash IS NOT NULL"),
+            sqlite_where=text(OPEN_TWIN),
+            postgresql_where=text(OPEN_TWIN),
         ),
         NEVER_REUSE_IDS,
     )
@@ -190,8 +208,13 @@ class DinerOrder(SQLModel, table=True):
     # The request hash of an order placed without Idempotency-Key, while it may still be
     # answered for an identical new order (cleared once older than PENDING_TWIN_WINDOW).
     twin_hash: str | None = Field(default=None, sa_column=Column(String(64)))
-    # When the order was first answered pending (the factory did not make it at once).
+    # When the order was first answered pending (the factory did not make it at once), and
+    # that answer's HTTP status (503, or 202 to a client that asked for respond-async).
     deferred_at: datetime | None = None
+    deferred_status: int | None = Field(default=None, sa_column=Column(SmallInteger))
+    # When a customer answered pending was first shown the pizza (a 200 to POST /api/order,
+    # or GET /api/order/{id} with it): "Pay" pressed after that is a new order.
+    shown_at: datetime | None = None
     # The W3C traceparent of the request that placed it: the worker's retries link to it.
     trace_context: str | None = Field(default=None, sa_column=Column(String(55)))
 
@@ -211,6 +234,8 @@ class RemediationLink(SQLModel, table=True):
     __tablename__ = "remediation_link"
     id: int | None = Field(default=None, primary_key=True)
     url: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    # What people read: the URL the service follows (or the link as sent, if it does
+    # not follow it), the API key masked.
     redacted: str = Field(sa_column=Column(Text, nullable=False))
     outcome: str = Field(sa_column=Column(String(20), nullable=False))
     first_seen: datetime = Field(default_factory=utcnow)

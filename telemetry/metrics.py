@@ -26,7 +26,7 @@ BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "forced_closed")
 LOG_SEVERITIES = ("debug", "info", "warning", "error", "critical")
 # The service's supervised background tasks (app/supervisor.py): their crash counters
 # start at zero so the first crash shows in increase().
-TASK_NAMES = ("retry-worker", "factory-probe", "incident-watch")
+TASK_NAMES = ("retry-worker", "factory-probe", "incident-watch", "remediation-watch")
 # The factory's chaos types (factory.md): each has a series from the start, 0 until reported.
 CHAOS_TYPES = ("fail", "throttle", "badjwt")
 CHAOS_PHASES = ("scheduled", "running")
@@ -34,6 +34,9 @@ CHAOS_PHASES = ("scheduled", "running")
 # the dashboard's panel shows 0 attempts rather than nothing when an operator looks.
 REMEDIATION_MODES = ("auto", "manual")
 REMEDIATION_RESULTS = ("resolved", "unresolved")
+# What "Pay" pressed again was answered with (app/orders/placement.py): its twin, by the
+# twin's status then.
+TWIN_STATUSES = ("pending", "fulfilled", "failed")
 # The sign-in limits (app/users/logins.py): per client address, per account from one address.
 AUTH_LIMITS = ("client", "account")
 # How recent an instance's heartbeat must be for the rules and panels to count it
@@ -58,6 +61,7 @@ PROMETHEUS_NAMES = {
     "pizza.creation.failures": "pizza_creation_failures_total",
     "pizza.orders.pending": "pizza_orders_pending",
     "pizza.orders.pending.oldest_age": "pizza_orders_pending_oldest_age_seconds",
+    "pizza.orders.twins": "pizza_orders_twins_total",
     "pizza.orders.accepted": "pizza_orders_accepted_total",
     "pizza.orders.made": "pizza_orders_made_total",
     "pizza.factory.breaker.state": "pizza_factory_breaker_state",
@@ -145,6 +149,11 @@ class PizzaMetrics:
         )
         self._revenue = meter.create_counter(
             "pizza.revenue", unit="{BTC}", description="Revenue of pizzas sold"
+        )
+        self._twins = meter.create_counter(
+            "pizza.orders.twins",
+            unit="{order}",
+            description='"Pay" pressed again, answered with the order it repeats, by its status',
         )
         self._refused = meter.create_counter(
             "pizza.factory.calls.refused", unit="{call}", description="Calls refused by the breaker"
@@ -276,6 +285,8 @@ class PizzaMetrics:
         for mode in REMEDIATION_MODES:
             for result in REMEDIATION_RESULTS:
                 self._remediation.add(0, {"mode": mode, "result": result})
+        for status in TWIN_STATUSES:
+            self._twins.add(0, {"status": status})
 
     # -- events --------------------------------------------------------------
 
@@ -295,6 +306,11 @@ class PizzaMetrics:
         """An order fulfilled: its pizzas and what they cost."""
         self._sold.add(pizzas)
         self._revenue.add(revenue)
+
+    def order_twin(self, status: str) -> None:
+        """An order placed again without a key, answered with its twin (``status``: the
+        twin's, pending, fulfilled or failed) instead of ordering a second pizza."""
+        self._twins.add(1, {"status": str(status)})
 
     def order_accepted(self) -> None:
         """A new order stored (a repeated press or key is no new order): the SLO's total."""

@@ -1,5 +1,6 @@
 """Shared fixtures: a real database per test (SQLite file, or the machine's PostgreSQL),
-a real factory simulator on a real port, and the app driven over ASGI."""
+a real factory simulator on a real port, a Redis of a test's own, and the app driven
+over ASGI."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from app.main import create_app
 from clients.clock import SYSTEM_CLOCK, Clock
 from clients.simulator import SimulatorConfig, create_simulator_app
 from tests.utils.builders import Api
-from tests.utils.servers import serve_in_thread
+from tests.utils.servers import PrivateRedis, serve_in_thread
 from tests.utils.simulator import end_chaos
 
 # Distinctive values, so that tests can scan logs and answers for them.
@@ -57,6 +58,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     url: str = request.getfixturevalue("pg_database")
     reset_pg_schema(url)
     return url
+
+
+@pytest.fixture
+def private_redis(tmp_path: Any) -> Iterator[PrivateRedis]:
+    """A Redis of this test's own, which it may stop (an outage) and start again (empty)."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,19 +1,23 @@
 """The remediation link (resilience.md §3, §5): stored once in the database so replicas
 and restarts see it, followed by the service when its host is the factory's (automatic
-remediation) or when an operator asks, and moot once the factory makes a clean pizza."""
+remediation) or when an operator asks, and moot once the factory makes a clean pizza.
+A remediation made on another replica reaches this one's breaker through Redis, or,
+while Redis cannot tell it, from the database (`watch_forever`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Tracer
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,12 +31,16 @@ from app.models import (
     RemediationAttempt,
     RemediationLink,
 )
+from clients.breaker import BreakerState
 from clients.remediation import followable_url
 from clients.schemas import Outcome
 
 log = logging.getLogger("app.factory")
 
 AUTO_REMEDIATION_TRIES = 5
+# While the breaker is open and Redis does not carry the other replicas' decisions (away,
+# or not configured), the database is read this often for a remediation made elsewhere.
+REMEDIATION_WATCH_S = 1.0
 
 
 def dialect_insert(session: AsyncSession) -> Any:
@@ -70,6 +78,8 @@ class RemediationLinks:
         self._store_event = store_event
         self._read_chaos_now = read_chaos_now
         self._known_links: dict[str, int] = {}
+        self._breaker_moved = asyncio.Event()
+        context.breaker.add_listener(lambda _old, _new, _origin: self._breaker_moved.set())
         # Whether a link may still wait (this process saw one, or found one at start):
         # keeps the clean-pizza path free of a database query.
         self.waiting = False
@@ -82,8 +92,12 @@ class RemediationLinks:
         async with self._lock:
             if url in self._known_links:
                 return
-            redacted = self._redact(url)
-            followable = self._followable(url) is not None
+            followed = self._followable(url)
+            followable = followed is not None
+            # People read the link as the service follows it (FACTORY_URL's scheme, host
+            # and port; the factory writes https and no port whatever it is reached at),
+            # or as the factory sent it when it is not the service's to follow.
+            redacted = self._redact(followed or url)
             async with self._sessions() as session:
                 # ON CONFLICT, not a caught IntegrityError: the database's duplicate-key
                 # message would quote the link, key and all, into the error and its span.
@@ -204,7 +218,9 @@ class RemediationLinks:
             link = await session.get(RemediationLink, link_id)
         assert link is not None
         # No session is held while the factory answers (up to 10 s).
-        attempt = RemediationAttempt(link_id=link_id, mode=mode, by_user_id=user_id, message="")
+        attempt = RemediationAttempt(
+            link_id=link_id, at=self._clock.now(), mode=mode, by_user_id=user_id, message=""
+        )
         target = self._followable(link.url)
         if link.resolved_at is not None:
             attempt.message, attempt.resolved = "already resolved", True
@@ -259,6 +275,35 @@ class RemediationLinks:
         self._metrics.set_remediation_pending(waiting is not None)
         await self._breaker.half_open()
         self._read_chaos_now()  # the chaos should be over: say so when it is
+
+    async def watch_forever(self) -> None:
+        """Learn of a remediation made on another replica from the database, within
+        REMEDIATION_WATCH_S, while this replica's breaker is open and Redis does not tell
+        it (away, or not configured): the breaker then lets a probe in instead of refusing
+        a fixed factory until BREAKER_RESET_S. Sleeps while the breaker is not open."""
+        while True:
+            if self._breaker.state is not BreakerState.OPEN:
+                self._breaker_moved.clear()
+                await self._breaker_moved.wait()
+                continue
+            await asyncio.sleep(REMEDIATION_WATCH_S)
+            if self._breaker.shared or self._breaker.state is not BreakerState.OPEN:
+                continue
+            try:
+                at = await self._last_remediation()
+            except (SQLAlchemyError, OSError) as exc:
+                log.error("remediation watch: could not read the database: %s", exc)
+                continue
+            if at is not None:
+                await self._breaker.remediated(at)
+
+    async def _last_remediation(self) -> datetime | None:
+        """When the newest successful remediation (on any replica) was made."""
+        async with self._sessions() as session:
+            newest = await session.exec(
+                select(func.max(RemediationAttempt.at)).where(col(RemediationAttempt.resolved))
+            )
+            return newest.one()
 
     async def _auto_remediate(self, link_id: int) -> None:
         base = self._settings.remediation_retry_s

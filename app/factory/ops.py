@@ -127,6 +127,19 @@ class FactoryOps:
         except (SQLAlchemyError, OSError) as exc:
             log.error("factory probe: could not record its result: %s", exc)
 
+    def answers_slowly(self) -> bool:
+        """Whether the factory is known to answer slowly now: its vendor record reports a
+        throttle running, or our last call to it (within RECENT_WINDOW_S) timed out or
+        made a slow pizza."""
+        chaos = self.chaos.shown()
+        if chaos is not None and (chaos["type"], chaos["phase"]) == ("throttle", "running"):
+            return True
+        if not self._recent:
+            return False
+        at, outcome = self._recent[-1]
+        recent = at >= self._clock.monotonic() - RECENT_WINDOW_S
+        return recent and outcome in (Outcome.TIMEOUT, Outcome.SLOW)
+
     def recent_outcomes(self) -> dict[str, int]:
         since = self._clock.monotonic() - RECENT_WINDOW_S
         return dict(Counter(str(o) for at, o in self._recent if at >= since))

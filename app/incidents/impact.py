@@ -1,6 +1,6 @@
-"""An incident's impact: what became of the orders answered 202 while it lasted.
+"""An incident's impact: what became of the orders answered pending while it lasted.
 
-The impact is computed from the orders answered 202 between the incident's start (its
+The impact is computed from the orders answered pending between the incident's start (its
 first failed order, or its opening if no order failed before) and its close (or now):
 what became of them since, whenever that was. The recorder's pages and the incident
 view both read it.
@@ -36,7 +36,7 @@ def seconds(start: datetime | None, end: datetime | None) -> float | None:
 @dataclass(frozen=True, slots=True)
 class Impact:
     as_of: datetime
-    orders_affected: int  # answered 202 during the incident
+    orders_affected: int  # answered pending (503, or 202) during the incident
     pending: int  # of those, still waiting
     failed: int  # given up (never charged)
     fulfilled_late: int  # made later

@@ -172,7 +172,7 @@ def _summary(view: IncidentView) -> list[str]:
         f"From {utc(incident.started_at)} to {_until(incident)} "
         f"({duration(seconds(incident.started_at, end or impact.as_of))}) the pizza factory did "
         f"not make every order at once. The first sign the service saw: {_trigger(incident)}, "
-        f"at {utc(incident.opened_at)}. Orders answered 202 and kept pending instead of being "
+        f"at {utc(incident.opened_at)}. Orders answered pending instead of being "
         f"made at once: {impact.orders_affected} (customers: {impact.customers_affected}); "
         f"made later: {impact.fulfilled_late}, still pending: {impact.pending}, failed (never "
         f"charged): {impact.failed}. {state}"
@@ -191,7 +191,7 @@ def _detection(view: IncidentView, status_page: str) -> list[str]:
     body = [
         f"- First customer impact, the first failed order: {_at(first_failed)}."
         if first_failed
-        else "- No order was answered 202 during the incident.",
+        else "- No order was answered pending during the incident.",
         f"- Detected by the service itself at {utc(incident.opened_at)} ({_trigger(incident)}): "
         f"time to detect **{duration(view.time_to_detect_s)}** after the first customer impact.",
     ]
@@ -219,12 +219,13 @@ def _impact(view: IncidentView) -> list[str]:
     return _section(
         "Impact",
         [
-            f"As of {utc(impact.as_of)}, over the orders answered 202 from "
+            f"As of {utc(impact.as_of)}, over the orders answered pending (503, or 202 to a client "
+            f"that asked for respond-async) from "
             f"{utc(view.incident.started_at)} to {_until(view.incident)}:",
             "",
             "| figure | value |",
             "|---|---|",
-            f"| orders affected (answered 202) | {impact.orders_affected} |",
+            f"| orders affected (answered pending) | {impact.orders_affected} |",
             f"| customers affected | {impact.customers_affected} |",
             f"| fulfilled late | {impact.fulfilled_late} |",
             f"| still pending | {impact.pending} |",

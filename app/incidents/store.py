@@ -51,7 +51,7 @@ async def latest_incident(session: AsyncSession) -> Incident | None:
 
 
 async def first_deferral(session: AsyncSession, *, after: datetime | None) -> datetime | None:
-    """When this outage first cost a customer: the first order answered 202 since the
+    """When this outage first cost a customer: the first order answered pending since the
     factory last made an order at once (and since the previous incident closed)."""
     last_ok = (
         await session.exec(

@@ -3,7 +3,8 @@
 The timeline is the factory events the recorder tagged with the incident (breaker
 transitions, links detected, remediation attempts, operator actions, pages sent, the
 incident opening and closing) plus what the orders table says: the first failed order
-(the first order answered 202, `deferred_at`) and the first fulfilled order after it.
+(the first order answered pending, `deferred_at`, with the status its customer got) and
+the first fulfilled order after it.
 
 The impact (what became of the orders the incident delayed) is computed in impact.py.
 """
@@ -133,6 +134,12 @@ class IncidentView:
         return body
 
 
+def answered(status: int | None) -> str:
+    """What a customer told "pending" was answered, as recorded when it was decided
+    (`deferred_status`; orders stored before it was recorded say "answered pending")."""
+    return f"answered {status}" if status is not None else "answered pending"
+
+
 def _window(incident: Incident, now: datetime) -> tuple[datetime, datetime]:
     return incident.started_at, incident.closed_at or now
 
@@ -155,8 +162,8 @@ async def _order_milestones(
             TimelineEntry(
                 first_failed.deferred_at,
                 FIRST_FAILED,
-                f"order {first_failed.id} answered 202 (pending: the factory did not make it "
-                "at once)",
+                f"order {first_failed.id} {answered(first_failed.deferred_status)} (pending: "
+                "the factory did not make it at once)",
                 order_id=first_failed.id,
             )
         )

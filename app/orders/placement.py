@@ -2,10 +2,18 @@
 
 A pending order is answered as the client asked (RFC 7240, api.md "POST /api/order"):
 202 to a client that sent `Prefer: respond-async`, else 503 with `Retry-After`, so a
-front end that reads any 2xx as "made" never shows a pizza that is not there. "Pay"
-pressed again within PENDING_TWIN_WINDOW answers with the pending twin it would repeat.
+front end that reads any 2xx as "made" never shows a pizza that is not there. While
+the factory is known to answer slowly, a respond-async order is answered 202 at once
+and its attempt goes on in the background.
 
-The insert comes first: the diner's Idempotency-Key and a keyless order's pending twin
+"Pay" pressed again within PENDING_TWIN_WINDOW (a keyless order identical to one the
+same diner placed) is answered with that order, its open twin, as it is now: while it
+is pending, and once made until its customer has been shown the pizza (`shown_at`: a
+200 carrying it, here or from `GET /api/order/{id}`). So a customer who was told
+"pending" and presses "Pay" again after the order was made gets that pizza, not a
+second one; once shown the pizza, pressing "Pay" again is a new order.
+
+The insert comes first: the diner's Idempotency-Key and a keyless order's open twin
 are unique in the database, so an order meets its earlier self as a refused insert, and
 only then is that one read (and answered, or let go when expired and the order stored
 anew). Everything goes through the order path's own store (app/sql): prepared
@@ -22,12 +30,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from app.errors import BadRequest, Conflict
 from app.models import OrderFailure, OrderStatus
+from app.orders.placed import Attempt, PlacedItem, PlacedOrder
 from app.orders.tracing import traceparent
-from app.orders.workflow import Attempt, OrderWorkflow, PlacedItem, PlacedOrder
 from app.schemas import ItemFields, OrderBody, OrderFields, order_json
 from app.services import Services
 from app.sql import InsertRefused, NewOrder, OrderStore, StoredOrder
@@ -35,7 +43,8 @@ from clients.schemas import DinerInfo
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # An identical order (same diner, franchise, store and menu ids) placed without an
-# Idempotency-Key while an earlier one is pending and younger than this is that order.
+# Idempotency-Key while an earlier one is open (pending, or made and not yet shown) and
+# younger than this is that order.
 PENDING_TWIN_WINDOW = timedelta(minutes=10)
 PENDING_MESSAGE = (
     "The pizza factory cannot make your pizza right now. Your order {order_id} is saved: "
@@ -94,7 +103,12 @@ class Asked:
 
     prefer_async: bool = False
     retry_after: int = 1
-    twin_wait_s: float = 0.0  # how long to wait for a twin's first answer (see _pending_twin)
+    twin_wait_s: float = 0.0  # how long to wait for a twin's first answer (see _earlier_twin)
+
+    @property
+    def pending_status(self) -> int:
+        """The HTTP status of a pending answer: 202 to respond-async, else 503."""
+        return 202 if self.prefer_async else 503
 
 
 def answer(order: _Answerable, items: Sequence[ItemFields], asked: Asked) -> Answer:
@@ -109,7 +123,7 @@ def answer(order: _Answerable, items: Sequence[ItemFields], asked: Asked) -> Ans
         reason = order.last_reason or ""
         return 502, {}, {"message": f"This order was not made and not charged: {reason}.", **body}
     pending = {"message": PENDING_MESSAGE.format(order_id=order.id), **body}
-    if asked.prefer_async:
+    if asked.pending_status == 202:
         headers = {"Preference-Applied": PREFER_ASYNC, "Location": f"/api/order/{order.id}"}
         return 202, headers, pending
     return 503, {"Retry-After": str(asked.retry_after)}, pending
@@ -141,22 +155,29 @@ async def _earlier_by_key(
 
 
 async def _earlier_twin(
-    store: OrderStore, diner_id: int, digest: str, asked: Asked, now: datetime, *, pending: bool
+    services: Services, diner_id: int, digest: str, asked: Asked, now: datetime, *, met: bool
 ) -> Answer | None:
     """The answer of the keyless order this one repeats, once that has its first answer.
 
-    A pending twin older than PENDING_TWIN_WINDOW is let go (its `twin_hash` cleared):
-    the new order is then stored beside it. ``pending=False`` (the insert met a pending
-    twin): the newest twin whatever its status, since it may be made by now and the
-    press repeated it all the same.
+    A twin older than PENDING_TWIN_WINDOW is let go (its `twin_hash` cleared): the new
+    order is then stored beside it. Without ``met``, the open twin (models.OPEN_TWIN);
+    with it (the insert met an open twin): the newest twin whatever its state, since it
+    may have been shown meanwhile and the press repeated it all the same. A made twin
+    answered here is shown to its customer: the next press is a new order.
     """
-    twin = await store.find_order(diner_id=diner_id, twin_hash=digest, pending=pending)
+    store = services.store
+    twin = await store.find_order(diner_id=diner_id, twin_hash=digest, open_twin=not met)
     if twin is None:
         return None
-    if twin.status == OrderStatus.PENDING and twin.date < now - PENDING_TWIN_WINDOW:
+    if twin.date < now - PENDING_TWIN_WINDOW:
         await store.forget_twin(twin.id)
         return _LET_GO
-    return _stored_answer(await _first_answer_of(store, twin, asked.twin_wait_s), asked)
+    twin = await _first_answer_of(store, twin, asked.twin_wait_s)
+    services.metrics.order_twin(twin.status)
+    answered = _stored_answer(twin, asked)
+    if answered[0] == 200 and twin.deferred_at is not None:
+        await store.show(twin.id, now)
+    return answered
 
 
 async def _first_answer_of(store: OrderStore, twin: StoredOrder, wait_s: float) -> StoredOrder:
@@ -206,14 +227,64 @@ async def place_order(
     # While the breaker is open (or our key is refused) no call can be made: the order
     # is stored already handed back to the worker and answered pending at once.
     refused = workflow.refusal()
-    new = _new_order(diner, body, idempotency_key, digest, priced, now, refused, workflow)
+    # A client that asked for respond-async does not wait for a factory known to be slow:
+    # answered 202 now, its attempt made in the background (claimed here meanwhile).
+    later = not refused and asked.prefer_async and services.ops.answers_slowly()
+    new = _new_order(
+        diner,
+        body,
+        idempotency_key,
+        digest,
+        priced,
+        now,
+        refused=refused,
+        claimed_until=None if refused else workflow.claim_until(now),
+        pending_now=asked.pending_status if refused or later else None,
+    )
+    stored = await _insert(services, new, idempotency_key, asked)
+    if not isinstance(stored, _Stored):
+        return stored  # the earlier order this one repeats
+    order_id, item_ids = stored
+    services.metrics.order_accepted()  # the order-availability SLO's every order
+    order = PlacedOrder(
+        id=order_id,
+        diner_id=new.diner_id,
+        franchise_id=new.franchise_id,
+        store_id=new.store_id,
+        date=now,
+        total=new.total,
+        last_reason=refused,
+        pending_answer=asked.pending_status,
+    )
+    items = [PlacedItem(i, *item) for i, item in zip(item_ids, priced, strict=True)]
+    if refused:
+        workflow.refused(order_id, refused, now)
+    elif later:
+        workflow.attempt_later(order, diner, items)
+    else:
+        return answer(_with(order, await workflow.attempt(order, diner, items)), items, asked)
+    return answer(order, items, asked)
+
+
+class _Stored(NamedTuple):
+    order_id: int
+    item_ids: list[int]
+
+
+async def _insert(
+    services: Services, new: NewOrder, idempotency_key: str | None, asked: Asked
+) -> _Stored | Answer:
+    """Store the order; or the answer of the earlier order its insert met."""
+    store, now = services.store, new.date
     # Stored first, looked up only when the insert is refused: a new order (nearly every
     # one) costs no read for its key or its twin.
     inserted = await store.insert_order(new)
     for _ in range(2):
         if not isinstance(inserted, InsertRefused):
-            break
-        earlier = await _earlier(store, diner.id, idempotency_key, digest, asked, inserted, now)
+            return _Stored(*inserted)
+        earlier = await _earlier(
+            services, new.diner_id, idempotency_key, new.request_hash, asked, inserted, now
+        )
         if earlier is not None:
             return earlier
         if inserted is InsertRefused.STORE_MISSING:
@@ -224,26 +295,7 @@ async def place_order(
         # Taken again at once: another request with the same key or order won the race
         # and is not readable yet.
         raise Conflict("this order was placed by another request at the same moment")
-    order_id, item_ids = inserted
-    services.metrics.order_accepted()  # the order-availability SLO's every order
-    order = PlacedOrder(
-        id=order_id,
-        diner_id=new.diner_id,
-        franchise_id=new.franchise_id,
-        store_id=new.store_id,
-        date=now,
-        total=new.total,
-        last_reason=refused,
-    )
-    items = [
-        PlacedItem(item_id, menu_id, text, price)
-        for item_id, (menu_id, text, price) in zip(item_ids, priced, strict=True)
-    ]
-    if refused:
-        workflow.refused(order_id, refused, now)
-        return answer(order, items, asked)
-    attempt = await workflow.attempt(order, diner, items)
-    return answer(_with(order, attempt), items, asked)
+    return _Stored(*inserted)
 
 
 def _new_order(
@@ -253,9 +305,13 @@ def _new_order(
     digest: str,
     priced: list[tuple[int, str, Decimal]],
     now: datetime,
+    *,
     refused: str | None,
-    workflow: OrderWorkflow,
+    claimed_until: datetime | None,
+    pending_now: int | None,
 ) -> NewOrder:
+    """The order as stored; ``pending_now``: the status its customer is answered now,
+    before any call (the breaker open, or respond-async while the factory is slow)."""
     return NewOrder(
         diner_id=diner.id,
         franchise_id=body.franchiseId,
@@ -268,9 +324,10 @@ def _new_order(
         twin_hash=None if idempotency_key else digest,
         next_attempt_at=now,
         # Claimed by this request until its call is over: the worker leaves it alone.
-        claimed_until=None if refused else workflow.claim_until(now),
+        claimed_until=claimed_until,
         last_reason=refused,
-        deferred_at=now if refused else None,
+        deferred_at=None if pending_now is None else now,
+        deferred_status=pending_now,
         items=priced,
         # The worker's retries link back to this request's trace.
         trace_context=traceparent(),
@@ -278,7 +335,7 @@ def _new_order(
 
 
 async def _earlier(
-    store: OrderStore,
+    services: Services,
     diner_id: int,
     idempotency_key: str | None,
     digest: str,
@@ -287,14 +344,14 @@ async def _earlier(
     now: datetime,
 ) -> Answer | None:
     """The answer of the earlier order that a refused insert met (the same key, or the
-    same keyless order while pending), or None when there is none (a missing store) or
-    it was let go."""
+    same keyless order while open), or None when there is none (a missing store) or it
+    was let go."""
     if idempotency_key:
-        return await _earlier_by_key(store, diner_id, idempotency_key, digest, asked, now)
-    # A missing store meets no twin in the insert: look for a pending one, as "Pay"
+        return await _earlier_by_key(services.store, diner_id, idempotency_key, digest, asked, now)
+    # A missing store meets no twin in the insert: look for an open one, as "Pay"
     # pressed again would find it.
-    taken = refused is InsertRefused.TAKEN
-    return await _earlier_twin(store, diner_id, digest, asked, now, pending=not taken)
+    met = refused is InsertRefused.TAKEN
+    return await _earlier_twin(services, diner_id, digest, asked, now, met=met)
 
 
 def _with(order: PlacedOrder, attempt: Attempt) -> PlacedOrder:

@@ -23,8 +23,9 @@ from datetime import datetime, timedelta
 from opentelemetry.trace import Tracer
 
 from app.config import Settings
+from app.orders.placed import PlacedItem, PlacedOrder
 from app.orders.tracing import links_to
-from app.orders.workflow import OrderWorkflow, PlacedItem, PlacedOrder
+from app.orders.workflow import OrderWorkflow
 from app.sql import ClaimedOrder, OrderStore
 from app.sql.rows import StoreError
 from app.supervisor import Heartbeat
@@ -164,10 +165,17 @@ class RetryWorker:
             await self._workflow.attempt(order, diner, items)
 
     async def _claim(self, limit: int) -> list[int]:
-        """Lease due orders to this process, oldest first; no lock outlives this transaction."""
+        """Lease due orders to this process, oldest first; no lock outlives this transaction.
+
+        An order whose call here is still finishing (its answer stored and the order
+        handed back, the bookkeeping after it still running) is handed straight back too:
+        tried again at a next cycle, not left leased to nobody for CLAIM_LEASE_S."""
         now = self._clock.now()
         ids = await self._store.claim(limit, now, self._workflow.claim_until(now))
-        return [i for i in ids if i not in self._workflow.inflight]
+        busy = [i for i in ids if i in self._workflow.inflight]
+        if busy:
+            await self._store.unclaim(busy)
+        return [i for i in ids if i not in busy]
 
     async def _expire(self, now: datetime) -> None:
         cutoff = now - timedelta(seconds=self._settings.order_max_age_s)

@@ -16,7 +16,6 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from opentelemetry.trace import Status, StatusCode, Tracer
@@ -25,6 +24,7 @@ from app.backoff import backoff_s
 from app.config import Settings
 from app.models import OrderFailure, OrderStatus
 from app.orders.leases import LeaseKeeper
+from app.orders.placed import Attempt, PlacedItem, PlacedOrder
 from app.orders.tracing import FULFILLED, REFUSED, attempt_event, order_event
 from app.sql import OrderStore
 from app.sql.rows import StoreError
@@ -58,45 +58,6 @@ class _Wait:
 
     over: bool = False
     outcome: Outcome | None = None
-
-
-@dataclass(slots=True)
-class PlacedOrder:
-    """A pending order as the order path holds it: what the attempt and the answer need.
-
-    A plain object, not a `DinerOrder` row: building an ORM instance per order cost more
-    CPU than storing it (pizza bench)."""
-
-    id: int
-    diner_id: int
-    franchise_id: int
-    store_id: int
-    date: datetime
-    total: Decimal
-    status: str = OrderStatus.PENDING
-    attempts: int = 0
-    jwt: str | None = None
-    last_reason: str | None = None
-    failure: OrderFailure | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PlacedItem:
-    id: int
-    menu_id: int
-    description: str
-    price: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """What one attempt came to, as the customer sees it."""
-
-    status: OrderStatus
-    outcome: Outcome | None
-    jwt: str | None = None
-    reason: str = ""
-    failure: OrderFailure | None = None  # why, when the order is given up
 
 
 class OrderWorkflow:
@@ -142,6 +103,8 @@ class OrderWorkflow:
             clock=clock,
         )
         self._tasks: set[asyncio.Task[Attempt]] = set()
+        # Attempts of orders already answered 202 (`attempt_later`).
+        self._later: set[asyncio.Task[None]] = set()
         # Told when an order is left pending and when it may be tried again (the worker).
         self.on_pending: Callable[[datetime], None] = lambda _at: None
 
@@ -173,6 +136,26 @@ class OrderWorkflow:
             self._breaker.count_refused()  # pizza.factory.calls.refused
         self.on_pending(now)
 
+    def attempt_later(
+        self, order: PlacedOrder, diner: DinerInfo, items: Sequence[PlacedItem]
+    ) -> None:
+        """`attempt()` in the background for a stored order, claimed by this process,
+        whose customer is answered now; the claim is renewed while it runs."""
+        self.attempting.add(order.id)  # before the task starts: the lease keeper renews it
+        task = asyncio.create_task(self._attempt_logged(order, diner, items))
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _attempt_logged(
+        self, order: PlacedOrder, diner: DinerInfo, items: Sequence[PlacedItem]
+    ) -> None:
+        try:
+            await self.attempt(order, diner, items)
+        except Exception:
+            # No request to answer with it: said here, with its traceback. The order is
+            # stored and claimed; the worker tries it again once the claim has run out.
+            log.exception("order %s: its attempt failed; the worker retries it", order.id)
+
     async def attempt(
         self, order: PlacedOrder, diner: DinerInfo, items: Sequence[PlacedItem]
     ) -> Attempt:
@@ -192,7 +175,7 @@ class OrderWorkflow:
         if self._ops.config_fault:
             # Our key was refused: calling again cannot help until it works (the probe says).
             order_event(REFUSED, order.id, **{"pizza.reason": self._ops.config_fault})
-            await self._release(order.id, reason=self._ops.config_fault)
+            await self._release(order, reason=self._ops.config_fault)
             return Attempt(OrderStatus.PENDING, None, reason=self._ops.config_fault)
         info = OrderInfo(
             id=order.id,
@@ -215,7 +198,7 @@ class OrderWorkflow:
                 # TimeoutError raised inside the call for the end of the customer's wait.
                 done, _ = await asyncio.wait({task}, timeout=self._settings.factory_timeout_s)
                 if not done:
-                    return await self._waited_out(order.id, wait, ticket)
+                    return await self._waited_out(order, wait, ticket)
                 try:
                     result = task.result()
                 except StoreError as exc:
@@ -238,20 +221,33 @@ class OrderWorkflow:
         except CallRefused:
             # The breaker's refused listener counts it (pizza.factory.calls.refused).
             order_event(REFUSED, order.id, **{"pizza.reason": BREAKER_OPEN_REASON})
-            await self._release(order.id, reason=BREAKER_OPEN_REASON)
+            await self._release(order, reason=BREAKER_OPEN_REASON)
             return Attempt(OrderStatus.PENDING, None, reason=BREAKER_OPEN_REASON)
 
-    async def _waited_out(self, order_id: int, wait: _Wait, ticket: Ticket) -> Attempt:
+    async def _waited_out(self, order: PlacedOrder, wait: _Wait, ticket: Ticket) -> Attempt:
         """The customer's wait ended first: the breaker and the failure count see a timeout
         now; the late answer, whenever it comes, only feeds the order and the link."""
         wait.over = True
+        if not await self._store.defer(order.id, self._clock.now(), order.pending_answer):
+            # The factory's answer was stored as the wait ended: that is the customer's
+            # answer (a made pizza must not be answered "pending", see placement.py).
+            return await self._stored_meanwhile(order.id, wait, ticket)
         ticket.record(Outcome.TIMEOUT)
         limit = self._settings.factory_timeout_s
         reason = f"no answer within FACTORY_TIMEOUT_S ({limit:g} s)"
         self._ops.observe_timeout(reason)
-        await self._store.defer(order_id, self._clock.now())
         self._metrics.creation_failure(Outcome.TIMEOUT)
         return Attempt(OrderStatus.PENDING, Outcome.TIMEOUT, reason=reason)
+
+    async def _stored_meanwhile(self, order_id: int, wait: _Wait, ticket: Ticket) -> Attempt:
+        if wait.outcome is not None:
+            ticket.record(wait.outcome)
+        stored = await self._store.find_order(order_id=order_id)
+        if stored is None:
+            return Attempt(OrderStatus.FAILED, wait.outcome, reason="order no longer exists")
+        failure = OrderFailure(stored.failure) if stored.failure else None
+        status, reason = OrderStatus(stored.status), stored.last_reason or ""
+        return Attempt(status, wait.outcome, jwt=stored.jwt, reason=reason, failure=failure)
 
     async def _call_and_record(
         self, order: PlacedOrder, diner: DinerInfo, info: OrderInfo, wait: _Wait
@@ -361,7 +357,8 @@ class OrderWorkflow:
             )
         log.warning("factory did not make order %s: %s", order.id, result.reason)
         next_at = self.next_attempt(now, order.attempts + 1)
-        await self._store.retry_later(order.id, result.reason[:300], next_at, now)
+        reason = result.reason[:300]
+        await self._store.retry_later(order.id, reason, next_at, now, order.pending_answer)
         self.on_pending(next_at)
         return Attempt(OrderStatus.PENDING, result.outcome, reason=result.reason)
 
@@ -375,26 +372,29 @@ class OrderWorkflow:
         log.error("factory call for order %s failed", order.id, exc_info=exc)
         now = self._clock.now()
         next_at = self.next_attempt(now, order.attempts + 1)
-        await self._store.retry_later(order.id, CALL_FAILED_REASON, next_at, now)
+        answer = order.pending_answer
+        await self._store.retry_later(order.id, CALL_FAILED_REASON, next_at, now, answer)
         self.on_pending(next_at)
         return Attempt(OrderStatus.PENDING, wait.outcome, reason=CALL_FAILED_REASON)
 
-    async def _release(self, order_id: int, *, reason: str) -> None:
+    async def _release(self, order: PlacedOrder, *, reason: str) -> None:
         """Hand a claimed order back without counting an attempt: no call was made."""
         now = self._clock.now()
-        await self._store.release(order_id, reason, now)
+        await self._store.release(order.id, reason, now, order.pending_answer)
         self.on_pending(now)
 
     async def shutdown(self) -> None:
-        """Stop in-flight calls; their orders stay pending and are picked up again.
+        """Stop in-flight calls and the attempts of orders answered 202 at once
+        (`attempt_later`); their orders stay pending and are picked up again.
 
         Their claims are released, so the next start (or another replica) retries them
         at once instead of waiting out the lease. Only a killed process leaves a lease.
         """
-        interrupted = list(self.inflight)
-        for task in list(self._tasks):
+        interrupted = list(self.inflight | self.attempting)
+        tasks = [*self._later, *self._tasks]
+        for task in tasks:
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         if interrupted:
             await self._store.unclaim(interrupted)

@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.deps import AdminUser, CurrentUser, ServicesDep, SessionDep
 from app.errors import RETRY_AFTER, NotFound, error_responses
 from app.fields import IdPath
-from app.models import DinerOrder, MenuItem, OrderItem
+from app.models import DinerOrder, MenuItem, OrderItem, OrderStatus
 from app.orders.placement import Asked, place_order, prefers_async, retry_after_s
 from app.responses import json_response
 from app.schemas import (
@@ -145,6 +145,7 @@ async def get_order(
     orderId: IdPath,
     principal: CurrentUser,
     session: SessionDep,
+    services: ServicesDep,
 ) -> dict[str, Any]:
     order = await session.get(DinerOrder, orderId)
     if (
@@ -153,12 +154,41 @@ async def get_order(
         or (order.diner_id != principal.id and not principal.is_admin)
     ):
         raise NotFound("unknown order")
+    if (
+        order.diner_id == principal.id
+        and order.status == OrderStatus.FULFILLED
+        and order.deferred_at is not None
+        and order.shown_at is None
+    ):
+        # The customer told "pending" now sees the pizza: "Pay" pressed again after this
+        # is a new order (app/orders/placement.py).
+        await services.store.show(order.id, services.clock.now())
     return order_json(order, await items_of(session, order.id))
+
+
+ORDER_DESCRIPTION = """\
+The order is stored before the factory is called and is never lost. `200` carries the
+pizza's JWT; when the factory cannot make it now the order is kept `pending` and made
+later: `503` with `Retry-After` and a `message` naming the order, or `202` with
+`Location` to a client that sent `Prefer: respond-async` (answered at once, without
+waiting for the factory, while the factory is known to answer slowly).
+
+**"Pay" pressed again.** Without `Idempotency-Key`, an order identical to one the same
+diner placed within the last 10 minutes (same franchise, store and menu items) that is
+still pending, or was answered pending and made since without the diner being shown its
+pizza, is answered with that order as it is now, never a second one: still pending
+(`503`/`202`, the same order id), or made (`200` with its pizza). Once the diner has
+been shown the pizza (a `200` carrying it here, or `GET /api/order/{orderId}` reading
+it), the same order again is a new order. Presses that arrive at once are one order.
+With `Idempotency-Key`, the same key within 24 h returns the first order (a different
+body is `409`), and a new key is a new order.
+"""
 
 
 @router.post(
     "",
     summary="Order pizzas",
+    description=ORDER_DESCRIPTION,
     response_model=OrderAnswerOut,
     responses={
         200: {"description": "The pizza is made: its JWT", "links": ORDER_LINKS},

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from app.models import to_units
+from app.models import OPEN_TWIN, to_units
 from app.sql.failures import store_error
 from app.sql.group_commit import GroupCommit, WriteFailed
 from app.sql.rows import STORED_COLUMNS, InsertRefused, NewOrder
@@ -72,10 +72,11 @@ _INSERT = """
 WITH o AS (
     INSERT INTO diner_order (diner_id, franchise_id, store_id, date, status, total, jwt,
         attempts, last_reason, next_attempt_at, claimed_until, finished_at, idempotency_key,
-        request_hash, deferred_at, twin_hash, trace_context)
-    SELECT $1, $2, $3, $4, 'pending', $5, NULL, 0, $6, $7, $8, NULL, $9, $10, $11, $15, $16
+        request_hash, deferred_at, twin_hash, trace_context, deferred_status)
+    SELECT $1, $2, $3, $4, 'pending', $5, NULL, 0, $6, $7, $8, NULL, $9, $10, $11, $15, $16,
+        $17::smallint
     WHERE EXISTS (SELECT 1 FROM store WHERE id = $3 AND franchise_id = $2)
-    -- the diner's Idempotency-Key, or a pending twin (uq_order_pending_twin), stored first
+    -- the diner's Idempotency-Key, or an open twin (uq_order_pending_twin), stored first
     ON CONFLICT DO NOTHING
     RETURNING id
 ), i AS (
@@ -90,11 +91,22 @@ SELECT (SELECT id FROM o), array(SELECT id FROM i ORDER BY id),
        EXISTS (SELECT 1 FROM store WHERE id = $3 AND franchise_id = $2)
 """
 _PENDING_ONLY = "WHERE id = $1 AND status = 'pending'"
+
+
+def _deferred(answer: str, now: str) -> str:
+    """The first pending answer: its time and HTTP status, set together (SET reads the
+    old row)."""
+    return (
+        f"deferred_status = CASE WHEN deferred_at IS NULL THEN {answer}::smallint"
+        f" ELSE deferred_status END, deferred_at = coalesce(deferred_at, {now})"
+    )
+
+
 _FIND = {
     "id": f"SELECT {STORED_COLUMNS} FROM diner_order WHERE id = $1",
     "key": f"SELECT {STORED_COLUMNS} FROM diner_order WHERE diner_id = $1 AND idempotency_key = $2",
     "twin": f"SELECT {STORED_COLUMNS} FROM diner_order"
-    " WHERE diner_id = $1 AND twin_hash = $2 AND status = 'pending'",
+    f" WHERE diner_id = $1 AND twin_hash = $2 AND {OPEN_TWIN}",
     "last_twin": f"SELECT {STORED_COLUMNS} FROM diner_order"
     " WHERE diner_id = $1 AND twin_hash = $2 ORDER BY id DESC LIMIT 1",
 }
@@ -118,14 +130,16 @@ _UPDATES = {
     ),
     "retry": _counted(
         "UPDATE diner_order SET attempts = attempts + 1, last_reason = $2, next_attempt_at = $3,"
-        f" claimed_until = NULL, deferred_at = coalesce(deferred_at, $4) {_PENDING_ONLY}"
+        f" claimed_until = NULL, {_deferred('$5', '$4')} {_PENDING_ONLY}"
     ),
     "release": _counted(
         "UPDATE diner_order SET claimed_until = NULL, last_reason = $2, next_attempt_at = $3,"
-        f" deferred_at = coalesce(deferred_at, $3) {_PENDING_ONLY}"
+        f" {_deferred('$4', '$3')} {_PENDING_ONLY}"
     ),
-    "defer": _counted(
-        "UPDATE diner_order SET deferred_at = coalesce(deferred_at, $2) WHERE id = $1"
+    "defer": _counted(f"UPDATE diner_order SET {_deferred('$3', '$2')} {_PENDING_ONLY}"),
+    "show": _counted(
+        "UPDATE diner_order SET shown_at = coalesce(shown_at, $2)"
+        " WHERE id = $1 AND status = 'fulfilled'"
     ),
     "forget_key": _counted("UPDATE diner_order SET idempotency_key = NULL WHERE id = $1"),
     "forget_twin": _counted("UPDATE diner_order SET twin_hash = NULL WHERE id = $1"),
@@ -174,10 +188,8 @@ def _arguments(kind: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
             [to_units(price) for _, _, price in order.items],
             order.twin_hash,
             order.trace_context,
+            order.deferred_status,
         )
-    if kind == "retry":
-        order_id, reason, next_at, now = args
-        return order_id, reason, next_at, now
     if kind == "expire":
         cutoff, now, reason = args
         return cutoff, now, reason

@@ -25,8 +25,8 @@ class StoreUnavailable(StoreError):
 
 class InsertRefused(Enum):
     STORE_MISSING = "store_missing"  # the store is not (or no longer) in this franchise
-    # Stored first by another request: this diner's Idempotency-Key, or the pending twin
-    # of a keyless order ("Pay" pressed again).
+    # Stored first by another request: this diner's Idempotency-Key, or the open twin of
+    # a keyless order ("Pay" pressed again: pending, or made but not yet shown).
     TAKEN = "taken"
 
 
@@ -61,7 +61,7 @@ class NewOrder:
     total: Decimal
     idempotency_key: str | None
     request_hash: str
-    twin_hash: str | None  # set for a keyless order: one pending twin per diner and hash
+    twin_hash: str | None  # set for a keyless order: one open twin per diner and hash
     next_attempt_at: datetime
     claimed_until: datetime | None
     last_reason: str | None
@@ -69,6 +69,8 @@ class NewOrder:
     items: Sequence[tuple[int, str, Decimal]]  # menu id, description, price
     # The placing request's W3C traceparent, when it was traced (the retries link to it).
     trace_context: str | None = None
+    # With deferred_at: the HTTP status of that pending answer (503, or 202).
+    deferred_status: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from app.db import SQLITE_BUSY_TIMEOUT_MS
-from app.models import to_units
+from app.models import OPEN_TWIN, to_units
 from app.sql.failures import store_error
 from app.sql.rows import STORED_COLUMNS, InsertRefused, NewOrder
 from app.sql.store import OrderStore
@@ -73,14 +73,19 @@ _LOAD_ITEMS = (
 _INSERT_ORDER = """
 INSERT INTO diner_order (diner_id, franchise_id, store_id, date, status, total, jwt, attempts,
     last_reason, next_attempt_at, claimed_until, finished_at, idempotency_key, request_hash,
-    twin_hash, deferred_at, trace_context)
-SELECT ?, ?, ?, ?, 'pending', ?, NULL, 0, ?, ?, ?, NULL, ?, ?, ?, ?, ?
+    twin_hash, deferred_at, trace_context, deferred_status)
+SELECT ?, ?, ?, ?, 'pending', ?, NULL, 0, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?
 WHERE EXISTS (SELECT 1 FROM store WHERE id = ? AND franchise_id = ?)
 ON CONFLICT DO NOTHING
 """
 _INSERT_ITEM = "INSERT INTO order_item (order_id, menu_id, description, price) VALUES (?, ?, ?, ?)"
 _STORE_EXISTS = "SELECT 1 FROM store WHERE id = ? AND franchise_id = ?"
 _PENDING_ONLY = "WHERE id = ? AND status = 'pending'"
+# The first pending answer: its time and its HTTP status, set together (SET reads the old row).
+_DEFERRED = (
+    "deferred_status = CASE WHEN deferred_at IS NULL THEN ? ELSE deferred_status END,"
+    " deferred_at = coalesce(deferred_at, ?)"
+)
 _FULFIL = (
     "UPDATE diner_order SET status = 'fulfilled', jwt = ?, finished_at = ?, claimed_until = NULL,"
     f" attempts = attempts + 1, last_reason = NULL {_PENDING_ONLY}"
@@ -91,20 +96,23 @@ _FAIL = (
 )
 _RETRY = (
     "UPDATE diner_order SET attempts = attempts + 1, last_reason = ?, next_attempt_at = ?,"
-    f" claimed_until = NULL, deferred_at = coalesce(deferred_at, ?) {_PENDING_ONLY}"
+    f" claimed_until = NULL, {_DEFERRED} {_PENDING_ONLY}"
 )
 _RELEASE = (
     "UPDATE diner_order SET claimed_until = NULL, last_reason = ?, next_attempt_at = ?,"
-    f" deferred_at = coalesce(deferred_at, ?) {_PENDING_ONLY}"
+    f" {_DEFERRED} {_PENDING_ONLY}"
 )
-_DEFER = "UPDATE diner_order SET deferred_at = coalesce(deferred_at, ?) WHERE id = ?"
+_DEFER = f"UPDATE diner_order SET {_DEFERRED} {_PENDING_ONLY}"
+_SHOW = (
+    "UPDATE diner_order SET shown_at = coalesce(shown_at, ?) WHERE id = ? AND status = 'fulfilled'"
+)
 _FORGET_KEY = "UPDATE diner_order SET idempotency_key = NULL WHERE id = ?"
 _FORGET_TWIN = "UPDATE diner_order SET twin_hash = NULL WHERE id = ?"
 _FIND = {
     "id": f"SELECT {STORED_COLUMNS} FROM diner_order WHERE id = ?",
     "key": f"SELECT {STORED_COLUMNS} FROM diner_order WHERE diner_id = ? AND idempotency_key = ?",
     "twin": f"SELECT {STORED_COLUMNS} FROM diner_order"
-    " WHERE diner_id = ? AND twin_hash = ? AND status = 'pending'",
+    f" WHERE diner_id = ? AND twin_hash = ? AND {OPEN_TWIN}",
     "last_twin": f"SELECT {STORED_COLUMNS} FROM diner_order"
     " WHERE diner_id = ? AND twin_hash = ? ORDER BY id DESC LIMIT 1",
 }
@@ -308,16 +316,19 @@ class SqliteOrderStore(OrderStore):
             order_id, reason, now = args
             return db.execute(_FAIL, (to_text(now), reason, order_id)).rowcount
         if kind == "retry":
-            order_id, reason, next_at, now = args
-            values = (reason, to_text(next_at), to_text(now), order_id)
+            order_id, reason, next_at, now, answer = args
+            values = (reason, to_text(next_at), answer, to_text(now), order_id)
             return db.execute(_RETRY, values).rowcount
         if kind == "release":
-            order_id, reason, now = args
-            values = (reason, to_text(now), to_text(now), order_id)
+            order_id, reason, now, answer = args
+            values = (reason, to_text(now), answer, to_text(now), order_id)
             return db.execute(_RELEASE, values).rowcount
         if kind == "defer":
+            order_id, now, answer = args
+            return db.execute(_DEFER, (answer, to_text(now), order_id)).rowcount
+        if kind == "show":
             order_id, now = args
-            return db.execute(_DEFER, (to_text(now), order_id)).rowcount
+            return db.execute(_SHOW, (to_text(now), order_id)).rowcount
         if kind == "forget_key":
             return db.execute(_FORGET_KEY, args).rowcount
         if kind == "forget_twin":
@@ -356,6 +367,7 @@ class SqliteOrderStore(OrderStore):
                 order.twin_hash,
                 to_text(order.deferred_at),
                 order.trace_context,
+                order.deferred_status,
                 order.store_id,
                 order.franchise_id,
             ),

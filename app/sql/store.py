@@ -43,7 +43,7 @@ class OrderStore(ABC):
     # -- reads ------------------------------------------------------------------------------
     # Each dialect gives its statements (`_reads`: principal (unless it overrides
     # `_principal_rows`), menu, menu_items, pending, state, load, load_items, items_of,
-    # find_id, find_key, find_twin, find_last_twin), how
+    # find_id, find_key, find_twin (an open one), find_last_twin), how
     # it runs one (`_read`), how a stored time reads back (`_time`) and how a list of ids is
     # passed (`_ids`); the rows become objects here, once for both.
 
@@ -104,16 +104,16 @@ class OrderStore(ABC):
         diner_id: int | None = None,
         key: str | None = None,
         twin_hash: str | None = None,
-        pending: bool = True,
+        open_twin: bool = True,
     ) -> StoredOrder | None:
-        """One order by id, by its diner's Idempotency-Key, or its diner's pending twin
-        (``pending=False``: the newest twin, whatever its status)."""
+        """One order by id, by its diner's Idempotency-Key, or its diner's open twin
+        (models.OPEN_TWIN; ``open_twin=False``: the newest twin, whatever its status)."""
         if order_id is not None:
             rows = await self._read(self._reads["find_id"], order_id)
         elif key is not None:
             rows = await self._read(self._reads["find_key"], diner_id, key)
         else:
-            which = "find_twin" if pending else "find_last_twin"
+            which = "find_twin" if open_twin else "find_last_twin"
             rows = await self._read(self._reads[which], diner_id, twin_hash)
         if not rows:
             return None
@@ -177,19 +177,37 @@ class OrderStore(ABC):
         """Give the order up (the factory rejected it): failed, never charged."""
         return bool(await self._writes.write("fail", order_id, reason, now))
 
+    # A write that leaves an order pending may be its customer's pending answer: `answer`
+    # is that answer's HTTP status (None for the worker's), kept with the first
+    # `deferred_at` (an incident's timeline says what the customer was answered).
+
     async def retry_later(
-        self, order_id: int, reason: str, next_attempt_at: datetime, now: datetime
+        self,
+        order_id: int,
+        reason: str,
+        next_attempt_at: datetime,
+        now: datetime,
+        answer: int | None = None,
     ) -> bool:
         """An attempt that made no pizza: counted, retried at ``next_attempt_at``."""
-        return bool(await self._writes.write("retry", order_id, reason, next_attempt_at, now))
+        write = ("retry", order_id, reason, next_attempt_at, now, answer)
+        return bool(await self._writes.write(*write))
 
-    async def release(self, order_id: int, reason: str, now: datetime) -> bool:
+    async def release(
+        self, order_id: int, reason: str, now: datetime, answer: int | None = None
+    ) -> bool:
         """Hand a claimed order back without counting an attempt: no call was made."""
-        return bool(await self._writes.write("release", order_id, reason, now))
+        return bool(await self._writes.write("release", order_id, reason, now, answer))
 
-    async def defer(self, order_id: int, now: datetime) -> bool:
-        """The customer was answered pending while the call runs on (`deferred_at`)."""
-        return bool(await self._writes.write("defer", order_id, now))
+    async def defer(self, order_id: int, now: datetime, answer: int | None = None) -> bool:
+        """The customer is answered pending while the call runs on (`deferred_at`); False
+        when the order is no longer pending (its answer was stored meanwhile)."""
+        return bool(await self._writes.write("defer", order_id, now, answer))
+
+    async def show(self, order_id: int, now: datetime) -> None:
+        """A made order's pizza was shown to its customer (`shown_at`): "Pay" pressed
+        after this is a new order."""
+        await self._writes.write("show", order_id, now)
 
     async def forget_key(self, order_id: int) -> None:
         """The order's Idempotency-Key has expired: it may name a new order."""

@@ -14,7 +14,11 @@ Three jobs, in their own modules:
 - ``shared``: with ``redis_url`` the state is shared across replicas through Redis, but
   kept in memory and refreshed in the background, so a call on the closed path costs no
   round trip. Redis is authoritative; while it is unreachable each replica keeps its own
-  state in memory and adopts the shared one when Redis is back.
+  state in memory, and when Redis is back (or after it lost its data) the newest
+  decision wins: each state carries when it was decided, and a replica whose copy lost
+  track of Redis writes its own back if it is newer, else adopts Redis's.
+  ``remediated(at)`` tells the breaker of a remediation another replica made (the service
+  reads it from its database while Redis is away).
 
 State reporting: ``state`` is OPEN until the reset timeout has passed, then HALF_OPEN (a
 probe would be let in now); ``since`` is then ``opened_at + reset_timeout``. The

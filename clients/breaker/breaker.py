@@ -14,6 +14,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, Literal
 
 from clients.breaker.readings import BreakerReadings
@@ -83,6 +84,12 @@ class FactoryBreaker(BreakerReadings):
             await asyncio.sleep(REFRESH_PERIOD_S)
             await self.refresh()
             await self.renew_probe()
+
+    @property
+    def shared(self) -> bool:
+        """Whether our copy is in step with the other replicas' through Redis now (False
+        without Redis, or while it is away: then each replica decides on its own)."""
+        return self._share.active
 
     async def renew_probe(self) -> None:
         """Our probe's call is still running: keep the shared probe key ours."""
@@ -235,6 +242,14 @@ class FactoryBreaker(BreakerReadings):
                 elif current is not BreakerState.OPEN or await self._open_to_half_open():
                     return
 
+    async def remediated(self, at: datetime) -> None:
+        """A remediation succeeded at ``at``, on this replica or on another (the database
+        knows every one): if that is newer than the last decision this breaker reflects,
+        act on it as `half_open()` does; if not, the breaker has decided since (a probe
+        after it failed, an operator) and that decision stands."""
+        if self._decided_at is None or at > self._decided_at:
+            await self.half_open()
+
     async def _restart_count(self) -> bool:
         """Closed -> closed with a fresh count: a new version, so stale outcomes are seen."""
         version = self._share.version
@@ -249,7 +264,8 @@ class FactoryBreaker(BreakerReadings):
     # -- keeping our copy in step with the shared one --------------------------------------
 
     def _written(self) -> Written:
-        return Written(self._counter.state, self._forced, self._storage.opened_at, self._since)
+        opened_at = self._storage.opened_at
+        return Written(self._counter.state, self._forced, opened_at, self._since, self._decided_at)
 
     async def _publish(self, before: BreakerState, version: int) -> bool:
         """Make our local transition from ``before`` the shared one and announce it.
@@ -257,8 +273,9 @@ class FactoryBreaker(BreakerReadings):
         Returns whether this process made it; if another replica moved first, its state is
         adopted instead and announced with origin=False.
         """
+        self._decided_at = self._clock.now()
         if self._current() is not before:  # a remediation's fresh count keeps `since`
-            self._since = self._clock.now()
+            self._since = self._decided_at
         self._epoch += 1
         if self._current() is BreakerState.OPEN:
             # pybreaker stamped opened_at with its own clock; ours is the injected one.
@@ -285,33 +302,50 @@ class FactoryBreaker(BreakerReadings):
         self._emit(before, self._current(), False)
 
     async def _pull(self) -> None:
-        """Adopt Redis's state into our copy (Redis is authoritative)."""
-        shared = await self._share.read()
-        if shared is None:
-            return
-        if shared.version == 0 and self._holds_news() and await self._reseed():
-            return
+        """Adopt Redis's state into our copy: Redis is authoritative, but when our copy
+        lost track of it (Redis away, restarted or flushed) the newer decision of the two
+        wins, ours or Redis's, whichever copy reaches Redis first."""
+        for _ in range(CAS_ATTEMPTS):
+            shared = await self._share.read()
+            if shared is None:
+                return
+            if not (self._lost_track(shared) and self._newer_than(shared)):
+                break
+            if await self._write_back(shared):
+                return
+        else:
+            return  # other replicas kept writing first: weighed again at the next refresh
         if shared.version != self._share.version:
             self._adopt(shared)
         if self._current() is BreakerState.CLOSED:
             self._storage.set_counter(shared.failures)
 
-    def _holds_news(self) -> bool:
-        """Our copy says more than an empty Redis would (open, half-open or forced)."""
-        return self._forced is not None or self._current() is not BreakerState.CLOSED
+    def _lost_track(self, shared: SharedState) -> bool:
+        """Our copy is not one Redis confirmed (it failed us since), or Redis holds less
+        than we last saw (restarted or flushed: versions start again from 0)."""
+        version = self._share.version
+        return version == -1 or shared.version == 0 or shared.version < version
 
-    async def _reseed(self) -> bool:
-        """Redis has no breaker (restarted, flushed) but ours is open or forced: write ours
-        back instead of adopting "closed", so a restart of Redis does not close an open
-        breaker on every replica at once (and send each one's calls to a failing factory).
-        False if another replica wrote first (then its state is adopted as usual)."""
-        landed = await self._share.transition(0, self._written(), down=0)
-        if not landed:
+    def _newer_than(self, shared: SharedState) -> bool:
+        if self._decided_at is None:
             return False
-        self._share.version = landed
-        log.info(
-            "breaker %s: Redis had lost the shared state; wrote back %s", self._name, self.state
-        )
+        return shared.decided_at is None or self._decided_at > shared.decided_at
+
+    async def _write_back(self, shared: SharedState) -> bool:
+        """Write our newer decision over Redis's (an open breaker kept open across a Redis
+        restart, a remediation made while Redis was away kept). False if another replica
+        wrote first: Redis is then read and weighed again."""
+        landed = await self._share.transition(shared.version, self._written(), down=-1)
+        if landed == 0:
+            return False
+        if landed > 0:  # on -1 (Redis failed again) ours stands until it is back
+            self._share.version = landed
+            log.info(
+                "breaker %s: Redis held an older decision than ours; wrote back %s (%s)",
+                self._name,
+                self.state,
+                self._decided_at,
+            )
         return True
 
     def _adopt(self, shared: SharedState) -> None:
@@ -320,6 +354,7 @@ class FactoryBreaker(BreakerReadings):
             self._storage.opened_at = shared.opened_at
         self._forced = shared.forced
         self._since = shared.since or self._since
+        self._decided_at = shared.decided_at
         self._share.version = shared.version
         self._epoch += 1
         if self._current() is not BreakerState.HALF_OPEN:

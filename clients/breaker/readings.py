@@ -28,6 +28,10 @@ class BreakerReadings:
         self._storage = self._counter.storage
         self._forced: Forced | None = None
         self._since = clock.now()
+        # When the decision our state reflects was made: a transition or remediation made
+        # here, an operator's, or one adopted from the replicas (None: none yet). After a
+        # Redis loss the newest decision is the one the replicas agree on.
+        self._decided_at: datetime | None = None
         self._probe: Ticket | None = None  # the one call let through while half-open
         self._listeners: list[TransitionListener] = []
         self._refused_listeners: list[Callable[[], None]] = []

@@ -1,12 +1,13 @@
 """Sharing the breaker across replicas through Redis (resilience.md §2).
 
-Redis holds one hash (state, forced, opened_at, since, version), a failure counter (INCR,
-so failures seen by any replica open it for all) and the probe key (``SET NX PX``: one
-replica probes). A transition is a compare-and-set on ``version`` (a Lua script): the
-replica whose write lands is its origin, the others adopt it. This module is the Redis
-side only: the scripts, the shared state as read, and :class:`RedisShare`, which runs
-each command and keeps the "Redis unreachable" bookkeeping (one log line, then each
-replica on its own in memory until Redis answers again).
+Redis holds one hash (state, forced, opened_at, since, decided_at, version), a failure
+counter (INCR, so failures seen by any replica open it for all) and the probe key
+(``SET NX PX``: one replica probes). A transition is a compare-and-set on ``version`` (a
+Lua script): the replica whose write lands is its origin, the others adopt it. This
+module is the Redis side only: the scripts, the shared state as read, and
+:class:`RedisShare`, which runs each command and keeps the "Redis unreachable"
+bookkeeping (one log line, then each replica on its own in memory until Redis answers
+again).
 """
 
 from __future__ import annotations
@@ -37,13 +38,14 @@ KEY_PREFIX = "jwt-pizza:breaker"
 _REDIS_ERRORS = (RedisError, OSError)
 
 # KEYS: state hash, failure counter, probe. ARGV: expected version, state, forced,
-# opened_at, since. Every transition ends the current probe; closing clears the failures.
+# opened_at, since, decided_at. Every transition ends the current probe; closing clears
+# the failures.
 _TRANSITION_LUA = """
 local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if version ~= tonumber(ARGV[1]) then return 0 end
 version = version + 1
 redis.call('HSET', KEYS[1], 'version', version, 'state', ARGV[2], 'forced', ARGV[3],
-           'opened_at', ARGV[4], 'since', ARGV[5])
+           'opened_at', ARGV[4], 'since', ARGV[5], 'decided_at', ARGV[6])
 redis.call('DEL', KEYS[3])
 if ARGV[2] == 'closed' then redis.call('DEL', KEYS[2]) end
 return version
@@ -79,18 +81,23 @@ class SharedState:
     since: datetime | None
     version: int
     failures: int
+    # When the decision this state reflects was made (None: nothing was ever written).
+    decided_at: datetime | None = None
 
     @classmethod
     def parse(cls, fields: dict[str, str], failures: str | None) -> SharedState:
         forced = fields.get("forced")
         state = fields.get("state")
+        since = _from_epoch(fields.get("since"))
         return cls(
             state=BreakerState(state) if state in AUTOMATIC else BreakerState.CLOSED,
             forced="open" if forced == "open" else "closed" if forced == "closed" else None,
             opened_at=_from_epoch(fields.get("opened_at")),
-            since=_from_epoch(fields.get("since")),
+            since=since,
             version=int(fields.get("version", 0)),
             failures=int(failures or 0),
+            # Written without one (an older release): its transition is its decision.
+            decided_at=_from_epoch(fields.get("decided_at")) or since,
         )
 
 
@@ -100,21 +107,24 @@ def _from_epoch(value: str | None) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    """A breaker state to write: the automatic state, forced, opened_at and since."""
+    """A breaker state to write: the automatic state, forced, opened_at, since and when
+    the decision it reflects was made."""
 
     state: BreakerState
     forced: Forced | None
     opened_at: datetime | None
     since: datetime
+    decided_at: datetime | None
 
     def args(self, version: int) -> list[str | int | float]:
-        opened_at = self.opened_at
+        opened_at, decided_at = self.opened_at, self.decided_at
         return [
             version,
             self.state.value,
             self.forced or "",
             opened_at.timestamp() if opened_at else "",
             self.since.timestamp(),
+            decided_at.timestamp() if decided_at else "",
         ]
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ import clients.breaker as breaker_module
 from clients.breaker import BreakerState, CallRefused, FactoryBreaker
 from clients.schemas import Outcome
 from tests.utils.clock import ManualClock
+from tests.utils.servers import PrivateRedis
 
 RESET_S = 30.0
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -400,14 +402,9 @@ class TestListeners:
 Replicas = Callable[..., Awaitable[tuple[FactoryBreaker, Events]]]
 
 
-@pytest.fixture
-async def replicas(clock: ManualClock) -> AsyncIterator[Replicas]:
-    client: aioredis.Redis[str] = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
-    try:
-        await client.ping()
-    except (OSError, aioredis.RedisError):
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    name = f"test-{uuid.uuid4().hex}"
+@asynccontextmanager
+async def replicas_on(url: str, name: str, clock: ManualClock) -> AsyncIterator[Replicas]:
+    """Builds replicas of one breaker ``name`` on the Redis at ``url``; stops them after."""
     started: list[FactoryBreaker] = []
 
     async def make(
@@ -416,7 +413,7 @@ async def replicas(clock: ManualClock) -> AsyncIterator[Replicas]:
         replica = FactoryBreaker(
             fail_max=fail_max,
             reset_timeout_s=RESET_S,
-            redis_url=REDIS_URL,
+            redis_url=url,
             name=name,
             probe_ttl_s=probe_ttl_s,
             clock=clock,
@@ -427,9 +424,23 @@ async def replicas(clock: ManualClock) -> AsyncIterator[Replicas]:
         started.append(replica)
         return replica, events
 
-    yield make
-    for replica in started:
-        await replica.stop()
+    try:
+        yield make
+    finally:
+        for replica in started:
+            await replica.stop()
+
+
+@pytest.fixture
+async def replicas(clock: ManualClock) -> AsyncIterator[Replicas]:
+    client: aioredis.Redis[str] = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        await client.ping()
+    except (OSError, aioredis.RedisError):
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    name = f"test-{uuid.uuid4().hex}"
+    async with replicas_on(REDIS_URL, name, clock) as make:
+        yield make
     keys = [k async for k in client.scan_iter(f"{breaker_module.KEY_PREFIX}:{{{name}}}*")]
     if keys:
         await client.delete(*keys)
@@ -647,3 +658,95 @@ class TestRedisRestart:
         with pytest.raises(CallRefused):
             await call(b)
         await client.connection_pool.disconnect()
+
+
+# -- Redis away, then back: the replicas agree on the newest decision ----------------------
+
+
+@pytest.fixture
+async def cut_off(clock: ManualClock, private_redis: PrivateRedis) -> AsyncIterator[Replicas]:
+    """Replicas on a Redis of the test's own, which it stops and starts again (empty)."""
+    async with replicas_on(private_redis.url, "factory", clock) as make:
+        yield make
+
+
+async def refresh(*replicas: FactoryBreaker) -> None:
+    for replica in replicas:
+        await replica.refresh()
+
+
+class TestRedisAwayThenBack:
+    @pytest.mark.parametrize("first_back", ["the open replica", "the remediated replica"])
+    async def test_a_remediation_made_while_redis_was_away_outlives_its_return(
+        self,
+        cut_off: Replicas,
+        private_redis: PrivateRedis,
+        clock: ManualClock,
+        first_back: str,
+    ) -> None:
+        (a, a_events), (b, _) = await cut_off(), await cut_off()
+        await open_breaker(a)
+        await b.refresh()
+        assert b.state is OPEN
+        private_redis.stop()
+        await refresh(a, b)  # each replica on its own now
+        clock.advance(10)
+        await a.half_open()  # the operator's remediation, on a
+        await call(a, Outcome.SUCCESS)  # a's probe: the factory is fixed
+        assert a.state is CLOSED
+        clock.advance(15)
+        private_redis.start()  # back, and empty
+        seen = len(a_events)
+        order = (b, a, b) if first_back == "the open replica" else (a, b, a)
+        await refresh(*order)
+
+        assert (a.state, b.state) == (CLOSED, CLOSED)
+        await call(b, Outcome.SUCCESS)  # the fixed factory is not refused
+        assert (CLOSED, OPEN) not in [(old, new) for old, new, _ in a_events[seen:]]
+
+    async def test_the_newest_decision_wins_also_when_it_is_to_open(
+        self,
+        cut_off: Replicas,
+        private_redis: PrivateRedis,
+        clock: ManualClock,
+    ) -> None:
+        (a, _), (b, _) = await cut_off(), await cut_off()
+        private_redis.stop()
+        await refresh(a, b)
+        clock.advance(5)
+        await a.half_open()  # a remediation on a, while closed: a fresh count
+        clock.advance(5)
+        await open_breaker(b)  # later, b's own calls fail: the newer decision
+        private_redis.start()
+        await refresh(a, b, a)  # a reaches the empty Redis first, with the older one
+
+        assert (a.state, b.state) == (OPEN, OPEN)
+        with pytest.raises(CallRefused):
+            await call(a)
+
+
+class TestARemediationLearnedWithoutRedis:
+    """What the service's remediation watch tells a replica that Redis cannot reach:
+    a remediation made on another replica, as the database records it."""
+
+    async def test_a_newer_remediation_lets_a_probe_in_before_the_reset_timeout(
+        self, breaker: FactoryBreaker, clock: ManualClock
+    ) -> None:
+        await open_breaker(breaker)
+        clock.advance(10)
+        remediated_at = clock.now()  # on another replica
+        clock.advance(1)
+        await breaker.remediated(remediated_at)
+        await call(breaker, Outcome.SUCCESS)
+        assert breaker.state is CLOSED
+
+    async def test_an_older_remediation_does_not_undo_a_later_opening(
+        self, breaker: FactoryBreaker, clock: ManualClock
+    ) -> None:
+        remediated_at = clock.now()
+        clock.advance(5)
+        await open_breaker(breaker)  # the factory failed again after that remediation
+        await breaker.remediated(remediated_at)
+        with pytest.raises(CallRefused):
+            await call(breaker)
+        assert breaker.state is OPEN

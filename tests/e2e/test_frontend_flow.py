@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from pizza_tools.bench.procs import isolated_env
-from tests.e2e.conftest import ORIGIN, Proc, Processes, pizza_command
+from tests.e2e.conftest import ORIGIN, Proc, Processes, pizza_command, wait_until
 from tests.utils.servers import free_port
 
 PASSWORD = "correct horse battery staple"
@@ -263,3 +263,67 @@ def test_serve_names_a_taken_port(processes: Processes, tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert f"--port: cannot listen on 127.0.0.1:{port}: already in use" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_pay_again_after_the_pending_order_was_made_shows_its_pizza(
+    deployment: Deployment,
+) -> None:
+    """The 503 banner says order N is saved and will not be charged twice; the factory is
+    fixed (auto-remediation) and order N made while the banner still shows; "Pay" pressed
+    again is order N with its pizza, not a second pizza and a second charge."""
+    base, factory = deployment.url, deployment.factory_url
+    with httpx.Client(timeout=15.0) as http:
+        admin = FrontEnd(http)
+        admin.sign_in(base, "ada@jwt.com")
+        title, price = MENU[0]
+        [pizza] = admin.ok(
+            "PUT",
+            f"{base}/api/order/menu",
+            {"title": title, "description": "p", "image": "p.png", "price": float(price)},
+        )
+        franchise = admin.ok("POST", f"{base}/api/franchise", {"name": "pocket", "admins": []})
+        store = admin.ok("POST", f"{base}/api/franchise/{franchise['id']}/store", {"name": "S"})
+        diner = FrontEnd(http)
+        diner.ok(
+            "POST",
+            f"{base}/api/auth",
+            {"name": "Dee Diner", "email": "dee@jwt.com", "password": PASSWORD},
+        )
+        diner.sign_in(base, "dee@jwt.com")
+        # The cart as the front end sends it, both times.
+        cart = {
+            "franchiseId": franchise["id"],
+            "storeId": str(store["id"]),
+            "items": [{"menuId": pizza["id"], "description": title, "price": pizza["price"]}],
+        }
+
+        # The bundled simulator's documented development key.
+        http.put(
+            f"{factory}/api/vendor/chaos/fail", headers={"Authorization": "Bearer dev-factory-key"}
+        ).raise_for_status()
+        paid = diner.call("POST", f"{base}/api/order", cart)
+        assert paid.status_code == 503, paid.text
+        order_id = paid.json()["order"]["id"]
+        assert f"Your order {order_id} is saved" in paid.json()["message"]  # the banner
+
+        # The service follows the factory's link itself and makes the order; watched as an
+        # operator does, so the diner has not been shown the pizza.
+        def made() -> bool:
+            answer = admin.call("GET", f"{base}/api/order/{order_id}")
+            return bool(answer.json()["status"] == "fulfilled")
+
+        wait_until(made, timeout=30, what=f"order {order_id} to be made")
+
+        again = diner.call("POST", f"{base}/api/order", cart)
+        assert again.status_code == 200, again.text
+        placed = again.json()
+        assert placed["order"]["id"] == order_id
+        assert placed["order"]["status"] == "fulfilled"
+        verified = diner.ok("POST", f"{factory}/api/order/verify", {"jwt": placed["jwt"]})
+        assert verified["message"] == "valid"
+        verified_order = verified["payload"]["order"]
+        assert verified_order["id"] == order_id
+
+        history = diner.ok("GET", f"{base}/api/order")
+        assert [o["id"] for o in history["orders"]] == [order_id]

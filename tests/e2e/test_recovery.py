@@ -17,7 +17,7 @@ import redis
 from pizza_tools.bench.procs import isolated_env
 from tests.conftest import reset_pg_schema
 from tests.e2e.conftest import Proc, Processes, wait_until
-from tests.utils.servers import free_port
+from tests.utils.servers import PrivateRedis, free_port
 from tests.utils.simulator import end_chaos_at
 
 pytestmark = pytest.mark.slow
@@ -217,6 +217,7 @@ def test_two_replicas_open_together_and_make_each_pizza_once(
 
 
 PROBE_KEY = "jwt-pizza:breaker:{factory}:probe"
+STATE_KEY = "jwt-pizza:breaker:{factory}"
 
 
 def test_a_probe_held_by_a_killed_replica_is_given_up_after_the_call_timeout(
@@ -258,3 +259,69 @@ def test_a_probe_held_by_a_killed_replica_is_given_up_after_the_call_timeout(
     )
     pizzas = pizzas_per_order(factory)
     assert [pizzas.get(str(i)) for i in ids] == [1] * len(ids)
+
+
+def after_last(log: str, line: str) -> str:
+    """What a replica logged after the last line containing ``line``."""
+    return log.rsplit(line, 1)[1] if line in log else ""
+
+
+def test_a_remediation_made_while_redis_is_away_reaches_every_replica_and_outlives_redis(
+    processes: Processes, shared_postgres: str, private_redis: PrivateRedis
+) -> None:
+    """Redis goes away with the breaker open on both replicas; the operator remediates on
+    one. The other learns of it from the database and lets calls through again (not
+    after BREAKER_RESET_S, 600 s here), and Redis coming back, empty, reopens neither."""
+    factory = start_factory(processes)
+    env = service_env(shared_postgres, factory, REDIS_URL=private_redis.url)
+    first = start_service(processes, "replica-a", env)
+    second = start_service(processes, "replica-b", env)
+    replicas = processes.running[-2:]
+    shop = Shop(first)
+
+    chaos(factory, "fail")
+    ids = [shop.order(first)["id"] for _ in range(3)]
+    assert shop.breaker(first) == "open"
+    wait_until(lambda: shop.breaker(second) == "open", timeout=5, what="replica b to open")
+
+    private_redis.stop()
+    wait_until(
+        lambda: all("Redis unreachable" in r.log() for r in replicas),
+        timeout=10,
+        what="both replicas to find Redis away",
+    )
+    answer = httpx.post(f"{first}/factory/remediate", headers=shop.admin, timeout=10)
+    assert answer.json()["attempt"]["resolved"] is True
+
+    # b's breaker lets a call through once it knows: its next order is made at once.
+    wait_until(
+        lambda: shop.breaker(second) != "open",
+        timeout=10,
+        what="replica b to learn of the remediation from the database",
+    )
+    made = shop.order(second)
+    assert made["status"] == "fulfilled", made  # 200 with its pizza, not refused
+    ids.append(made["id"])
+    wait_until(
+        lambda: shop.statuses(first, ids) == ["fulfilled"] * len(ids),
+        timeout=30,
+        what="the orders kept during the fault to be made",
+    )
+
+    private_redis.start()  # back, and empty
+    back = "Redis is back; sharing state again"
+    wait_until(
+        lambda: all(back in r.log() for r in replicas), timeout=10, what="both to share again"
+    )
+    keys = redis.Redis.from_url(private_redis.url, decode_responses=True)
+    wait_until(
+        lambda: keys.hget(STATE_KEY, "state") == "closed",
+        timeout=10,
+        what="the shared state to be written back: closed",
+    )
+    for base in (first, second):
+        assert shop.order(base)["status"] == "fulfilled"
+        assert shop.breaker(base) == "closed"
+    for replica in replicas:
+        assert "-> open" not in after_last(replica.log(), back), replica.tail()
+    assert "wrote back open" not in "".join(r.log() for r in replicas)

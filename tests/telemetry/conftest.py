@@ -72,6 +72,7 @@ def record_one_of_each(telemetry: Telemetry) -> None:
     m.order_accepted()
     m.order_made(0.2)
     m.call_refused()
+    m.order_twin("fulfilled")
     m.remediation_attempt("auto", "resolved")
     m.auth_attempt(True)
     m.auth_attempt(False)

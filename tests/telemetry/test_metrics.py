@@ -37,6 +37,7 @@ def test_values_and_labels(page: str) -> None:
     assert value(page, "pizza_orders_made_total", in_time="false") == 0
     assert value(page, "pizza_revenue_total") == pytest.approx(0.0084)
     assert value(page, "pizza_factory_calls_refused_total") == 1
+    assert value(page, "pizza_orders_twins_total", status="fulfilled") == 1
     assert (
         value(page, "pizza_factory_remediation_attempts_total", mode="auto", result="resolved") == 1
     )
@@ -70,6 +71,8 @@ def test_failure_counters_start_at_zero(make_telemetry: MakeTelemetry) -> None:
         if outcome is not Outcome.SUCCESS:
             assert value(page, "pizza_creation_failures_total", outcome=outcome.value) == 0
     assert value(page, "pizza_factory_calls_refused_total") == 0
+    for status in ("pending", "fulfilled", "failed"):
+        assert value(page, "pizza_orders_twins_total", status=status) == 0
     assert value(page, "pizza_sold_total") == 0
     # The SLO's events too: its first order counts in increase().
     assert value(page, "pizza_orders_accepted_total") == 0

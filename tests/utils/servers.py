@@ -1,13 +1,18 @@
-"""Run an ASGI app on a real port for tests that must go over real HTTP."""
+"""Servers of a test's own on real ports: an ASGI app for tests that must go over real
+HTTP, and a private redis-server a test may stop and start again."""
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -54,3 +59,47 @@ def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=STARTUP_TIMEOUT_S + SHUTDOWN_GRACE_S)
+
+
+class PrivateRedis:
+    """A redis-server of one test's own, on its own port and without persistence: stopping
+    it is a Redis outage, and starting it again is a Redis that lost everything."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            pytest.skip("redis-server is not installed (bash scripts/test installs it)")
+        log = (self.workdir / "redis.log").open("ab")
+        with log:
+            self._process = subprocess.Popen(
+                [server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+                 str(self.workdir), "--save", "", "--appendonly", "no"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=STARTUP_TIMEOUT_S)
+        self._process = None

@@ -35,7 +35,7 @@ def section(report: str, name: str) -> str:
 
 class TestReportOfADrilledIncident:
     async def test_every_section_the_recorded_times_in_utc_and_no_secret(
-        self, manual_api: Api, factory: httpx.Client
+        self, manual_api: Api, factory: httpx.Client, factory_url: str
     ) -> None:
         api = manual_api
         shop = await api.shop()
@@ -67,7 +67,10 @@ class TestReportOfADrilledIncident:
         assert f"time to detect **{duration(body['timeToDetectS'])}**" in report
         assert f"time to mitigate **{duration(body['timeToMitigateS'])}**" in report
         impact = section(report, "Impact")
-        assert "| orders affected (answered 202) | 5 |" in impact
+        assert "| orders affected (answered pending) | 5 |" in impact
+        # The front end sends no Prefer: its customers were answered 503, not 202.
+        assert "answered 503 (pending" in section(report, "Detection")
+        assert "answered 202" not in report
         assert "| fulfilled late | 5 |" in impact
         assert "| revenue delayed (made late or pending) | 0.019 ₿ |" in impact
         assert f"{shop.admin.name} (user {shop.admin.id})" in section(report, "Response")
@@ -91,7 +94,9 @@ class TestReportOfADrilledIncident:
         ]
         for secret in secrets:
             assert secret and secret not in report
-        assert "/api/support/***/report/" in report
+        # The link as the service followed it, not as the factory wrote it (https, no port).
+        assert f"{factory_url}/api/support/***/report/" in section(report, "Root cause")
+        assert "https://127.0.0.1/api/support/" not in report
 
     async def test_an_open_incident_says_so_and_gives_figures_so_far(
         self, manual_api: Api, factory: httpx.Client

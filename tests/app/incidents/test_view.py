@@ -14,6 +14,7 @@ from tests.utils.incidents import (
     assert_impact,
     closed_incident,
     first_made,
+    incident,
     kinds,
     listed,
     position,
@@ -26,7 +27,7 @@ from tests.utils.waiting import eventually
 
 class TestFailChaos:
     async def test_the_timeline_tells_the_story_and_the_impact_counts_every_order(
-        self, manual_api: Api, factory: httpx.Client
+        self, manual_api: Api, factory: httpx.Client, factory_url: str
     ) -> None:
         api = manual_api
         shop = await api.shop()
@@ -39,7 +40,7 @@ class TestFailChaos:
         # The link and the chaos the vendor record names (read at the same failed call)
         # race each other; either opens the incident.
         assert opened["trigger"] in ("link", "chaos")
-        assert "unavailable" in opened["fault"] and "chaos monkey" in opened["fault"]
+        assert "chaos: factory failed: HTTP 500: chaos monkey" in opened["fault"]
         assert FACTORY_KEY not in str(opened)
 
         asked = datetime.now(UTC)
@@ -50,7 +51,9 @@ class TestFailChaos:
 
         assert body["id"] == opened["id"]
         link = position(body, "link_detected")
-        assert "/api/support/***/report/" in body["timeline"][link]["detail"]
+        # The link as the service follows it (at FACTORY_URL), key masked.
+        followed = f"{factory_url}/api/support/***/report/"
+        assert body["timeline"][link]["detail"].startswith(followed)
         assert position(body, "first_failed_order") < position(body, "breaker", "closed -> open")
         assert link < position(body, "breaker", "closed -> open")
         remediation = position(body, "remediation")
@@ -61,12 +64,17 @@ class TestFailChaos:
         assert position(body, "breaker", "-> closed") < position(body, "incident", "closed")
         [attempt] = body["remediationAttempts"]
         assert attempt["mode"] == "manual" and attempt["resolved"] is True
+        assert attempt["link"].startswith(followed)
         assert attempt["by"] == f"{shop.admin.name} (user {shop.admin.id})"
         times = [when(entry["at"]) for entry in body["timeline"]]
         assert times == sorted(times)
         assert all(entry["at"].endswith("Z") for entry in body["timeline"])
 
         await assert_impact(api, body, ids)
+        # What the customer really got: 503 (the front end sends no Prefer: respond-async).
+        first_failed = body["timeline"][position(body, "first_failed_order")]
+        assert f"order {first_failed['orderId']} answered 503 (pending" in first_failed["detail"]
+        assert "202" not in first_failed["detail"]
         assert body["timeToMitigateS"] == pytest.approx(
             (when(body["closedAt"]) - when(body["startedAt"])).total_seconds(), abs=0.001
         )
@@ -96,6 +104,25 @@ class TestThrottleChaos:
             assert attempt["resolved"] is True
             assert "breaker" not in kinds(body)  # one timeout never opened it
             await assert_impact(api, body, ids)
+            # Told "pending" when its wait ended: a 503, as it sent no Prefer.
+            first_failed = body["timeline"][position(body, "first_failed_order")]
+            assert "answered 503 (pending" in first_failed["detail"]
+
+
+class TestWhatTheCustomerWasAnswered:
+    async def test_a_client_that_asked_for_respond_async_was_answered_202(
+        self, manual_api: Api, factory: httpx.Client
+    ) -> None:
+        api = manual_api
+        shop = await api.shop()
+        factory.put("/api/vendor/chaos/fail").raise_for_status()
+        placed = await api.order(shop, headers={"Prefer": "respond-async"})
+        assert placed.status_code == 202, placed.text
+        [opened] = await eventually(lambda: listed(api, shop))
+        body = await incident(api, shop, opened["id"])
+        first_failed = body["timeline"][position(body, "first_failed_order")]
+        assert first_failed["orderId"] == placed.json()["order"]["id"]
+        assert "answered 202 (pending" in first_failed["detail"]
 
 
 class TestBadJwtChaos:

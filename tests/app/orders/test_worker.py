@@ -63,3 +63,28 @@ async def test_the_first_cycle_after_a_database_outage_claims_nothing(
         finally:
             worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
+
+
+async def test_an_order_whose_call_is_still_finishing_is_not_left_leased(
+    calm_settings: Settings, factory: httpx.Client
+) -> None:
+    """The customer's call stored its answer and handed the order back, but its
+    bookkeeping still runs when the worker claims the order: the worker hands it back
+    at once instead of leaving it leased to nobody for CLAIM_LEASE_S."""
+    clock = ManualClock(datetime.now(UTC))
+    async with running_api(calm_settings, clock=clock) as api:
+        services = api.services
+        await services.supervisor.stop()  # this test runs the worker itself
+        shop = await api.shop()
+        factory.put("/api/vendor/chaos/fail").raise_for_status()
+        [order_id] = await pending_orders(api, shop, 1)
+        end_chaos(factory)
+        await services.breaker.force("auto")
+        clock.advance(1)  # its retry is due; its lease (CLAIM_LEASE_S) is not over
+
+        services.orders.inflight.add(order_id)  # the call's bookkeeping, still running
+        await services.worker.run_once()
+        services.orders.inflight.discard(order_id)
+        await services.worker.run_once()
+
+        assert await order_status(api, shop, order_id) == "fulfilled"
