@@ -130,8 +130,7 @@ class FactoryClient:
     async def _classify(
         self, answer: _Answer, report_url: str | None
     ) -> tuple[Outcome, str, str | None]:
-        """(outcome, reason, verified JWT) for an answer; the first row that fits wins,
-        except that an error answer carrying a remediation link is `chaos`."""
+        """(outcome, reason, verified JWT) for an answer; the first row that fits wins."""
         status = answer.status_code
         if status in (401, 403):
             return Outcome.UNAUTHORIZED, f"factory refused our API key: {_says(answer)}", None
@@ -140,14 +139,9 @@ class FactoryClient:
         if not isinstance(answer.body, dict):
             return Outcome.UNAVAILABLE, f"HTTP {status} without a JSON object body", None
         if not 200 <= status < 300:
-            reason = f"factory failed: {_says(answer)}"
-            if report_url is not None:
-                # The factory names its own fault and its fix (the `fail` chaos: HTTP 500
-                # "chaos monkey" with a reportUrl): it is in chaos, not out of reach.
-                return Outcome.CHAOS, reason, None
             # Beyond the table (5xx, but also a stray 404, 429 or 3xx): the factory
             # did not make the pizza for reasons of its own, so it is worth a retry.
-            return Outcome.UNAVAILABLE, reason, None
+            return Outcome.UNAVAILABLE, f"factory failed: {_says(answer)}", None
         token = answer.body.get("jwt")
         if not isinstance(token, str) or not token:
             return Outcome.BAD_JWT, f"HTTP {status} without a pizza JWT", None

@@ -40,11 +40,10 @@ class TestFailChaos:
         ids = await pending_orders(api, shop, 3)
         state = await status(api, shop)
         assert state["breaker"]["state"] == "open"
-        # Three customer calls, perhaps a worker retry between them: all the factory's
-        # own chaos (its answer names its fix), none taken for an unreachable factory.
-        assert set(state["recentOutcomes"]) == {"chaos"}
-        assert state["recentOutcomes"]["chaos"] >= 3
-        assert state["lastFailure"]["outcome"] == "chaos"
+        # Three customer calls, perhaps a worker retry between them: all failures.
+        assert set(state["recentOutcomes"]) == {"unavailable"}
+        assert state["recentOutcomes"]["unavailable"] >= 3
+        assert state["lastFailure"]["outcome"] == "unavailable"
         link = state["remediation"]["link"]
         assert link.startswith("https://127.0.0.1/api/support/" + FACTORY_KEY + "/report/")
         assert state["pending"]["count"] == 3
