@@ -41,8 +41,8 @@ from telemetry.setup import (
     install_server_middleware,
     instrument_app,
     instrument_engine,
-    instrument_http_client,
     setup_telemetry,
+    traced_transport,
 )
 
 log = logging.getLogger("app")
@@ -196,9 +196,11 @@ def _factory_client(
     settings: Settings, telemetry: Telemetry, clock: Clock, factory_url: str, api_key: str
 ) -> tuple[httpx.AsyncClient, FactoryClient, QuietFactoryOrders]:
     http = factory_http_client(
-        factory_url, timeout_s=settings.factory_call_max_s, connections=FACTORY_SLOTS
+        factory_url,
+        timeout_s=settings.factory_call_max_s,
+        connections=FACTORY_SLOTS,
+        wrap=lambda inner: traced_transport(inner, telemetry, secrets=(api_key,)),
     )
-    instrument_http_client(http, telemetry, secrets=(api_key,))
     quiet = QuietFactoryOrders(factory_url)
     logging.getLogger("httpx").addFilter(quiet)
     client = FactoryClient(
