@@ -94,7 +94,7 @@ class RemediationLinks:
                     followable=followable,
                     first_seen=self._clock.now(),
                 )
-                inserted = await session.execute(
+                inserted = await session.exec(
                     insert.on_conflict_do_nothing(index_elements=["url"]).returning(
                         col(RemediationLink.id)
                     )
@@ -157,14 +157,14 @@ class RemediationLinks:
         """
         self.waiting = False
         async with self._sessions() as session:
-            cleared = await session.execute(
+            cleared = await session.exec(
                 update(RemediationLink)
                 .where(col(RemediationLink.resolved_at).is_(None))
                 .values(resolved_at=self._clock.now())
             )
             await session.commit()
         self._metrics.set_remediation_pending(False)
-        if cleared.rowcount:  # type: ignore[attr-defined]
+        if cleared.rowcount:
             await self._event(
                 EventKind.LINKS_CLEARED,
                 "the factory made a pizza without a link: the chaos is over",
@@ -221,7 +221,7 @@ class RemediationLinks:
         async with self._sessions() as session:
             session.add(attempt)
             if attempt.resolved:
-                await session.execute(
+                await session.exec(
                     update(RemediationLink)
                     .where(
                         col(RemediationLink.id) == link_id,
@@ -249,7 +249,7 @@ class RemediationLinks:
         async with self._sessions() as session:
             waiting = await self.waiting_link(session)
             # Pending orders need not wait out their backoff: the factory is back.
-            await session.execute(
+            await session.exec(
                 update(DinerOrder)
                 .where(col(DinerOrder.status) == OrderStatus.PENDING)
                 .values(next_attempt_at=self._clock.now())
