@@ -11,7 +11,6 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ import pytest
 from app.cli.workers import supervise
 from pizza_tools.bench.procs import isolated_env
 from tests.conftest import PG_ADMIN_URL
-from tests.e2e.conftest import Proc, Processes, pizza_command, wait_until
+from tests.e2e.conftest import Proc, Processes, wait_until
 from tests.utils.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -206,17 +205,8 @@ def test_a_start_with_an_unreachable_database_exits_1_with_one_line(
         FACTORY_URL="http://127.0.0.1:9",
         FACTORY_API_KEY=KEY,
     )
-    done = subprocess.run(
-        [*pizza_command(), *command, "--port", str(free_port())]
-        if command[0] == "serve"
-        else [*pizza_command(), *command],
-        cwd=processes.workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    port_option = ["--port", str(free_port())] if command[0] == "serve" else []
+    done = processes.run(*command, *port_option, env=env, check=False)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
