@@ -37,6 +37,8 @@ def _uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
         lifespan="on",
         # The service writes its own access line (telemetry/server.py), with the duration.
         access_log=False,
+        # No route speaks WebSocket: uvicorn neither loads nor offers a WebSocket protocol.
+        ws="none",
     )
 
 
