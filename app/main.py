@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
 from opentelemetry import trace
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.middleware.cors import CORSMiddleware
 
 from app import db
+from app.bootstrap import prepare_database
 from app.config import Settings
 from app.errors import install_error_handlers
 from app.factory.context import FactoryContext
@@ -24,7 +22,6 @@ from app.factory.ops import PROBE_PERIOD_S, FactoryOps
 from app.incidents import create_recorder
 from app.methods import AllowedMethodsMiddleware
 from app.middleware import HardeningMiddleware, SecurityHeadersMiddleware
-from app.models import AppSetting, Role, UserRole
 from app.openapi import install_openapi, operation_id
 from app.orders.worker import RetryWorker
 from app.orders.workflow import FACTORY_SLOTS, OrderWorkflow
@@ -32,7 +29,6 @@ from app.routes import auth, factory, franchises, incidents, orders, root, users
 from app.services import Services
 from app.sql import OrderStore, open_store
 from app.supervisor import Supervisor
-from app.users.accounts import create_admin
 from app.version import VERSION
 from clients.breaker import PROBE_TTL_MARGIN_S, FactoryBreaker
 from clients.client import ORDER_PATH, FactoryClient
@@ -45,8 +41,8 @@ from telemetry.setup import (
     install_server_middleware,
     instrument_app,
     instrument_engine,
-    instrument_http_client,
     setup_telemetry,
+    traced_transport,
 )
 
 log = logging.getLogger("app")
@@ -79,39 +75,6 @@ class QuietFactoryOrders(logging.Filter):
             and len(args) > 1
             and str(args[1]) == self._url
         )
-
-
-async def shared_jwt_secret(sessions: async_sessionmaker[AsyncSession]) -> str:
-    """Development only: one random secret, kept in the database for every worker and restart."""
-    async with sessions() as session:
-        stored = await session.get(AppSetting, "jwt_secret")
-        if stored is not None:
-            return stored.value
-        session.add(AppSetting(key="jwt_secret", value=secrets.token_urlsafe(48)))
-        try:
-            await session.commit()
-        except IntegrityError:
-            await session.rollback()  # another worker stored it first
-        stored = await session.get(AppSetting, "jwt_secret", populate_existing=True)
-        assert stored is not None
-        return stored.value
-
-
-async def _admin_from_settings(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession]
-) -> None:
-    if not (settings.admin_email and settings.admin_password):
-        return
-    async with sessions() as session:
-        if (await session.exec(select(UserRole).where(UserRole.role == Role.ADMIN))).first():
-            return
-    await create_admin(
-        sessions,
-        name="admin",
-        email=settings.admin_email,
-        password=settings.admin_password.get_secret_value(),
-    )
-    log.warning("created the first admin from ADMIN_EMAIL")
 
 
 def factory_address(settings: Settings) -> tuple[str, str]:
@@ -219,29 +182,25 @@ async def _build(settings: Settings, telemetry: Telemetry, clock: Clock) -> Serv
 async def _database(
     settings: Settings, telemetry: Telemetry
 ) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession], str]:
-    """The schema brought up to date, the sessions, the token secret, the first admin."""
+    """The engine, its sessions and the token secret, once the database is set up (by this
+    process, or by whichever started first: app/bootstrap.py)."""
     engine = db.create_engine(settings.database_url)
     instrument_engine(engine, telemetry)
     # The start's statements are one trace, not a hundred parentless ones.
     with trace.use_span(telemetry.tracer.start_span("pizza.startup"), end_on_exit=True):
-        await db.migrate(engine)
-        sessions = db.session_factory(engine)
-        jwt_secret = (
-            settings.jwt_secret.get_secret_value()
-            if settings.jwt_secret
-            else await shared_jwt_secret(sessions)
-        )
-        await _admin_from_settings(settings, sessions)
-    return engine, sessions, jwt_secret
+        prepared = await prepare_database(engine, settings)
+    return engine, db.session_factory(engine), prepared.jwt_secret
 
 
 def _factory_client(
     settings: Settings, telemetry: Telemetry, clock: Clock, factory_url: str, api_key: str
 ) -> tuple[httpx.AsyncClient, FactoryClient, QuietFactoryOrders]:
     http = factory_http_client(
-        factory_url, timeout_s=settings.factory_call_max_s, connections=FACTORY_SLOTS
+        factory_url,
+        timeout_s=settings.factory_call_max_s,
+        connections=FACTORY_SLOTS,
+        wrap=lambda inner: traced_transport(inner, telemetry, secrets=(api_key,)),
     )
-    instrument_http_client(http, telemetry, secrets=(api_key,))
     quiet = QuietFactoryOrders(factory_url)
     logging.getLogger("httpx").addFilter(quiet)
     client = FactoryClient(

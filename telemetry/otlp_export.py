@@ -4,10 +4,12 @@ The SDK's encoder (opentelemetry-exporter-otlp-proto-common) builds one protobuf
 object per span, event, attribute and value and hashes every span's Resource through
 ``json.dumps``: about 40 µs per span and 40 µs per log record on a bench machine, on the
 exporter's thread but under the GIL that the event loop needs, so a third of what
-telemetry costs an order (issue 10, ``pizza bench --profile --telemetry``). These
+telemetry costs an order (``pizza bench --profile --telemetry``). These
 exporters keep everything else of the SDK's OTLP/HTTP exporters (endpoint, headers,
 compression, timeout and retries from OpenTelemetry's standard variables, request size
-limit, export metrics) and only encode the batch here, at about 40 % of the cost.
+limit, export metrics) and only encode the batch here, at about 40 % of the cost. Sending
+what was encoded here takes private members of the SDK exporter: telemetry/otel_internals.py
+checks for them at start-up and otherwise the SDK's own exporters are used.
 
 The encoding is the SDK encoder's, field for field: tests/telemetry/test_otlp_encoding.py
 decodes both with opentelemetry-proto and compares the messages. The differences: where the
@@ -25,10 +27,6 @@ import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from opentelemetry.exporter.otlp.proto.http._common import (
-    RequestPayloadTooLargeError,
-    _is_request_too_large,
-)
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._logs import ReadableLogRecord
@@ -37,8 +35,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
 from opentelemetry.trace import SpanContext
+
+from telemetry.otel_internals import send_encoded
 
 # Under "opentelemetry": the OTLP log handler leaves those records out of the pipeline they
 # are about (telemetry/logging.py), so a batch that cannot be encoded does not feed another.
@@ -262,52 +261,21 @@ def encode_logs(records: Iterable[ReadableLogRecord]) -> bytes:
     return _request(records, lambda r: (r.resource, r.instrumentation_scope or None), _log_record)
 
 
-def _sent(
-    exporter: OTLPSpanExporter | OTLPLogExporter, items: int, encode: Callable[[], bytes]
-) -> bool:
-    """What the SDK exporter's own ``export`` does, with this module's encoding: its export
-    metrics (``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``), its request size limit, then its
-    HTTP client (compression, retries, timeout from OpenTelemetry's variables). These are
-    private to opentelemetry-exporter-otlp-proto-http, hence its pin in pyproject.toml."""
-    if exporter._shutdown:
-        return False
-    with exporter._metrics.export_operation(items) as result:
-        try:
-            data = encode()
-        except Exception as error:  # an exporter reports, never raises
-            log.error("OTLP: batch not encoded: %s", error)
-            result.error = error
-            return False
-        if _is_request_too_large(data, exporter._max_request_size):
-            log.warning(
-                "OTLP: batch of %d bytes dropped: above the request limit of %d bytes",
-                len(data),
-                exporter._max_request_size,
-            )
-            result.error = RequestPayloadTooLargeError(f"{len(data)} bytes")
-            return False
-        sent = exporter._client.export(data)
-        if not sent.success:
-            result.error = sent.error
-            if sent.status_code is not None:
-                result.error_attrs = {HTTP_RESPONSE_STATUS_CODE: sent.status_code}
-            return False
-    return True
-
-
 class LeanSpanExporter(OTLPSpanExporter):
-    """The SDK's OTLP/HTTP span exporter with this module's encoder."""
+    """The SDK's OTLP/HTTP span exporter with this module's encoder (sent through the
+    exporter's own client: telemetry/otel_internals.py)."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if _sent(self, len(spans), lambda: encode_spans(spans)):
+        if send_encoded(self, len(spans), lambda: encode_spans(spans)):
             return SpanExportResult.SUCCESS
         return SpanExportResult.FAILURE
 
 
 class LeanLogExporter(OTLPLogExporter):
-    """The SDK's OTLP/HTTP log exporter with this module's encoder."""
+    """The SDK's OTLP/HTTP log exporter with this module's encoder (sent through the
+    exporter's own client: telemetry/otel_internals.py)."""
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        if _sent(self, len(batch), lambda: encode_logs(batch)):
+        if send_encoded(self, len(batch), lambda: encode_logs(batch)):
             return LogRecordExportResult.SUCCESS
         return LogRecordExportResult.FAILURE

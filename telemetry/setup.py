@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 import httpx
 from fastapi import FastAPI
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.instrumentation._semconv import _OpenTelemetrySemanticConventionStability
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
-from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
-from opentelemetry.instrumentation.sqlalchemy.package import _instruments
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.instrumentation.sqlalchemy.version import __version__ as sqlalchemy_otel
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
@@ -34,8 +34,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from telemetry import otel_internals
 from telemetry.http_client import TracedTransport
 from telemetry.metrics import PizzaMetrics
+from telemetry.otel_internals import ENGINE_TRACER, SEMCONV_REREAD, Internals
 from telemetry.otlp_export import LeanLogExporter, LeanSpanExporter
 from telemetry.server import (
     DURATION_BUCKETS_S,
@@ -64,6 +66,8 @@ class Telemetry:
     # Whether spans are recorded at all (an exporter is configured): when not, no span is
     # started where starting one is a cost of its own (server and factory-client spans).
     spans_wanted: bool = False
+    # Which of OpenTelemetry's private members this process may use (otel_internals.py).
+    internals: Internals = field(default_factory=Internals)
     _closed: bool = field(default=False, repr=False)
 
     def render_prometheus(self) -> tuple[bytes, str]:
@@ -84,15 +88,14 @@ class Telemetry:
             self.logger_provider.shutdown()
 
 
-def _stable_http_conventions() -> None:
+def _stable_http_conventions(internals: Internals) -> None:
+    """The stable HTTP semantic conventions for the instrumentations (the database spans'
+    `server.address` and `server.port`), unless an operator chose otherwise."""
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
-    # The instrumentations read the variable once per process: if one was set up
-    # before this (another library, a test), read it again so that this app still
-    # gets http.server.request.duration in seconds, which the alert rules use.
-    stability = _OpenTelemetrySemanticConventionStability
-    if stability._initialized:
-        stability._initialized = False
-        stability._initialize()  # type: ignore[no-untyped-call]
+    # The instrumentations read the variable once per process: if one was set up before
+    # this (another library, a test), it is read again.
+    if internals.has(SEMCONV_REREAD):
+        otel_internals.reread_semconv_opt_in()
 
 
 def _endpoint_configured(signal: str) -> bool:
@@ -128,7 +131,8 @@ def setup_telemetry(
     headers, timeout, ...). Call ``configure_logging`` before this to see the
     line that says what is exported.
     """
-    _stable_http_conventions()
+    internals = otel_internals.check()
+    _stable_http_conventions(internals)
     exported = [s for s in _SIGNALS if _endpoint_configured(s)]
     resource = _resource(service_version, environment)
 
@@ -142,7 +146,8 @@ def setup_telemetry(
         sampler=None if spans_wanted else ALWAYS_OFF,
     )
     if "traces" in exported:
-        tracer_provider.add_span_processor(BatchSpanProcessor(LeanSpanExporter()))
+        exporter = internals.otlp_exporter(LeanSpanExporter, OTLPSpanExporter)
+        tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     if span_exporter is not None:
         tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
 
@@ -177,10 +182,14 @@ def setup_telemetry(
     logger_provider: LoggerProvider | None = None
     if "logs" in exported:
         logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-        logger_provider.add_log_record_processor(BatchLogRecordProcessor(LeanLogExporter()))
+        logs = internals.otlp_exporter(LeanLogExporter, OTLPLogExporter)
+        logger_provider.add_log_record_processor(BatchLogRecordProcessor(logs))
 
     if exported:
         log.info("OpenTelemetry: exporting %s over OTLP/HTTP", ", ".join(exported))
+    warning = internals.warning()
+    if warning is not None:
+        log.warning("%s", warning)
     if len(exported) < len(_SIGNALS):
         missing = ", ".join(s for s in _SIGNALS if s not in exported)
         log.info(
@@ -199,6 +208,7 @@ def setup_telemetry(
         tracer=tracer_provider.get_tracer(TRACER_NAME, service_version),
         registry=registry,
         spans_wanted=spans_wanted,
+        internals=internals,
     )
 
 
@@ -241,10 +251,20 @@ def instrument_engine(engine: AsyncEngine, telemetry: Telemetry) -> None:
     sync_engine = engine.sync_engine
     if sync_engine in _instrumented_engines:
         return
-    conflict = get_dependency_conflicts(_instruments)
+    instrumentor = SQLAlchemyInstrumentor()
+    conflict = get_dependency_conflicts(instrumentor.instrumentation_dependencies())
     if conflict is not None:
         # The instrumentor itself would silently do nothing here (telemetry.md).
         log.warning("SQLAlchemy instrumentation: %s; database spans may be missing", conflict)
+    _instrumented_engines.add(sync_engine)
+    if not telemetry.internals.has(ENGINE_TRACER):
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(
+                engine=sync_engine,
+                tracer_provider=telemetry.tracer_provider,
+                meter_provider=telemetry.meter_provider,
+            )
+        return
     scope = "opentelemetry.instrumentation.sqlalchemy"
     tracer = telemetry.tracer_provider.get_tracer(scope, sqlalchemy_otel)
     connections = telemetry.meter_provider.get_meter(scope, sqlalchemy_otel).create_up_down_counter(
@@ -252,19 +272,16 @@ def instrument_engine(engine: AsyncEngine, telemetry: Telemetry) -> None:
         unit="{connection}",
         description="Connections in the state given by the state attribute",
     )
-    EngineTracer(tracer, sync_engine, connections)  # type: ignore[no-untyped-call]
-    _instrumented_engines.add(sync_engine)
+    otel_internals.trace_engine(sync_engine, tracer, connections)
 
 
-def instrument_http_client(
-    client: httpx.AsyncClient, telemetry: Telemetry, *, secrets: tuple[str, ...] = ()
-) -> None:
-    """Client spans for this client only (the factory's), links redacted, ``secrets``
-    (the factory's API key) masked wherever they appear (telemetry/http_client.py). Only
-    where spans are recorded: a span and the URL's redaction are otherwise pure cost.
-    """
+def traced_transport(
+    inner: httpx.AsyncBaseTransport, telemetry: Telemetry, *, secrets: tuple[str, ...] = ()
+) -> httpx.AsyncBaseTransport:
+    """``inner`` with a client span per request (the factory's client), links redacted,
+    ``secrets`` (the factory's API key) masked wherever they appear
+    (telemetry/http_client.py); ``inner`` itself where no span is recorded: a span and the
+    URL's redaction are otherwise pure cost."""
     if not telemetry.spans_wanted:
-        return
-    # httpx has no public way to wrap a built client's transport; this is the attribute
-    # its own instrumentation patches too.
-    client._transport = TracedTransport(client._transport, telemetry.tracer, secrets)
+        return inner
+    return TracedTransport(inner, telemetry.tracer, secrets)

@@ -7,13 +7,17 @@ run the service as a process to measure it (pizza_tools, loaded only when they r
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from pydantic import ValidationError
 
 from app.config import Settings, describe_errors
+
+if TYPE_CHECKING:
+    from app.bootstrap import Prepared
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="JWT Pizza service")
 admin_cli = typer.Typer(no_args_is_help=True, help="Accounts")
@@ -37,6 +41,17 @@ def load_settings(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
+def prepare_database(settings: Settings, *, demo: bool = False) -> Prepared:
+    """The database set up (app/bootstrap.py); one that cannot be reached is one line
+    naming it and exit 1."""
+    from app.bootstrap import DatabaseUnreachable, prepare
+
+    try:
+        return asyncio.run(prepare(settings, demo=demo))
+    except DatabaseUnreachable as error:
+        fail(f"error: {error}", 1)
+
+
 def main() -> None:
     try:
         cli()
@@ -47,4 +62,13 @@ def main() -> None:
 # The commands register themselves on `cli` when their modules load.
 from app.cli import operators, serving, tools  # noqa: E402
 
-__all__ = ["cli", "fail", "load_settings", "main", "operators", "serving", "tools"]
+__all__ = [
+    "cli",
+    "fail",
+    "load_settings",
+    "main",
+    "operators",
+    "prepare_database",
+    "serving",
+    "tools",
+]

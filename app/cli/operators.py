@@ -1,4 +1,5 @@
-"""`pizza admin create` and `pizza incident report`: what an operator asks of the database."""
+"""`pizza migrate`, `pizza admin create` and `pizza incident report`: what an operator asks
+of the database."""
 
 from __future__ import annotations
 
@@ -10,10 +11,24 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import ValidationError
 
-from app.cli import admin_cli, fail, incident_cli, load_settings
+from app.cli import admin_cli, cli, fail, incident_cli, load_settings, prepare_database
 from app.config import Settings
 
 T = TypeVar("T")
+
+
+@cli.command()
+def migrate() -> None:
+    """Set the database up, then exit: the schema at the newest migration, the development
+    token secret, the first admin from ADMIN_EMAIL. For deployments that migrate as a step
+    of their own; `pizza serve` does the same at every start, one process at a time."""
+    from app import db
+    from telemetry.logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(secrets=settings.secrets)
+    prepare_database(settings)
+    typer.echo(f"the database is set up: schema at revision {db.head_revision()}")
 
 
 @admin_cli.command("create")
@@ -32,6 +47,7 @@ def admin_create(
             typer.echo(f"error: --{item['loc'][0]}: {item['msg']}", err=True)
         raise typer.Exit(2) from None
     settings = load_settings()
+    prepare_database(settings)
     on_database(settings, _admin_create(settings, body.name, body.email, body.password))
     typer.echo(f"admin {body.email} is ready")
 
@@ -76,7 +92,6 @@ async def _admin_create(settings: Settings, name: str, email: str, password: str
 
     engine = db.create_engine(settings.database_url)
     try:
-        await db.migrate(engine)
         await create_admin(db.session_factory(engine), name=name, email=email, password=password)
     finally:
         await engine.dispose()

@@ -8,29 +8,21 @@ import errno
 import gc
 import logging
 import os
-import secrets
 import signal
 import socket
 from collections.abc import Coroutine, Iterator
-from decimal import Decimal
+from multiprocessing.synchronize import Event
 from typing import Annotated, Any
 
 import typer
 import uvicorn
 import uvloop
 
-from app.cli import cli, fail, load_settings
+from app.cli import cli, fail, load_settings, prepare_database
+from app.cli.workers import supervise
 from app.config import Settings
 from clients.simulator import SimulatorConfig, create_simulator_app
 from telemetry.logging import configure_logging, log_source
-
-DEMO_MENU = [
-    ("Veggie", "A garden of delight", "pizza1.png", "0.0038"),
-    ("Pepperoni", "Spicy treat", "pizza2.png", "0.0042"),
-    ("Margarita", "Essential classic", "pizza3.png", "0.0042"),
-    ("Crusty", "A dry mouthed favorite", "pizza4.png", "0.0028"),
-    ("Charred Leopard", "For those with a darker side", "pizza5.png", "0.0099"),
-]
 
 
 def _uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
@@ -45,6 +37,8 @@ def _uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
         lifespan="on",
         # The service writes its own access line (telemetry/server.py), with the duration.
         access_log=False,
+        # No route speaks WebSocket: uvicorn neither loads nor offers a WebSocket protocol.
+        ws="none",
     )
 
 
@@ -62,6 +56,8 @@ class _Server(uvicorn.Server):
 
     # Whose log records this server's tasks write, when not the service's (log_source).
     log_source: str | None = None
+    # Set once the server serves (a worker tells its supervisor: app/cli/workers.py).
+    started_event: Event | None = None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -93,6 +89,8 @@ class _Server(uvicorn.Server):
             # has far fewer objects to walk (latency tails, pizza bench).
             gc.collect()
             gc.freeze()
+            if self.started_event is not None:
+                self.started_event.set()
             for sock in sockets or []:
                 host, port = sock.getsockname()[:2]
                 shown = f"[{host}]" if ":" in host else host
@@ -118,9 +116,12 @@ def _bind(host: str, port: int, what: str) -> socket.socket:
     return sock
 
 
-async def _run_servers(servers: list[tuple[uvicorn.Server, socket.socket]]) -> int:
-    """Serve until SIGINT or SIGTERM (graceful; a second one stops at once) or until a
-    server ends; then stop the others. 0, or uvicorn's code if one did not start."""
+async def _run_servers(
+    servers: list[tuple[uvicorn.Server, socket.socket]],
+    stop_signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
+) -> int:
+    """Serve until one of ``stop_signals`` (graceful; a second one stops at once) or until
+    a server ends; then stop the others. 0, or uvicorn's code if one did not start."""
     signals = 0
 
     def on_signal() -> None:
@@ -131,7 +132,7 @@ async def _run_servers(servers: list[tuple[uvicorn.Server, socket.socket]]) -> i
             server.force_exit = server.force_exit or signals > 1
 
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in stop_signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal)
 
@@ -174,6 +175,21 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     return run_on_uvloop(_run_servers(servers))
 
 
+def _worker(sock: socket.socket, started: Event) -> None:
+    """One process of `pizza serve --workers N`: the app built from the environment, served
+    on the supervisor's socket until the supervisor's SIGTERM (app/cli/workers.py)."""
+    # A Ctrl+C reaches the whole process group: the supervisor alone acts on it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from app.main import create_app
+
+    settings = load_settings()
+    configure_logging(secrets=settings.secrets)
+    server = _Server(_uvicorn_config(create_app(settings), "", 0))
+    server.started_event = started
+    code = run_on_uvloop(_run_servers([(server, sock)], stop_signals=(signal.SIGTERM,)))
+    raise SystemExit(code)
+
+
 def run_on_uvloop(main: Coroutine[Any, Any, int]) -> int:
     """uvloop's event loop (libuv), as `uvicorn.run` would pick: the service's whole
     per-request cost shrinks with the loop's (pizza bench)."""
@@ -210,62 +226,20 @@ def serve(
             "(vendor key: FACTORY_SIM_API_KEY, see README)",
             settings.factory_sim_port,
         )
-    if demo:
-        asyncio.run(_demo(settings))
+    from app.bootstrap import DEMO_ADMIN
+
+    # Before any worker starts: a database that cannot be set up is one line and exit 1.
+    prepared = prepare_database(settings, demo=demo)
+    if prepared.demo_password is not None:
+        # Printed once, to the terminal only: it is not logged.
+        typer.echo(f"--demo: {DEMO_ADMIN} can sign in with password {prepared.demo_password}")
+    elif demo:
+        typer.echo("--demo: the database already has data; left as it is")
     if workers > 1:
-        # Each worker process builds its own app (and telemetry) from the environment.
-        uvicorn.run(
-            "app.main:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_config=None,
-            server_header=False,
-            proxy_headers=False,
-            access_log=False,
-        )
+        sock = _bind(host, port, "--port")
+        _stopped(supervise(workers, sock, _worker))
         return
     _stopped(_serve(settings, host, port))
-
-
-async def _demo(settings: Settings) -> None:
-    from app import db
-    from app.models import Franchise, MenuItem, Role, Store, UserRole
-    from app.users.accounts import create_admin
-
-    engine = db.create_engine(settings.database_url)
-    try:
-        await db.migrate(engine)
-        sessions = db.session_factory(engine)
-        async with sessions() as session:
-            if await session.get(MenuItem, 1) is not None:
-                typer.echo("--demo: the database already has data; left as it is")
-                return
-            for title, description, image, price in DEMO_MENU:
-                session.add(
-                    MenuItem(
-                        title=title, description=description, image=image, price=Decimal(price)
-                    )
-                )
-            franchise = Franchise(name="pizzaPocket")
-            session.add(franchise)
-            await session.flush()
-            assert franchise.id is not None
-            session.add(Store(franchise_id=franchise.id, name="SLC"))
-            await session.commit()
-        password = secrets.token_urlsafe(12)
-        admin = await create_admin(
-            sessions, name="Demo Admin", email="admin@jwt.com", password=password
-        )
-        async with sessions() as session:
-            assert admin.id is not None
-            session.add(UserRole(user_id=admin.id, role=Role.FRANCHISEE, object_id=franchise.id))
-            await session.commit()
-        # Printed once, to the terminal only: it is not logged.
-        typer.echo(f"--demo: admin@jwt.com can sign in with password {password}")
-    finally:
-        await engine.dispose()
 
 
 @cli.command("factory-sim")

@@ -108,7 +108,7 @@ class RemediationLinks:
                     followable=followable,
                     first_seen=self._clock.now(),
                 )
-                inserted = await session.execute(
+                inserted = await session.exec(
                     insert.on_conflict_do_nothing(index_elements=["url"]).returning(
                         col(RemediationLink.id)
                     )
@@ -171,14 +171,14 @@ class RemediationLinks:
         """
         self.waiting = False
         async with self._sessions() as session:
-            cleared = await session.execute(
+            cleared = await session.exec(
                 update(RemediationLink)
                 .where(col(RemediationLink.resolved_at).is_(None))
                 .values(resolved_at=self._clock.now())
             )
             await session.commit()
         self._metrics.set_remediation_pending(False)
-        if cleared.rowcount:  # type: ignore[attr-defined]
+        if cleared.rowcount:
             await self._event(
                 EventKind.LINKS_CLEARED,
                 "the factory made a pizza without a link: the chaos is over",
@@ -237,7 +237,7 @@ class RemediationLinks:
         async with self._sessions() as session:
             session.add(attempt)
             if attempt.resolved:
-                await session.execute(
+                await session.exec(
                     update(RemediationLink)
                     .where(
                         col(RemediationLink.id) == link_id,
@@ -266,7 +266,7 @@ class RemediationLinks:
         async with self._sessions() as session:
             waiting = await self.waiting_link(session)
             # Pending orders need not wait out their backoff: the factory is back.
-            await session.execute(
+            await session.exec(
                 update(DinerOrder)
                 .where(col(DinerOrder.status) == OrderStatus.PENDING)
                 .values(next_attempt_at=self._clock.now())

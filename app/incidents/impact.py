@@ -81,8 +81,11 @@ async def impacts_of(
     start = col(Incident.started_at)
     as_of = literal(now, type_=Incident.__table__.c.opened_at.type)  # type: ignore[attr-defined]
     end = func.coalesce(col(Incident.closed_at), as_of)
+    # Plain SQLAlchemy rows, read on the session's connection (SQLModel's session reads
+    # its models; these are columns of two tables).
+    connection = await session.connection()
     rows = (
-        await session.execute(
+        await connection.execute(
             sa_select(
                 col(Incident.id),
                 col(DinerOrder.id),
@@ -101,7 +104,7 @@ async def impacts_of(
         )
     ).all()
     at_once = (
-        await session.execute(
+        await connection.execute(
             sa_select(col(Incident.id), func.count(col(DinerOrder.id)))
             .join(
                 DinerOrder,

@@ -163,12 +163,12 @@ class IncidentRecorder:
                     and (latest.closed_at >= now - self._window)
                 ):
                     incident, change = latest, "reopened"
-                    reopened = await session.execute(
+                    reopened = await session.exec(
                         update(Incident)
                         .where(col(Incident.id) == latest.id, col(Incident.open_slot).is_(None))
                         .values(open_slot=OPEN, closed_at=None, reopened=Incident.reopened + 1)
                     )
-                    if reopened.rowcount != 1:  # type: ignore[attr-defined]
+                    if reopened.rowcount != 1:
                         await session.rollback()
                         continue
                 else:
@@ -234,12 +234,12 @@ class IncidentRecorder:
             if waiting is not None:
                 return
             now = self._clock.now()
-            closed = await session.execute(
+            closed = await session.exec(
                 update(Incident)
                 .where(col(Incident.id) == incident.id, col(Incident.open_slot) == OPEN)
                 .values(open_slot=None, closed_at=now)
             )
-            if closed.rowcount != 1:  # type: ignore[attr-defined]
+            if closed.rowcount != 1:
                 return  # another replica closed it
             session.add(
                 note(incident.id, now, "closed: breaker closed, no remediation link waiting")

@@ -22,7 +22,7 @@ def note(
 
 async def tag(session: AsyncSession, event: FactoryEvent, incident_id: int) -> None:
     """Make a stored factory event part of the incident's timeline."""
-    await session.execute(
+    await session.exec(
         update(FactoryEvent).where(col(FactoryEvent.id) == event.id).values(incident_id=incident_id)
     )
 

@@ -11,7 +11,7 @@ from app.models import DinerOrder, OrderFailure, OrderStatus, utcnow
 
 async def fail_pending(session: AsyncSession, which: ColumnElement[bool], reason: str) -> int:
     """Mark matching pending orders failed (never charged); the caller commits."""
-    result = await session.execute(
+    result = await session.exec(
         update(DinerOrder)
         .where(which, col(DinerOrder.status) == OrderStatus.PENDING)
         .values(
@@ -22,4 +22,4 @@ async def fail_pending(session: AsyncSession, which: ColumnElement[bool], reason
             claimed_until=None,
         )
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)

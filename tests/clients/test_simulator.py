@@ -412,15 +412,16 @@ class TestRemediationLink:
         assert (answer.status_code, answer.json()) == (200, NO_CHAOS)
 
 
-class TestConfiguredLinks:
-    @pytest.fixture(scope="class")
-    def query_factory_url(self) -> Iterator[str]:
-        config = SimulatorConfig(
-            api_key=KEY, link_style="query", resolve_url="https://ops.example/pizza/resolve"
-        )
-        with serve_in_thread(create_simulator_app(config)) as url:
-            yield url
+@pytest.fixture(scope="module")
+def query_factory_url() -> Iterator[str]:
+    config = SimulatorConfig(
+        api_key=KEY, link_style="query", resolve_url="https://ops.example/pizza/resolve"
+    )
+    with serve_in_thread(create_simulator_app(config)) as url:
+        yield url
 
+
+class TestConfiguredLinks:
     async def test_the_configured_resolve_url_is_the_link_base(
         self, query_factory_url: str
     ) -> None:

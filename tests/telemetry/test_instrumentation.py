@@ -9,7 +9,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from telemetry.setup import instrument_app, instrument_engine, instrument_http_client
+from telemetry.setup import instrument_app, instrument_engine, traced_transport
 from tests.telemetry.conftest import MakeTelemetry
 
 KEY = "factory-key-d3adb33f-s3cr3t"
@@ -88,9 +88,10 @@ async def test_factory_client_spans_without_the_key(make_telemetry: MakeTelemetr
         status = 500 if request.url.path == "/api/vendor" else 200
         return httpx.Response(status, json={"message": "Problem resolved"})
 
-    factory = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    factory = httpx.AsyncClient(
+        transport=traced_transport(httpx.MockTransport(answer), telemetry, secrets=(KEY,))
+    )
     other = httpx.AsyncClient(transport=httpx.MockTransport(answer))
-    instrument_http_client(factory, telemetry, secrets=(KEY,))
     async with factory, other:
         await factory.get(f"https://factory.example/api/support/{KEY}/report/fix-1")
         await factory.get(f"https://resolve.example/fix?apiKey={KEY}&fixCode=2")
@@ -126,8 +127,8 @@ async def test_the_factory_key_is_masked_wherever_a_link_puts_it(
     """A link of a shape no redaction pattern knows still never carries the key."""
     spans = InMemorySpanExporter()
     telemetry = make_telemetry(span_exporter=spans)
-    factory = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(200)))
-    instrument_http_client(factory, telemetry, secrets=(KEY,))
+    answer = httpx.MockTransport(lambda _: httpx.Response(200))
+    factory = httpx.AsyncClient(transport=traced_transport(answer, telemetry, secrets=(KEY,)))
     async with factory:
         await factory.get(f"https://factory.example/fix/{KEY}/now")
     [span] = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT]

@@ -20,6 +20,8 @@ from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import telemetry.setup as telemetry_setup
+from telemetry.otel_internals import Internals
+from telemetry.otlp_export import LeanLogExporter, LeanSpanExporter
 from tests.telemetry.conftest import MakeTelemetry, record_one_of_each, value
 from tests.telemetry.otlp import Received, export_to
 
@@ -36,16 +38,17 @@ def built(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         return build
 
-    monkeypatch.setattr(
-        telemetry_setup, "LeanSpanExporter", stand_in("traces", InMemorySpanExporter)
-    )
+    def otlp_exporter(_internals: Internals, lean: type[Any], _stock: type[Any]) -> Any:
+        if lean is LeanSpanExporter:
+            return stand_in("traces", InMemorySpanExporter)()
+        assert lean is LeanLogExporter
+        return stand_in("logs", InMemoryLogRecordExporter)()
+
+    monkeypatch.setattr(Internals, "otlp_exporter", otlp_exporter)
     monkeypatch.setattr(
         telemetry_setup,
         "OTLPMetricExporter",
         stand_in("metrics", lambda: ConsoleMetricExporter(out=io.StringIO())),
-    )
-    monkeypatch.setattr(
-        telemetry_setup, "LeanLogExporter", stand_in("logs", InMemoryLogRecordExporter)
     )
     return names
 
@@ -82,8 +85,6 @@ class TestOtlpExport:
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """What setup_telemetry relies on: the exporter takes endpoint and headers itself."""
-        from telemetry.otlp_export import LeanSpanExporter
-
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otlp.example/otlp")
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Basic%20abc")
         exporter = LeanSpanExporter()

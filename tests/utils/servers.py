@@ -43,6 +43,7 @@ def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        ws="none",  # as the service's own servers (app/cli/serving.py)
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{host}", daemon=True)

@@ -418,7 +418,7 @@ class TestAFulfilledOrder:
             factory.put("/api/vendor/chaos/fail").raise_for_status()
             first = (await api.order(shop)).json()["order"]["id"]
             async with api.services.sessions() as session:
-                await session.execute(
+                await session.exec(
                     update(DinerOrder)
                     .where(DinerOrder.id == first)  # type: ignore[arg-type]
                     .values(status=OrderStatus.FAILED, last_reason="given up")
