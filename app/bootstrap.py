@@ -36,7 +36,8 @@ DEMO_ADMIN = "admin@jwt.com"
 
 
 class DatabaseUnreachable(Exception):
-    """The database could not be reached at all; the message is one line naming it."""
+    """The database could not be reached at all; the message is the driver's reason in one
+    line (`app.cli.on_database` names the database)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,6 @@ async def prepare_database(
 async def _reach(engine: AsyncEngine) -> None:
     """One connection, or DatabaseUnreachable with the reason in one line: an error after
     this one is a fault of ours and keeps its traceback."""
-    where = engine.url.render_as_string(hide_password=True)
     try:
         async with engine.connect():
             pass
@@ -89,8 +89,8 @@ async def _reach(engine: AsyncEngine) -> None:
     # wrong password) reach us unwrapped by SQLAlchemy.
     except (OSError, DBAPIError, asyncpg.PostgresError) as error:
         cause = error.orig if isinstance(error, DBAPIError) else error
-        reason = " ".join(str(cause).split()) or type(cause).__name__
-        raise DatabaseUnreachable(f"database {where}: cannot connect: {reason}") from None
+        text = " ".join(str(cause).split())
+        raise DatabaseUnreachable(f"{type(cause).__name__}: {text}") from None
 
 
 async def _shared_jwt_secret(sessions: async_sessionmaker[AsyncSession]) -> str:

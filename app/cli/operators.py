@@ -3,15 +3,12 @@ of the database."""
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-from collections.abc import Coroutine
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
 
-from app.cli import admin_cli, cli, fail, incident_cli, load_settings, prepare_database
+from app.cli import admin_cli, cli, fail, incident_cli, load_settings, on_database, prepare_database
 from app.config import Settings
 
 T = TypeVar("T")
@@ -50,40 +47,6 @@ def admin_create(
     prepare_database(settings)
     on_database(settings, _admin_create(settings, body.name, body.email, body.password))
     typer.echo(f"admin {body.email} is ready")
-
-
-def on_database(settings: Settings, work: Coroutine[Any, Any, T]) -> T:
-    """Run an operator command's ``work``; a database that cannot be reached is one line
-    on stderr and exit 1, not a traceback (any other error is a bug and keeps its own)."""
-    from sqlalchemy.engine import make_url
-
-    from app.sql.failures import unreachable
-
-    try:
-        if settings.is_sqlite:
-            # Opened here first: when aiosqlite fails to open a file, its thread outlives
-            # the event loop and prints a traceback of its own at exit.
-            path = make_url(settings.database_url).database
-            if path and path != ":memory:":
-                sqlite3.connect(path).close()
-        return asyncio.run(work)
-    except Exception as error:
-        work.close()  # never started when the file could not be opened
-        if not unreachable(error):
-            raise
-        cause = _driver_error(error)
-        reason = f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
-        for secret in [*settings.secrets(), make_url(settings.database_url).password]:
-            if secret:
-                reason = reason.replace(str(secret), "***")
-        fail(f"error: cannot reach the database ({reason}): is it up, and DATABASE_URL right?", 1)
-
-
-def _driver_error(error: BaseException) -> BaseException:
-    """The driver's own error under SQLAlchemy's wrapping (what names the cause)."""
-    while (inner := getattr(error, "orig", None) or error.__cause__) is not None:
-        error = inner
-    return error
 
 
 async def _admin_create(settings: Settings, name: str, email: str, password: str) -> None:

@@ -211,7 +211,7 @@ def test_a_start_with_an_unreachable_database_exits_1_with_one_line(
     assert "Traceback" not in done.stderr + done.stdout
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, done.stderr
-    assert "cannot connect" in errors[0]
+    assert errors[0].startswith("error: cannot reach the database "), errors[0]
     assert "started" not in done.stdout  # no worker was started
 
 

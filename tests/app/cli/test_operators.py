@@ -38,6 +38,6 @@ def test_one_line_and_exit_1(command: list[str], where: str, tmp_path: Path) -> 
     assert done.returncode == 1, done.stderr
     assert done.stdout == ""
     [line] = done.stderr.splitlines()
-    assert line.startswith("error: cannot reach the database ("), line
+    assert line.startswith("error: cannot reach the database "), line
     assert "DATABASE_URL" in line
     assert "db-pw-4d2f" not in line
