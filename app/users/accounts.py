@@ -62,7 +62,7 @@ async def drop_admin_role(session: AsyncSession, user_id: int) -> None:
         .exists()
     )
     mine = (col(UserRole.user_id) == user_id, col(UserRole.role) == Role.ADMIN)
-    await session.execute(delete(UserRole).where(*mine, others))
+    await session.exec(delete(UserRole).where(*mine, others))
     if (await session.exec(select(UserRole.id).where(*mine))).first() is not None:
         await session.rollback()
         raise Conflict(LAST_ADMIN)

@@ -191,7 +191,8 @@ async def admit(session: AsyncSession, services: Services, email: str, client: s
     by_client = _subject("client", source)
     by_account = _subject("account", email, source)
     now_ms, expired = _times(services)
-    rows = await session.execute(
+    connection = await session.connection()
+    rows = await connection.execute(
         _COUNT_TWO, {"s0": by_client, "s1": by_account, "now": now_ms, "expired": expired}
     )
     counted = {row[0]: (int(row[1]), int(row[2])) for row in rows}
@@ -225,10 +226,11 @@ def _refuse(
 async def succeeded(session: AsyncSession, attempt: Attempt) -> None:
     """The right password: the attempt is given back to its address, and the account's
     counter from that address starts again."""
-    await session.execute(
+    connection = await session.connection()
+    await connection.execute(
         _GIVE_BACK, {"subject": attempt.client_subject, "since": attempt.client_since_ms}
     )
-    await session.execute(_CLEAR, {"subject": attempt.account_subject})
+    await connection.execute(_CLEAR, {"subject": attempt.account_subject})
     await session.commit()
 
 
@@ -240,12 +242,14 @@ async def failed(
     log.warning("failed sign-in", extra={"client": attempt.client})
     now_ms, expired = _times(services)
     # Counters whose window is over are dropped here: failures are what makes rows.
-    dialect = (await session.connection()).dialect.name
-    await session.execute(_EXPIRE[dialect], {"expired": expired})
+    connection = await session.connection()
+    await connection.execute(_EXPIRE[connection.dialect.name], {"expired": expired})
     addresses = 0
     if attempt.account_attempts == 1:  # the first from this address for this account
         sources = _subject("sources", attempt.email)
-        rows = await session.execute(_COUNT_ONE, {"s0": sources, "now": now_ms, "expired": expired})
+        rows = await connection.execute(
+            _COUNT_ONE, {"s0": sources, "now": now_ms, "expired": expired}
+        )
         addresses = int(rows.one()[2])
     await session.commit()
     if addresses == services.settings.login_attack_sources:

@@ -176,7 +176,7 @@ async def _orders_of(api: Api, headers: dict[str, str]) -> list[dict[str, object
 async def placed_before_the_window(api: Api, order_id: int) -> None:
     """As if the order had been placed a moment more than PENDING_TWIN_WINDOW ago."""
     async with api.services.sessions() as session:
-        await session.execute(
+        await session.exec(
             update(DinerOrder)
             .where(DinerOrder.id == order_id)  # type: ignore[arg-type]
             .values(date=utcnow() - PENDING_TWIN_WINDOW - timedelta(seconds=1))

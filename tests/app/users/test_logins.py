@@ -54,7 +54,8 @@ async def sign_in(client: httpx.AsyncClient, email: str, password: str = PASSWOR
 async def counters(api: Api) -> int:
     """Rows in the sign-in counters' table."""
     async with api.services.sessions() as session:
-        return int((await session.execute(text("SELECT count(*) FROM login_attempt"))).one()[0])
+        connection = await session.connection()
+        return int((await connection.execute(text("SELECT count(*) FROM login_attempt"))).one()[0])
 
 
 async def metric(api: Api, name: str, **labels: str) -> float:
