@@ -219,9 +219,23 @@ def test_a_throttle_chaos_is_known_long_before_its_first_late_answer(
         assert now["chaos"]["phase"] == "running"
         assert now["remediation"]["link"] is None  # the late answer has not come
         assert any(e["kind"] == "chaos_reported" for e in now["history"])
-        [incident] = admin.ok("GET", f"{base}/factory/incidents")["incidents"]
-        timeline = admin.ok("GET", f"{base}/factory/incidents/{incident['id']}")["timeline"]
-        assert any("chaos throttle" in e["detail"] for e in timeline), timeline
+
+        def timeline() -> list[dict[str, Any]]:
+            incidents = admin.ok("GET", f"{base}/factory/incidents")["incidents"]
+            if not incidents:
+                return []
+            [incident] = incidents
+            events: list[dict[str, Any]] = admin.ok(
+                "GET", f"{base}/factory/incidents/{incident['id']}"
+            )["timeline"]
+            return events
+
+        # The incident is written beside the status, a moment after it.
+        wait_until(
+            lambda: any("chaos throttle" in e["detail"] for e in timeline()),
+            timeout=max(0.1, 10 - (time.monotonic() - chaos_at)),
+            what="the throttle chaos in the incident's timeline",
+        )
         metrics = http.get(f"{base}/metrics").text.splitlines()
         reported = [
             line
