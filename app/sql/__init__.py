@@ -16,7 +16,8 @@ loop, so it talks to the driver directly, with statements prepared once:
 - PostgreSQL (`app/sql/postgres.py`): asyncpg; one writer connection, the pending
   statements of a flush pipelined, and a small pool for reads.
 
-How it is put together (each module imports only those above it):
+How it is put together (each module imports only those above it, and `failures.py`
+and `group_commit.py`, which import `rows.py` only):
 
 - `rows.py`: what the store takes and gives back (`NewOrder`, `StoredOrder`, ...).
 - `records.py`: the rows each read gives back, as NamedTuples named after the columns,

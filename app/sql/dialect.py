@@ -4,7 +4,8 @@
 the objects of app/sql/rows.py and group-commits the writes. A `Dialect` (SQLite,
 PostgreSQL) brings the rest: the SQL of each read (`Reads`) and of each typed write
 (app/sql/commands.py), how values travel (`Codec`), and the connections. The store
-depends on this module only, and so do the dialects: neither imports the other.
+works on this protocol; the dialects implement it and never import the store (only
+`open_store` names them, to pick one), so there is no import circle between them.
 
 Statements name their parameters (`:order_id`). `Sql` keeps a statement as its driver
 takes it and the names in the driver's order, so arguments are always picked by name,
