@@ -24,7 +24,7 @@ from pizza_tools.soak.report import (
 from pizza_tools.soak.traffic import Answer
 
 SOAK_TIMEOUT_S = 900
-OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs/operations.md"
 DOC_REPLICAS = ["127.0.0.1:3001", "127.0.0.1:3002", "127.0.0.1:3003"]
 
 
