@@ -1,5 +1,5 @@
-"""One supervisor for every long-running task of the service (style.md, "Supervised
-background work").
+"""One supervisor for every long-running task of the service: a crash is logged once,
+counted and restarted with backoff (docs/operations.md#health).
 
 A task that raises is logged once with its traceback (through the redaction filter),
 counted as `pizza.tasks.crashed{task}`, and started again after a capped, jittered

@@ -1,4 +1,4 @@
-"""The pizza factory client: one call, one classified answer (resilience.md §1).
+"""The pizza factory client: one call, one classified answer (docs/resilience.md#outcomes).
 
 Nothing the factory or the network does raises out of this client: every
 answer, timeout and transport failure becomes a `FactoryResult` (or a
@@ -95,7 +95,7 @@ class FactoryClient:
     async def create_pizza(
         self, diner: DinerInfo, order: OrderInfo, *, timeout_s: float
     ) -> FactoryResult:
-        """One `POST /api/order`, classified as resilience.md §1 says.
+        """One `POST /api/order`, classified as docs/resilience.md#outcomes says.
 
         Never raises for what the factory or the network does. The duration covers
         the whole call, verification included: it is what the caller waited.

@@ -18,7 +18,7 @@ MASK = "***"
 # that is a dictionary word would garble every log line and the postmortem draft).
 MIN_SECRET_LENGTH = 6
 
-# Where the factory puts its key in a remediation link (factory.md): masked even when
+# Where the factory puts its key in a remediation link (docs/factory.md): masked even when
 # the key itself is not known (another tenant's, or not configured).
 LINK_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
     # /api/support/{key}/report/{fixCode}, also without a scheme or host.

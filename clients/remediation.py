@@ -1,6 +1,6 @@
 """The factory's remediation link: find it, parse it, redact it, decide if it may be fetched.
 
-factory.md lists the shapes seen in the wild:
+The shapes seen in the wild (docs/factory.md#the-remediation-link):
 
 - path:    ``https://{host}/api/support/{apiKey}/report/{fixCode}``
 - query:   ``{resolveUrl}?apiKey={apiKey}&fixCode={fixCode}`` (any host)

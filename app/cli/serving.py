@@ -255,7 +255,7 @@ def factory_sim(
     ] = None,
     throttle_delay_s: Annotated[float, typer.Option(min=0)] = 32.0,
 ) -> None:
-    """Run the pizza factory simulator alone (factory.md), chaos control included."""
+    """Run the pizza factory simulator alone (docs/factory.md), chaos control included."""
     settings = load_settings()
     configure_logging(secrets=settings.secrets)
     config = SimulatorConfig(

@@ -1,4 +1,4 @@
-"""What operators need to know about the factory (resilience.md §3, §5).
+"""What operators need to know about the factory (docs/resilience.md#remediation).
 
 `FactoryOps` keeps the facts `/factory/status` shows: recent outcomes, the last success
 and failure, whether our API key is refused, the chaos the factory reports (chaos.py)

@@ -1,4 +1,4 @@
-"""Incidents as data: the service keeps its own record of each factory outage (issue 6).
+"""Incidents as data: the service keeps its own record of each factory outage.
 
 An incident opens at the first sign of a factory fault: the breaker leaves closed, a
 remediation link appears, or the factory refuses our key (`unauthorized`). It closes when

@@ -1,4 +1,6 @@
-"""The retry worker: pending orders are made as soon as the factory lets us (resilience.md §4).
+"""The retry worker: pending orders are made as soon as the factory lets us.
+
+See docs/resilience.md#pending-orders-and-the-retry-worker.
 
 It wakes on work, not on a timer alone: when this process leaves an order pending (the
 workflow tells it when that order may be tried again), when the breaker changes state,

@@ -1,4 +1,4 @@
-"""Franchises and stores (api.md "Franchises and stores")."""
+"""Franchises and stores (docs/http-api.md#franchises-and-stores)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Users (api.md "Users")."""
+"""Users (docs/http-api.md#users)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`pizza bench` (performance.md): the service measured against the factory, side by side.
+"""`pizza bench` (README, Performance): the service measured against the factory, side by side.
 
 - ``runner``: starts the simulator and the services, runs every measurement, writes the report;
 - ``load``: the load generator, run as its own process (``python -m pizza_tools.bench.load``);

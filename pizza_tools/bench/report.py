@@ -1,4 +1,4 @@
-"""The bench's report: figures from load results, the targets of performance.md, the table."""
+"""The bench's report: figures from load results, the targets it judges, the table."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from pizza_tools.bench.load import LoadResult
 
-# performance.md "Targets".
+# The targets (the README's Performance table shows each against its figure).
 RATIO_TO_FACTORY_MIN = 0.4
 SERVICE_CPU_MAX_MS = 3.0
 BREAKER_OPEN_P99_MAX_MS = 5.0
@@ -112,7 +112,7 @@ class Check:
 
 
 def checks(report: dict[str, Any]) -> list[Check]:
-    """performance.md's targets, judged on ``report``."""
+    """The targets above, judged on ``report``."""
     scaling = report["scaling"]
     kept = ratio(scaling["128"]["orders_per_s"], scaling["32"]["orders_per_s"])
     tails = {c: ratio(scaling[c]["p99_ms"], scaling[c]["p50_ms"]) for c in ("8", "32")}

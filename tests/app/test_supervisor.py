@@ -1,5 +1,5 @@
 """Background work never fails silently: crashes are logged, counted and restarted, and a
-stuck task shows on /metrics, /factory/status and /readyz (issue 9).
+stuck task shows on /metrics, /factory/status and /readyz.
 
 Time is moved by a fake clock and the restart backoff by a fake sleep: no test waits for it.
 """

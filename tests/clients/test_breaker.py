@@ -1,4 +1,5 @@
-"""The factory breaker (resilience.md §2): time is moved by a fake clock, never slept through."""
+"""The factory breaker (docs/resilience.md#the-circuit-breaker): time is moved by a fake
+clock, never slept through."""
 
 from __future__ import annotations
 
@@ -319,7 +320,7 @@ class TestRemediation:
 
 class TestStaleOutcomes:
     """Outcomes of calls admitted before the breaker last closed or a remediation
-    succeeded say nothing about the factory now (issue 13)."""
+    succeeded say nothing about the factory now."""
 
     async def test_failures_from_before_the_last_close_do_not_reopen_it(
         self, breaker: FactoryBreaker, clock: ManualClock

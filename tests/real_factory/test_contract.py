@@ -1,4 +1,4 @@
-"""What the real factory answers, where the service relies on it (factory.md's facts, checked
+"""What the real factory answers, where the service relies on it (docs/factory.md's facts, checked
 against the factory itself rather than against what we believe of it)."""
 
 from __future__ import annotations

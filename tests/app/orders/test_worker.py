@@ -1,4 +1,4 @@
-"""The retry worker after the database was away (issue 13, found by pizza soak): its first
+"""The retry worker after the database was away (found by pizza soak): its first
 cycle claims nothing, so that the replica whose call is still running renews its lease (or
 stores its pizza) before another one could take the order."""
 
