@@ -167,28 +167,47 @@ class FactoryBreaker(BreakerReadings):
         return await self._share.take_probe(token)
 
     async def _settle(self, ticket: Ticket, failure: bool | None) -> None:
-        if failure is None:  # neutral: counts nothing; a probe frees its slot for the next
-            if ticket.probe is not None and self._state.probe == ticket.probe:
-                await self._share.release_probe(ticket.probe)
-                # After: if cancelled meanwhile, _drop_probe releases it again.
-                self._apply(ProbeReleased(ticket.probe))
-            return
+        """Hand a call's outcome to the breaker (``failure`` None: it counts as nothing)."""
+        if failure is None:
+            await self._release_probe(ticket)
+        elif self._may_move(ticket, failure):
+            async with self._lock:
+                if await self._count(ticket, failure):
+                    admission = ticket.admission
+                    trips = self._counter.state is BreakerState.OPEN
+                    await self._decide(
+                        CallFailed(admission, trips) if failure else CallSucceeded(admission)
+                    )
+
+    def _may_move(self, ticket: Ticket, failure: bool) -> bool:
+        """The check without the lock: an outcome from before a later decision or under
+        forced closed moves nothing, nor does a closed call's success with no failure to
+        reset (the hot path: no lock and no Redis)."""
         admission = ticket.admission
         if not self._state.counts(admission):
-            return  # forced closed, or an answer from before a later decision
-        closed = admission.admitted_as is BreakerState.CLOSED
-        if closed and not failure and self._counter.count == 0:
-            return  # the hot path: nothing to reset, so no lock and no Redis
-        async with self._lock:
-            if not self._state.counts(admission):
-                return
-            if closed and not await self._count_shared(ticket, failure):
-                return
-            self._counter.feed(failure, ticket.outcome)
-            trips = self._counter.state is BreakerState.OPEN
-            await self._decide(
-                CallFailed(admission, trips) if failure else CallSucceeded(admission)
-            )
+            return False
+        return (
+            failure or admission.admitted_as is not BreakerState.CLOSED or self._counter.count > 0
+        )
+
+    async def _count(self, ticket: Ticket, failure: bool) -> bool:
+        """Count the outcome (pybreaker, and Redis for a closed call); False if it no
+        longer counts (a decision was made meanwhile, here or on another replica)."""
+        if not self._state.counts(ticket.admission):
+            return False
+        closed = ticket.admission.admitted_as is BreakerState.CLOSED
+        if closed and not await self._count_shared(ticket, failure):
+            return False
+        self._counter.feed(failure, ticket.outcome)
+        return True
+
+    async def _release_probe(self, ticket: Ticket) -> None:
+        """A probe that counts as nothing frees its slot for the next caller."""
+        token = ticket.probe
+        if token is not None and self._state.probe == token:
+            await self._share.release_probe(token)
+            # After: if cancelled meanwhile, _drop_probe releases it again.
+            self._apply(ProbeReleased(token))
 
     async def _count_shared(self, ticket: Ticket, failure: bool) -> bool:
         """Count a closed call's outcome in Redis; False if another replica has closed or
