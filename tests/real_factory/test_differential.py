@@ -25,7 +25,7 @@ import httpx
 import jwt
 import pytest
 
-from clients.simulator import BAD_JWT, VENDOR_ID, SimulatorConfig, create_simulator_app
+from factory_sim import BAD_JWT, VENDOR_ID, SimulatorConfig, create_simulator_app
 from tests.utils.real_factory import RealFactory, Vendor
 from tests.utils.servers import serve_in_thread
 
