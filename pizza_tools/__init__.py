@@ -1,5 +1,5 @@
 """Tools that run the service as a process and measure it: ``pizza bench``
-(performance.md) and ``pizza drill`` (telemetry.md, "The drill").
+(the performance targets) and ``pizza drill`` (an incident replayed, docs/telemetry.md).
 
 They sit beside ``app/`` and are never imported by the service: ``app.cli`` loads them
 only when one of their commands runs.

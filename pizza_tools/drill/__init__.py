@@ -1,5 +1,5 @@
-"""`pizza drill`: the 2024-12-05 incident replayed against the simulator (telemetry.md,
-"The drill"; the postmortem's action item 2).
+"""`pizza drill`: the 2024-12-05 incident replayed against the simulator, to show
+that the telemetry sees it as it happens (docs/telemetry.md; the postmortem asked for it).
 
 runner.py starts the processes and runs the phases, traffic.py is the customers,
 timeline.py reads what the service recorded, samples.py records ``/metrics`` once a
