@@ -29,6 +29,9 @@ from factory_sim import BAD_JWT, VENDOR_ID, SimulatorConfig, create_simulator_ap
 from tests.utils.real_factory import RealFactory, Vendor
 from tests.utils.servers import serve_in_thread
 
+# The real factory runs as node on MariaDB: a process of its own, started per module.
+pytestmark = pytest.mark.slow
+
 DINER = {"id": 719, "name": "j", "email": "j@jwt.com"}
 ORDER = {"id": 278, "franchiseId": 4, "storeId": 5, "items": [{"menuId": 1, "price": 0.0038}]}
 TOMORROW_S = 16 * 3600
