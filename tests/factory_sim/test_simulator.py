@@ -1,4 +1,4 @@
-"""The simulator answers as factory.md says the factory does, over real HTTP."""
+"""The simulator answers as the real factory does (docs/factory.md), over real HTTP."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ async def verify_locally(client: httpx.AsyncClient, token: str) -> dict[str, Any
 
 
 def at(base_url: str, link: str) -> str:
-    """A remediation link followed at the simulator's real scheme and port (factory.md)."""
+    """A remediation link followed at the simulator's real scheme and port."""
     return re.sub(r"^https:?//127\.0\.0\.1", base_url, link)
 
 
