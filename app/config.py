@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from clients.simulator.state import DEV_ADMIN_KEY
+from factory_sim.state import DEV_ADMIN_KEY
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./pizza.db"
 # Shown in the README so a person can inject chaos into the bundled simulator with curl

@@ -449,8 +449,14 @@ async def replicas(clock: ManualClock, breaker_name: str) -> AsyncIterator[Repli
     client: aioredis.Redis[str] = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
         await client.ping()
-    except (OSError, aioredis.RedisError):
-        pytest.skip(f"no Redis at {REDIS_URL}")
+    except (OSError, aioredis.RedisError) as error:
+        # A failure, not a skip: a skip would pass a run that never tested what replicas
+        # share. Redis is as required as PostgreSQL (.ci/run starts both).
+        pytest.fail(
+            f"no Redis at {REDIS_URL} ({error}): start redis-server on 127.0.0.1:6379"
+            " or set TEST_REDIS_URL",
+            pytrace=False,
+        )
     name = breaker_name
     async with replicas_on(REDIS_URL, name, clock) as make:
         yield make

@@ -14,6 +14,9 @@ import pytest
 
 from tests.utils.real_factory import RealFactory, Vendor
 
+# The real factory runs as node on MariaDB: a process of its own, started per module.
+pytestmark = pytest.mark.slow
+
 RESOLVED = {"message": "Problem resolved. Pizza is back on the menu!"}
 UNRESOLVED = {"message": "Problem unresolved"}
 NO_CHAOS = {"message": "No chaos currently executing"}

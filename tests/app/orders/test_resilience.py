@@ -19,7 +19,7 @@ from app.config import Settings
 from app.models import DinerOrder
 from app.sql.rows import StoreError
 from clients.schemas import Outcome
-from clients.simulator import SimulatorConfig, create_simulator_app
+from factory_sim import SimulatorConfig, create_simulator_app
 from telemetry.logging import configure_logging
 from tests.conftest import FACTORY_KEY, make_settings, running_api
 from tests.utils.builders import Api

@@ -16,7 +16,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from clients.simulator import BAD_JWT, VENDOR_ID, SimulatorConfig, create_simulator_app
+from factory_sim import BAD_JWT, VENDOR_ID, SimulatorConfig, create_simulator_app
 from tests.clients.conftest import SIMULATOR_API_KEY as KEY
 from tests.clients.conftest import SIMULATOR_AUTH as AUTH
 from tests.clients.conftest import FakeClock
