@@ -1,4 +1,5 @@
-"""A pending order as the client asked for it (RFC 7240), and "Pay" pressed again (api.md)."""
+"""A pending order as the client asked for it (the `Prefer` header, RFC 7240), and "Pay"
+pressed again."""
 
 from __future__ import annotations
 
