@@ -24,9 +24,6 @@ CREATION_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0
 ACTIVE_USER_WINDOW_S = 300.0
 BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "forced_closed")
 LOG_SEVERITIES = ("debug", "info", "warning", "error", "critical")
-# The service's supervised background tasks (app/supervisor.py): their crash counters
-# start at zero so the first crash shows in increase().
-TASK_NAMES = ("retry-worker", "factory-probe", "incident-watch", "remediation-watch")
 # The factory's chaos types (factory.md): each has a series from the start, 0 until reported.
 CHAOS_TYPES = ("fail", "throttle", "badjwt")
 CHAOS_PHASES = ("scheduled", "running")
@@ -280,8 +277,6 @@ class PizzaMetrics:
         self._auth_attacks.add(0)
         for severity in LOG_SEVERITIES:
             self._logs.add(0, {"severity": severity})
-        for task in TASK_NAMES:
-            self._crashed.add(0, {"task": task})
         for mode in REMEDIATION_MODES:
             for result in REMEDIATION_RESULTS:
                 self._remediation.add(0, {"mode": mode, "result": result})
@@ -350,6 +345,11 @@ class PizzaMetrics:
             self._users[user_id] = self._clock()
             self._users.move_to_end(user_id)
             self._prune_users()
+
+    def task_supervised(self, task: str) -> None:
+        """A background task is supervised from now (app/supervisor.py registers each one):
+        its crash counter starts at zero, so that its first crash shows in increase()."""
+        self._crashed.add(0, {"task": task})
 
     def task_crashed(self, task: str) -> None:
         """A supervised task raised (or returned) and is being restarted."""
