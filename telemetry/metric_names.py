@@ -16,9 +16,6 @@ CREATION_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0
 ACTIVE_USER_WINDOW_S = 300.0
 BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "forced_closed")
 LOG_SEVERITIES = ("debug", "info", "warning", "error", "critical")
-# The service's supervised background tasks (app/supervisor.py): their crash counters
-# start at zero so the first crash shows in increase().
-TASK_NAMES = ("retry-worker", "factory-probe", "incident-watch", "remediation-watch")
 # The factory's chaos types: each has a series from the start, 0 until reported.
 CHAOS_TYPES = ("fail", "throttle", "badjwt")
 CHAOS_PHASES = ("scheduled", "running")

@@ -20,7 +20,6 @@ from telemetry.metric_names import (
     PROMETHEUS_NAMES,
     REMEDIATION_MODES,
     REMEDIATION_RESULTS,
-    TASK_NAMES,
     TWIN_STATUSES,
 )
 
@@ -150,8 +149,6 @@ class PizzaMetrics(GaugeReadings):
         self._auth_attacks.add(0)
         for severity in LOG_SEVERITIES:
             self._logs.add(0, {"severity": severity})
-        for task in TASK_NAMES:
-            self._crashed.add(0, {"task": task})
         for mode in REMEDIATION_MODES:
             for result in REMEDIATION_RESULTS:
                 self._remediation.add(0, {"mode": mode, "result": result})
@@ -213,6 +210,11 @@ class PizzaMetrics(GaugeReadings):
     def auth_attacked(self) -> None:
         """One account's sign-in failed from LOGIN_ATTACK_SOURCES addresses in one window."""
         self._auth_attacks.add(1)
+
+    def task_supervised(self, task: str) -> None:
+        """A background task is supervised from now (app/supervisor.py registers each one):
+        its crash counter starts at zero, so that its first crash shows in increase()."""
+        self._crashed.add(0, {"task": task})
 
     def task_crashed(self, task: str) -> None:
         """A supervised task raised (or returned) and is being restarted."""

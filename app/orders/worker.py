@@ -174,7 +174,7 @@ class RetryWorker:
         tried again at a next cycle, not left leased to nobody for CLAIM_LEASE_S."""
         now = self._clock.now()
         ids = await self._store.claim(limit, now, self._workflow.claim_until(now))
-        busy = [i for i in ids if i in self._workflow.inflight]
+        busy = [i for i in ids if self._workflow.in_flight.is_calling(i)]
         if busy:
             await self._store.unclaim(busy)
         return [i for i in ids if i not in busy]

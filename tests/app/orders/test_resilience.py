@@ -309,7 +309,7 @@ class TestGracefulShutdown:
             shop = await api.shop()
             factory.put("/api/vendor/chaos/hang").raise_for_status()
             ids = await pending_orders(api, shop, 1)
-            assert api.services.orders.inflight == set(ids)
+            assert api.services.orders.in_flight.calling() == set(ids)
         end_chaos(factory)
         async with running_api(settings) as api:
             # Not after the 35 s lease: the claim was handed back at shutdown.
@@ -439,7 +439,7 @@ class TestClaimLeases:
             shop = await api.shop()
             factory.put("/api/vendor/chaos/hang").raise_for_status()
             [order_id] = await pending_orders(api, shop, 1)
-            assert api.services.orders.inflight == {order_id}
+            assert api.services.orders.in_flight.calling() == {order_id}
             placed = (await claimed_until(api, order_id)) - clock.now()
             # Not FACTORY_CALL_MAX_S (60 s) + a margin: a dead replica's claim ends soon.
             assert placed <= timedelta(seconds=settings.claim_lease_s)
