@@ -230,7 +230,7 @@ def test_slugs_are_githubs(heading: str, anchor: str) -> None:
 
 def test_a_missing_section_is_found() -> None:
     # Built in pieces: this file's own text is checked for citations too.
-    resilience, nowhere = "docs/" + "resilience.md", "docs/" + "no-such-page.md"
+    resilience, nowhere = "docs/resilience" + ".md", "docs/no-such-page" + ".md"
     assert missing(f"{resilience}#outcomes") is None
     assert missing(f"{resilience}#no-such-section") == (
         f"{resilience} has no section #no-such-section"
