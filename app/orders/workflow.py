@@ -1,5 +1,4 @@
-"""The order workflow: store first, then one guarded factory attempt (docs/order-flow.md,
-docs/resilience.md).
+"""The order workflow: store first, then one guarded factory attempt (docs/order-flow.md#workflow).
 
 The customer path and the retry worker share `attempt()`: it asks the breaker for a
 call, runs the factory call in the background for up to FACTORY_CALL_MAX_S, waits for
@@ -202,11 +201,11 @@ class OrderWorkflow:
                     )
                     return Attempt(OrderStatus.PENDING, wait.outcome, reason="not recorded")
                 except Exception as exc:
-                    # The call itself failed on our side (a TimeoutError of its own, a
-                    # bug): no late answer will come to free the order.
+                    # Failed on our side (its own TimeoutError, a bug): no late answer frees it.
                     return await self._call_failed(order, ticket, wait, exc)
                 assert result.outcome is not None
-                ticket.record(result.outcome)
+                if order.slow_counts or result.outcome is not Outcome.SLOW:
+                    ticket.record(result.outcome)
                 return result
         except CallRefused:
             # The breaker's refused listener counts it (pizza.factory.calls.refused).
