@@ -35,6 +35,7 @@ RUN --mount=type=secret,id=ca-certificates \
 COPY README.md ./
 COPY app ./app
 COPY clients ./clients
+COPY factory_sim ./factory_sim
 COPY telemetry ./telemetry
 RUN --mount=type=secret,id=ca-certificates \
     if [ -s /run/secrets/ca-certificates ]; then \

@@ -1,4 +1,4 @@
-"""One settings object, read once at start (operations.md "Settings")."""
+"""One settings object, read once at start (docs/operations.md#settings)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from clients.simulator.state import DEV_ADMIN_KEY
+from factory_sim.state import DEV_ADMIN_KEY
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./pizza.db"
 # Shown in the README so a person can inject chaos into the bundled simulator with curl
@@ -40,7 +40,8 @@ class Settings(BaseSettings):
     factory_sim_admin_key: SecretStr = SecretStr(DEV_ADMIN_KEY)
     factory_timeout_s: float = Field(5.0, gt=0)
     factory_call_max_s: float = Field(60.0, gt=0)
-    # How long an attempted order stays leased to a replica without renewal (issue 13).
+    # How long an attempted order stays leased to a replica without renewal: how soon
+    # another replica retries the orders of one that died (docs/resilience.md#claim-leases).
     claim_lease_s: float = Field(15.0, gt=0)
     factory_slow_call_s: float = Field(2.0, gt=0)
     breaker_fail_max: int = Field(5, ge=1)
@@ -61,7 +62,8 @@ class Settings(BaseSettings):
     login_max_per_account: int = Field(5, ge=1)
     login_window_s: float = Field(300.0, gt=0)
     login_attack_sources: int = Field(10, ge=2)
-    # Retry worker pacing (resilience.md §4); small values in tests.
+    # Retry worker pacing (docs/resilience.md#pending-orders-and-the-retry-worker); small
+    # values in tests.
     retry_base_s: float = Field(1.0, gt=0)
     retry_max_s: float = Field(60.0, gt=0)
     worker_poll_s: float = Field(0.5, gt=0)

@@ -1,4 +1,4 @@
-"""The values a request may hold, each checked once and described exactly (api.md).
+"""The values a request may hold, each checked once and described exactly (docs/http-api.md).
 
 Each input type below is checked by one function and described to /openapi.json by a
 schema that accepts exactly the same values, so a client (and the schema fuzz test) can

@@ -1,4 +1,4 @@
-"""A wrong method is a 405 whose `Allow` lists exactly what the path serves (RFC 9110 §10.2.1).
+"""A wrong method is a 405 whose `Allow` lists exactly what the path serves (RFC 9110, 10.2.1).
 
 The router alone gets two cases wrong. It answers 405 from the first route whose path
 matches, so where several routes share a path (GET and POST `/api/franchise`) `Allow`

@@ -1,7 +1,8 @@
 """/openapi.json says what the service does: FastAPI's document, with two things corrected.
 
 - FastAPI documents a 422 for every operation with parameters; this service answers
-  invalid input with a 400 (app/errors.py, api.md), which each route documents itself.
+  invalid input with a 400 (app/errors.py, docs/http-api.md#errors), which each route
+  documents itself.
 - Every error is `{"message"}` in JSON, also where the success is not JSON.
 - Every operation with an id in its path answers 404 for an id that is not one
   (app/fields.py `IdPath`), whether or not the route itself can find nothing.

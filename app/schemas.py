@@ -1,4 +1,4 @@
-"""Request bodies and the JSON shapes the front end reads (api.md); the values in them
+"""Request bodies and the JSON shapes the front end reads (docs/http-api.md); the values in them
 are app/fields.py's."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""One supervisor for every long-running task of the service (style.md, "Supervised
-background work").
+"""One supervisor for every long-running task of the service: a crash is logged once,
+counted and restarted with backoff (docs/operations.md#health).
 
 A task that raises is logged once with its traceback (through the redaction filter),
 counted as `pizza.tasks.crashed{task}`, and started again after a capped, jittered
@@ -113,9 +113,14 @@ class Supervisor:
         heartbeat: Heartbeat | None = None,
         stale_after_s: float | None = None,
     ) -> None:
-        """Run `run()` under supervision until `stop()`; `name` labels its metrics."""
+        """Run `run()` under supervision until `stop()`; `name` labels its metrics.
+
+        This registry is the one list of the service's background tasks: a task's crash
+        counter and heartbeat are exported from here, so none can be left out.
+        """
         if name in self._tasks:
             raise ValueError(f"task {name!r} is already supervised")
+        self._metrics.task_supervised(name)
         if heartbeat is not None:
             # One clock for every heartbeat this supervisor judges; the age counts from now.
             heartbeat.clock = self._clock

@@ -1,4 +1,4 @@
-"""The pizza factory client: one call, one classified answer (resilience.md §1).
+"""The pizza factory client: one call, one classified answer (docs/resilience.md#outcomes).
 
 Nothing the factory or the network does raises out of this client: every
 answer, timeout and transport failure becomes a `FactoryResult` (or a
@@ -17,7 +17,8 @@ import orjson
 
 from clients.clock import SYSTEM_CLOCK, Clock
 from clients.jwks import JwksCache
-from clients.remediation import find_report_url, redact
+from clients.redaction import redact_factory_key
+from clients.remediation import find_report_url
 from clients.schemas import DinerInfo, FactoryResult, OrderInfo, Outcome
 
 ORDER_PATH = "/api/order"
@@ -95,7 +96,7 @@ class FactoryClient:
     async def create_pizza(
         self, diner: DinerInfo, order: OrderInfo, *, timeout_s: float
     ) -> FactoryResult:
-        """One `POST /api/order`, classified as resilience.md §1 says.
+        """One `POST /api/order`, classified as docs/resilience.md#outcomes says.
 
         Never raises for what the factory or the network does. The duration covers
         the whole call, verification included: it is what the caller waited.
@@ -226,11 +227,11 @@ class FactoryClient:
 
     def _reason(self, text: str) -> str:
         # Redact before cutting: a cut could leave half a key that no longer matches.
-        return redact(text, self._api_key)[:REASON_MAX_CHARS]
+        return redact_factory_key(text, self._api_key)[:REASON_MAX_CHARS]
 
     def _public_chaos(self, chaos: dict[str, Any]) -> dict[str, Any]:
         return {
-            key: redact(value, self._api_key) if isinstance(value, str) else value
+            key: redact_factory_key(value, self._api_key) if isinstance(value, str) else value
             for key, value in chaos.items()
             if key not in _SECRET_CHAOS_FIELDS
         }

@@ -1,4 +1,4 @@
-"""The one clock that everything time-dependent reads (issue 12).
+"""The one clock that everything time-dependent reads: tests move it, never sleep.
 
 Like .NET's `TimeProvider` (which Polly's resilience strategies take), one object is
 handed to the breaker, the retry worker, login throttling, token expiry, the factory

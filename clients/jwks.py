@@ -1,4 +1,4 @@
-"""The factory's key set, cached, and local verification of pizza JWTs (factory.md).
+"""The factory's key set, cached, and local verification of pizza JWTs (docs/factory.md).
 
 A pizza is an RS256 JWS whose claims (`iat`, `exp`, `iss`, `kid`) sit in the
 protected header; the payload holds only vendor, diner and order. So expiry is

@@ -1,8 +1,9 @@
 """The one secret-masking primitive of the code base (clients/, telemetry/ and app/ use it).
 
-It lives in clients/, the lowest layer: the factory client redacts its links and errors
-with it, telemetry/redaction.py builds the log redactor on it (telemetry may import
-clients, never the other way), and app/ uses either. One MASK, one minimum length.
+It lives in clients/, the lowest layer: the factory client masks its API key in links and
+errors with `redact_factory_key`, telemetry/redaction.py builds the log redactor on
+`mask_secrets` and LINK_SHAPES (telemetry may import clients, never the other way), and
+app/ uses either. One MASK, one minimum length.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ MASK = "***"
 # that is a dictionary word would garble every log line and the postmortem draft).
 MIN_SECRET_LENGTH = 6
 
-# Where the factory puts its key in a remediation link (factory.md): masked even when
+# Where the factory puts its key in a remediation link (docs/factory.md): masked even when
 # the key itself is not known (another tenant's, or not configured).
 LINK_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
     # /api/support/{key}/report/{fixCode}, also without a scheme or host.
@@ -46,9 +47,10 @@ def mask_secrets(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
-def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """`text` with the known secrets and the link-shaped keys masked."""
-    text = mask_secrets(text, secrets)
+def redact_factory_key(text: str, api_key: str | None) -> str:
+    """`text` without the factory's API key: the key itself wherever it stands (as is and
+    URL-encoded), and any key where a remediation link carries one, ours or not."""
+    text = mask_secrets(text, (api_key,))
     for pattern, replacement in LINK_SHAPES:
         text = pattern.sub(replacement, text)
     return text

@@ -1,14 +1,15 @@
 """The factory's remediation link: find it, parse it, redact it, decide if it may be fetched.
 
-factory.md lists the shapes seen in the wild:
+The shapes seen in the wild (docs/factory.md#the-remediation-link):
 
 - path:    ``https://{host}/api/support/{apiKey}/report/{fixCode}``
 - query:   ``{resolveUrl}?apiKey={apiKey}&fixCode={fixCode}`` (any host)
 - mangled: either of those with ``https//`` (no colon) for a scheme.
 
-The link carries the vendor API key, so it is a secret: `redact` before it goes
-anywhere but an authenticated operator's screen, and `followable_url` before the
-service fetches it on its own (only the factory's host or an allowed one: no SSRF).
+The link carries the vendor API key, so it is a secret: `redact_factory_key`
+(clients/redaction.py) before it goes anywhere but an authenticated operator's screen,
+and `followable_url` before the service fetches it on its own (only the factory's host
+or an allowed one: no SSRF).
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit, urlunsplit
-
-from clients import redaction
 
 LinkShape = Literal["path", "query", "mangled"]
 
@@ -51,11 +50,6 @@ def parse_link(raw: str) -> RemediationLink | None:
     """The link's shape, host and fix code; None when it is none of the known shapes."""
     parsed = _parse(raw)
     return parsed[0] if parsed is not None else None
-
-
-def redact(text: str, api_key: str | None) -> str:
-    """`text` with the API key masked: in support paths, in `apiKey=` and anywhere else."""
-    return redaction.redact(text, [api_key])
 
 
 def followable_url(raw: str, *, factory_url: str, allowed_hosts: Iterable[str]) -> str | None:

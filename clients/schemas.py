@@ -1,4 +1,4 @@
-"""Typed values exchanged with the pizza factory (factory.md, resilience.md §1)."""
+"""Typed values exchanged with the pizza factory (docs/factory.md, docs/resilience.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from enum import StrEnum
 
 
 class Outcome(StrEnum):
-    """What one factory call came to, in the order resilience.md §1 ranks them."""
+    """What one factory call came to, in the order of precedence (docs/resilience.md#outcomes)."""
 
     UNAUTHORIZED = "unauthorized"
     REJECTED = "rejected"

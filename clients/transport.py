@@ -19,7 +19,7 @@ class FactoryTransport(AiohttpTransport):
     """`AiohttpTransport`, with a refused connection reported as one, not as a timeout.
 
     httpx-aiohttp 0.2 maps every aiohttp connection error to `httpx.ConnectTimeout`; the
-    factory client tells `timeout` from `unavailable` (resilience.md §1) by that class.
+    factory client tells `timeout` from `unavailable` (docs/resilience.md#outcomes) by that class.
     """
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

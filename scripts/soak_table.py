@@ -1,4 +1,4 @@
-"""The README's figures of a `pizza soak` report, from the committed JSON:
+"""The figures of a `pizza soak` report in docs/operations.md (Soak), from the committed JSON:
 
 python scripts/soak_table.py docs/soak/soak-30min.json
 """

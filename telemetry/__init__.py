@@ -1,1 +1,1 @@
-"""Traces, metrics and logs for the service (telemetry.md), plus alerts and dashboard."""
+"""Traces, metrics and logs for the service (docs/telemetry.md), plus alerts and dashboard."""

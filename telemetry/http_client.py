@@ -1,9 +1,9 @@
-"""Client spans for the factory's calls, made at the httpx transport (telemetry.md).
+"""Client spans for the factory's calls, made at the httpx transport (docs/telemetry.md#traces).
 
 `opentelemetry-instrumentation-httpx` spent about 0.4 ms of CPU per factory call
 (header normalisation, URL parsing, attribute cleaning, two wrappers deep): a tenth of an
-order with telemetry on (issue 10). This wraps the one factory client's transport and
-does what telemetry.md asks for, once per call: a CLIENT span named by the method with
+order with telemetry on. This wraps the one factory client's transport and does what
+docs/telemetry.md#traces describes, once per call: a CLIENT span named by the method with
 the stable HTTP semantic conventions' attributes, `url.full` redacted (a remediation link
 carries the vendor key) and the W3C trace context sent to the factory. The
 instrumentation's `http.client.request.duration` is not kept: no rule or panel reads it,

@@ -67,8 +67,97 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+# Protobuf wire types: how the value after a field's tag is laid out.
+VARINT = 0
+FIXED64 = 1  # 8 bytes little-endian: fixed64, double
+LEN = 2  # a varint length, then that many bytes: a message, string or bytes
+FIXED32 = 5  # 4 bytes little-endian: fixed32
+
+
+def _tag(*, field: int, wire: int) -> bytes:
+    """A field's tag as it is written before its value: varint(field number << 3 | wire)."""
+    return _varint(field << 3 | wire)
+
+
+# Every tag this module writes, by message and field name as in opentelemetry-proto's
+# .proto files (common, resource, trace, logs, and the collector's Export*ServiceRequest).
+# Computed once here: encoding appends these bytes.
+_ID16, _ID8 = _varint(16), _varint(8)  # the length of a trace id, of a span id
+
+# common.proto AnyValue: its one value, by type.
+_ANY_STRING = _tag(field=1, wire=LEN)  # AnyValue.string_value
+_ANY_BOOL = _tag(field=2, wire=VARINT)  # AnyValue.bool_value
+_ANY_INT = _tag(field=3, wire=VARINT)  # AnyValue.int_value (int64, two's complement)
+_ANY_DOUBLE = _tag(field=4, wire=FIXED64)  # AnyValue.double_value
+_ANY_ARRAY = _tag(field=5, wire=LEN)  # AnyValue.array_value
+_ANY_KVLIST = _tag(field=6, wire=LEN)  # AnyValue.kvlist_value
+_ANY_BYTES = _tag(field=7, wire=LEN)  # AnyValue.bytes_value
+_ARRAY_VALUES = _tag(field=1, wire=LEN)  # ArrayValue.values
+_KVLIST_VALUES = _tag(field=1, wire=LEN)  # KeyValueList.values
+_KV_KEY = _tag(field=1, wire=LEN)  # KeyValue.key
+_KV_VALUE = _tag(field=2, wire=LEN)  # KeyValue.value
+_ANY_TRUE, _ANY_FALSE = _ANY_BOOL + _varint(1), _ANY_BOOL + _varint(0)
+_SCOPE_NAME = _tag(field=1, wire=LEN)  # InstrumentationScope.name
+_SCOPE_VERSION = _tag(field=2, wire=LEN)  # InstrumentationScope.version
+_SCOPE_ATTRIBUTES = _tag(field=3, wire=LEN)  # InstrumentationScope.attributes
+# resource.proto
+_RESOURCE_ATTRIBUTES = _tag(field=1, wire=LEN)  # Resource.attributes
+
+# trace.proto Span and its Event, Link and Status.
+_SPAN_TRACE_ID = _tag(field=1, wire=LEN) + _ID16  # Span.trace_id
+_SPAN_SPAN_ID = _tag(field=2, wire=LEN) + _ID8  # Span.span_id
+_SPAN_TRACE_STATE = _tag(field=3, wire=LEN)  # Span.trace_state
+_SPAN_PARENT_SPAN_ID = _tag(field=4, wire=LEN) + _ID8  # Span.parent_span_id
+_SPAN_NAME = _tag(field=5, wire=LEN)  # Span.name
+_SPAN_KIND = _tag(field=6, wire=VARINT)  # Span.kind
+_SPAN_START = _tag(field=7, wire=FIXED64)  # Span.start_time_unix_nano
+_SPAN_END = _tag(field=8, wire=FIXED64)  # Span.end_time_unix_nano
+_SPAN_ATTRIBUTES = _tag(field=9, wire=LEN)  # Span.attributes
+_SPAN_DROPPED_ATTRIBUTES = _tag(field=10, wire=VARINT)  # Span.dropped_attributes_count
+_SPAN_EVENTS = _tag(field=11, wire=LEN)  # Span.events
+_SPAN_DROPPED_EVENTS = _tag(field=12, wire=VARINT)  # Span.dropped_events_count
+_SPAN_LINKS = _tag(field=13, wire=LEN)  # Span.links
+_SPAN_DROPPED_LINKS = _tag(field=14, wire=VARINT)  # Span.dropped_links_count
+_SPAN_STATUS = _tag(field=15, wire=LEN)  # Span.status
+_SPAN_FLAGS = _tag(field=16, wire=FIXED32)  # Span.flags (two bytes: field 16 > 15)
+_EVENT_TIME = _tag(field=1, wire=FIXED64)  # Span.Event.time_unix_nano
+_EVENT_NAME = _tag(field=2, wire=LEN)  # Span.Event.name
+_EVENT_ATTRIBUTES = _tag(field=3, wire=LEN)  # Span.Event.attributes
+_EVENT_DROPPED_ATTRIBUTES = _tag(field=4, wire=VARINT)  # Span.Event.dropped_attributes_count
+_LINK_TRACE_ID = _tag(field=1, wire=LEN) + _ID16  # Span.Link.trace_id
+_LINK_SPAN_ID = _tag(field=2, wire=LEN) + _ID8  # Span.Link.span_id
+_LINK_ATTRIBUTES = _tag(field=4, wire=LEN)  # Span.Link.attributes
+_LINK_DROPPED_ATTRIBUTES = _tag(field=5, wire=VARINT)  # Span.Link.dropped_attributes_count
+_LINK_FLAGS = _tag(field=6, wire=FIXED32)  # Span.Link.flags
+_STATUS_MESSAGE = _tag(field=2, wire=LEN)  # Status.message
+_STATUS_CODE = _tag(field=3, wire=VARINT)  # Status.code
+
+# logs.proto LogRecord.
+_LOG_TIME = _tag(field=1, wire=FIXED64)  # LogRecord.time_unix_nano
+_LOG_SEVERITY_NUMBER = _tag(field=2, wire=VARINT)  # LogRecord.severity_number
+_LOG_SEVERITY_TEXT = _tag(field=3, wire=LEN)  # LogRecord.severity_text
+_LOG_BODY = _tag(field=5, wire=LEN)  # LogRecord.body
+_LOG_ATTRIBUTES = _tag(field=6, wire=LEN)  # LogRecord.attributes
+_LOG_DROPPED_ATTRIBUTES = _tag(field=7, wire=VARINT)  # LogRecord.dropped_attributes_count
+_LOG_FLAGS = _tag(field=8, wire=FIXED32)  # LogRecord.flags
+_LOG_TRACE_ID = _tag(field=9, wire=LEN) + _ID16  # LogRecord.trace_id
+_LOG_SPAN_ID = _tag(field=10, wire=LEN) + _ID8  # LogRecord.span_id
+_LOG_OBSERVED_TIME = _tag(field=11, wire=FIXED64)  # LogRecord.observed_time_unix_nano
+_LOG_EVENT_NAME = _tag(field=12, wire=LEN)  # LogRecord.event_name
+
+# The request around them; ResourceSpans and ResourceLogs (ScopeSpans and ScopeLogs) have
+# the same field numbers.
+_REQUEST_RESOURCE_ITEMS = _tag(field=1, wire=LEN)  # Export*ServiceRequest.resource_{spans,logs}
+_RESOURCE_ITEMS_RESOURCE = _tag(field=1, wire=LEN)  # Resource{Spans,Logs}.resource
+_RESOURCE_ITEMS_SCOPES = _tag(field=2, wire=LEN)  # Resource{Spans,Logs}.scope_{spans,logs}
+_RESOURCE_ITEMS_SCHEMA_URL = _tag(field=3, wire=LEN)  # Resource{Spans,Logs}.schema_url
+_SCOPE_ITEMS_SCOPE = _tag(field=1, wire=LEN)  # Scope{Spans,Logs}.scope
+_SCOPE_ITEMS_ITEMS = _tag(field=2, wire=LEN)  # Scope{Spans,Logs}.{spans,log_records}
+_SCOPE_ITEMS_SCHEMA_URL = _tag(field=3, wire=LEN)  # Scope{Spans,Logs}.schema_url
+
+
 def _field(tag: bytes, payload: bytes) -> bytes:
-    """A length-delimited field (message, string, bytes) with its one-byte tag."""
+    """A length-delimited field (message, string, bytes) after its tag."""
     return tag + _varint(len(payload)) + payload
 
 
@@ -85,7 +174,7 @@ def _key(key: str) -> bytes:
     if encoded is None:
         if len(_keys) > 4096:  # attribute keys are few; a runaway set is not kept
             _keys.clear()
-        encoded = _keys[key] = _field(b"\x0a", _text(key))
+        encoded = _keys[key] = _field(_KV_KEY, _text(key))
     return encoded
 
 
@@ -94,22 +183,23 @@ def _any_value(value: Any) -> bytes:
     if value is None:
         return b""
     if isinstance(value, bool):
-        return b"\x10\x01" if value else b"\x10\x00"
+        return _ANY_TRUE if value else _ANY_FALSE
     if isinstance(value, str):
-        return _field(b"\x0a", _text(value))
+        return _field(_ANY_STRING, _text(value))
     if isinstance(value, int):
         if value not in _INT64:
-            return _field(b"\x0a", str(value).encode())
-        return b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)
+            return _field(_ANY_STRING, str(value).encode())
+        return _ANY_INT + _varint(value & 0xFFFFFFFFFFFFFFFF)
     if isinstance(value, float):
-        return b"\x21" + _DOUBLE(value)
+        return _ANY_DOUBLE + _DOUBLE(value)
     if isinstance(value, bytes):
-        return _field(b"\x3a", value)
+        return _field(_ANY_BYTES, value)
     if isinstance(value, Sequence):
-        return _field(b"\x2a", b"".join(_field(b"\x0a", _any_value(v)) for v in value))
+        values = b"".join(_field(_ARRAY_VALUES, _any_value(v)) for v in value)
+        return _field(_ANY_ARRAY, values)
     if isinstance(value, Mapping):
-        pairs = (_key(str(k)) + _field(b"\x12", _any_value(v)) for k, v in value.items())
-        return _field(b"\x32", b"".join(_field(b"\x0a", pair) for pair in pairs))
+        pairs = (_key(str(k)) + _field(_KV_VALUE, _any_value(v)) for k, v in value.items())
+        return _field(_ANY_KVLIST, b"".join(_field(_KVLIST_VALUES, pair) for pair in pairs))
     raise TypeError(f"cannot encode a {type(value).__name__} as an OTLP value")
 
 
@@ -121,7 +211,7 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     parts = []
     for key, value in attributes.items():
         try:
-            parts.append(_field(tag, _key(key) + _field(b"\x12", _any_value(value))))
+            parts.append(_field(tag, _key(key) + _field(_KV_VALUE, _any_value(value))))
         except Exception as error:  # a value too deep or of no OTLP type; the rest is sent
             log.warning("OTLP: attribute %s left out: %s", key, error)
     return b"".join(parts)
@@ -140,48 +230,49 @@ def _span(span: ReadableSpan) -> bytes:
     context = span.get_span_context()
     assert context is not None  # a span the SDK ended always has one
     parts = [
-        b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
-        b"\x12\x08" + context.span_id.to_bytes(8, "big"),
+        _SPAN_TRACE_ID + context.trace_id.to_bytes(16, "big"),
+        _SPAN_SPAN_ID + context.span_id.to_bytes(8, "big"),
     ]
     if context.trace_state:
-        parts.append(
-            _field(b"\x1a", _text(",".join(f"{k}={v}" for k, v in context.trace_state.items())))
-        )
+        state = ",".join(f"{k}={v}" for k, v in context.trace_state.items())
+        parts.append(_field(_SPAN_TRACE_STATE, _text(state)))
     if span.parent is not None:
-        parts.append(b"\x22\x08" + span.parent.span_id.to_bytes(8, "big"))
+        parts.append(_SPAN_PARENT_SPAN_ID + span.parent.span_id.to_bytes(8, "big"))
     if span.name:
-        parts.append(_field(b"\x2a", _text(span.name)))
-    parts.append(b"\x30" + _ONE_BYTE[span.kind.value + 1])
+        parts.append(_field(_SPAN_NAME, _text(span.name)))
+    # SpanKind: the SDK's enum counts from 0, OTLP's from 1 (0 is "unspecified").
+    parts.append(_SPAN_KIND + _ONE_BYTE[span.kind.value + 1])
     if span.start_time:
-        parts.append(b"\x39" + _I64(span.start_time))
+        parts.append(_SPAN_START + _I64(span.start_time))
     if span.end_time:
-        parts.append(b"\x41" + _I64(span.end_time))
-    parts.append(_attributes(b"\x4a", span.attributes))
-    parts.append(_count(b"\x50", span.dropped_attributes))
+        parts.append(_SPAN_END + _I64(span.end_time))
+    parts.append(_attributes(_SPAN_ATTRIBUTES, span.attributes))
+    parts.append(_count(_SPAN_DROPPED_ATTRIBUTES, span.dropped_attributes))
     for event in span.events:
-        body = b"\x09" + _I64(event.timestamp) if event.timestamp else b""
+        body = _EVENT_TIME + _I64(event.timestamp) if event.timestamp else b""
         if event.name:
-            body += _field(b"\x12", _text(event.name))
-        body += _attributes(b"\x1a", event.attributes) + _count(b"\x20", event.dropped_attributes)
-        parts.append(_field(b"\x5a", body))
-    parts.append(_count(b"\x60", span.dropped_events))
+            body += _field(_EVENT_NAME, _text(event.name))
+        body += _attributes(_EVENT_ATTRIBUTES, event.attributes)
+        body += _count(_EVENT_DROPPED_ATTRIBUTES, event.dropped_attributes)
+        parts.append(_field(_SPAN_EVENTS, body))
+    parts.append(_count(_SPAN_DROPPED_EVENTS, span.dropped_events))
     for link in span.links:
         body = (
-            b"\x0a\x10"
+            _LINK_TRACE_ID
             + link.context.trace_id.to_bytes(16, "big")
-            + b"\x12\x08"
+            + _LINK_SPAN_ID
             + link.context.span_id.to_bytes(8, "big")
-            + _attributes(b"\x22", link.attributes)
-            + _count(b"\x28", link.dropped_attributes)
-            + b"\x35"
+            + _attributes(_LINK_ATTRIBUTES, link.attributes)
+            + _count(_LINK_DROPPED_ATTRIBUTES, link.dropped_attributes)
+            + _LINK_FLAGS
             + _span_flags(link.context)
         )
-        parts.append(_field(b"\x6a", body))
-    parts.append(_count(b"\x70", span.dropped_links))
+        parts.append(_field(_SPAN_LINKS, body))
+    parts.append(_count(_SPAN_DROPPED_LINKS, span.dropped_links))
     status = span.status
-    body = _field(b"\x12", _text(status.description)) if status.description else b""
-    parts.append(_field(b"\x7a", body + _count(b"\x18", status.status_code.value)))
-    parts.append(b"\x85\x01" + _span_flags(span.parent))
+    body = _field(_STATUS_MESSAGE, _text(status.description)) if status.description else b""
+    parts.append(_field(_SPAN_STATUS, body + _count(_STATUS_CODE, status.status_code.value)))
+    parts.append(_SPAN_FLAGS + _span_flags(span.parent))
     return b"".join(parts)
 
 
@@ -190,35 +281,35 @@ def _log_record(readable: ReadableLogRecord) -> bytes:
     record = readable.log_record
     parts = []
     if record.timestamp:
-        parts.append(b"\x09" + _I64(record.timestamp))
+        parts.append(_LOG_TIME + _I64(record.timestamp))
     severity = getattr(record.severity_number, "value", 0)
-    parts.append(_count(b"\x10", severity))
+    parts.append(_count(_LOG_SEVERITY_NUMBER, severity))
     if record.severity_text:
-        parts.append(_field(b"\x1a", _text(record.severity_text)))
-    parts.append(_field(b"\x2a", _any_value(record.body)))
-    parts.append(_attributes(b"\x32", record.attributes))
-    parts.append(_count(b"\x38", readable.dropped_attributes))
+        parts.append(_field(_LOG_SEVERITY_TEXT, _text(record.severity_text)))
+    parts.append(_field(_LOG_BODY, _any_value(record.body)))
+    parts.append(_attributes(_LOG_ATTRIBUTES, record.attributes))
+    parts.append(_count(_LOG_DROPPED_ATTRIBUTES, readable.dropped_attributes))
     flags = int(record.trace_flags or 0)
     if flags:
-        parts.append(b"\x45" + _I32(flags))
+        parts.append(_LOG_FLAGS + _I32(flags))
     if record.trace_id:
-        parts.append(b"\x4a\x10" + record.trace_id.to_bytes(16, "big"))
+        parts.append(_LOG_TRACE_ID + record.trace_id.to_bytes(16, "big"))
     if record.span_id:
-        parts.append(b"\x52\x08" + record.span_id.to_bytes(8, "big"))
+        parts.append(_LOG_SPAN_ID + record.span_id.to_bytes(8, "big"))
     if record.observed_timestamp:
-        parts.append(b"\x59" + _I64(record.observed_timestamp))
+        parts.append(_LOG_OBSERVED_TIME + _I64(record.observed_timestamp))
     if record.event_name:
-        parts.append(_field(b"\x62", _text(record.event_name)))
+        parts.append(_field(_LOG_EVENT_NAME, _text(record.event_name)))
     return b"".join(parts)
 
 
 def _scope(scope: InstrumentationScope | None) -> bytes:
     if scope is None:
         return b""
-    body = _field(b"\x0a", _text(scope.name)) if scope.name else b""
+    body = _field(_SCOPE_NAME, _text(scope.name)) if scope.name else b""
     if scope.version:
-        body += _field(b"\x12", _text(scope.version))
-    return body + _attributes(b"\x1a", scope.attributes)
+        body += _field(_SCOPE_VERSION, _text(scope.version))
+    return body + _attributes(_SCOPE_ATTRIBUTES, scope.attributes)
 
 
 def _request(
@@ -227,8 +318,7 @@ def _request(
     encode: Callable[[T], bytes],
 ) -> bytes:
     """An Export*ServiceRequest: items grouped by resource, then by scope, in the order
-    first seen (resource_{spans,logs} = 1, its resource = 1 and scope_* = 2; a scope_*'s
-    scope = 1 and its items = 2; schema_url = 3 in both)."""
+    first seen."""
     # By identity: the SDK's Resource hashes through json.dumps, and a batch's items share
     # one resource and a few scopes.
     groups: dict[int, tuple[Resource, dict[int, tuple[InstrumentationScope | None, list[bytes]]]]]
@@ -236,18 +326,20 @@ def _request(
     for item in items:
         resource, scope = where(item)
         scopes = groups.setdefault(id(resource), (resource, {}))[1]
-        scopes.setdefault(id(scope), (scope, []))[1].append(_field(b"\x12", encode(item)))
+        encoded = scopes.setdefault(id(scope), (scope, []))[1]
+        encoded.append(_field(_SCOPE_ITEMS_ITEMS, encode(item)))
     out = []
     for resource, scopes in groups.values():
-        body = _field(b"\x0a", _attributes(b"\x0a", resource.attributes))
+        attributes = _attributes(_RESOURCE_ATTRIBUTES, resource.attributes)
+        body = _field(_RESOURCE_ITEMS_RESOURCE, attributes)
         for scope, encoded in scopes.values():
-            scoped = _field(b"\x0a", _scope(scope)) + b"".join(encoded)
+            scoped = _field(_SCOPE_ITEMS_SCOPE, _scope(scope)) + b"".join(encoded)
             if scope is not None and scope.schema_url:
-                scoped += _field(b"\x1a", _text(scope.schema_url))
-            body += _field(b"\x12", scoped)
+                scoped += _field(_SCOPE_ITEMS_SCHEMA_URL, _text(scope.schema_url))
+            body += _field(_RESOURCE_ITEMS_SCOPES, scoped)
         if resource.schema_url:
-            body += _field(b"\x1a", _text(resource.schema_url))
-        out.append(_field(b"\x0a", body))
+            body += _field(_RESOURCE_ITEMS_SCHEMA_URL, _text(resource.schema_url))
+        out.append(_field(_REQUEST_RESOURCE_ITEMS, body))
     return b"".join(out)
 
 

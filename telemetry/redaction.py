@@ -1,6 +1,6 @@
 """Secret-free text: what the log filter and the HTTP client spans both apply.
 
-The vendor API key sits inside the factory's remediation links (factory.md), so
+The vendor API key sits inside the factory's remediation links (docs/factory.md), so
 the link shapes are redacted structurally, even where the key itself is not known.
 """
 

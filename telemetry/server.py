@@ -2,8 +2,8 @@
 
 `opentelemetry-instrumentation-fastapi` matched every request against every route a
 second time to name it, cleaned and hashed its attributes twice and wrapped each ASGI
-message; on `GET /api/order/menu` it was half of the service's CPU (issue 10). This does
-what telemetry.md asks for, once per request:
+message; on `GET /api/order/menu` it was half of the service's CPU. This does what
+docs/telemetry.md describes, once per request:
 
 - `http.server.request.duration` (seconds, stable HTTP semantic conventions: method,
   route template, status code, scheme), for every request but the probes;

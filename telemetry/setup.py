@@ -1,4 +1,4 @@
-"""Providers, exporters and instrumentation, built per app (telemetry.md, Export).
+"""Providers, exporters and instrumentation, built per app (docs/telemetry.md).
 
 Nothing here touches the OpenTelemetry globals: one test process builds many
 apps, and each app's lifespan owns its providers and shuts them down.
@@ -118,27 +118,18 @@ def _resource(service_version: str, environment: str) -> Resource:
     return resource
 
 
-def setup_telemetry(
-    *,
-    service_version: str,
-    environment: str,
-    prometheus: bool = True,
-    span_exporter: SpanExporter | None = None,
-) -> Telemetry:
-    """New providers for one app; OTLP exporters only for configured endpoints.
+def _tracer_provider(
+    resource: Resource,
+    internals: Internals,
+    exported: list[str],
+    span_exporter: SpanExporter | None,
+) -> tuple[TracerProvider, bool]:
+    """The tracer provider, and whether it records spans at all.
 
-    The exporters read OpenTelemetry's standard variables themselves (endpoint,
-    headers, timeout, ...). Call ``configure_logging`` before this to see the
-    line that says what is exported.
+    Spans that no processor will ever see cost about a fifth of an order's CPU (pizza
+    bench, py-spy): with nowhere to send them they are not recorded. Their ids are still
+    made, so log records keep their trace and span ids.
     """
-    internals = otel_internals.check()
-    _stable_http_conventions(internals)
-    exported = [s for s in _SIGNALS if _endpoint_configured(s)]
-    resource = _resource(service_version, environment)
-
-    # Spans that no processor will ever see cost about a fifth of an order's CPU (pizza
-    # bench, py-spy): with nowhere to send them they are not recorded. Their ids are still
-    # made, so log records keep their trace and span ids.
     spans_wanted = "traces" in exported or span_exporter is not None
     tracer_provider = TracerProvider(
         resource=resource,
@@ -150,7 +141,14 @@ def setup_telemetry(
         tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     if span_exporter is not None:
         tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    return tracer_provider, spans_wanted
 
+
+def _meter_provider(
+    resource: Resource, exported: list[str], prometheus: bool
+) -> tuple[MeterProvider, CollectorRegistry | None]:
+    """The meter provider with its readers (OTLP, Prometheus), and the Prometheus registry
+    that ``/metrics`` renders when Prometheus is on."""
     readers: list[MetricReader] = []
     if "metrics" in exported:
         # The SDK's 60 s default leaves the alerts' 5-minute windows too few points;
@@ -178,13 +176,23 @@ def setup_telemetry(
         exemplar_filter=exemplars,
         shutdown_on_exit=False,
     )
+    return meter_provider, registry
 
-    logger_provider: LoggerProvider | None = None
-    if "logs" in exported:
-        logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-        logs = internals.otlp_exporter(LeanLogExporter, OTLPLogExporter)
-        logger_provider.add_log_record_processor(BatchLogRecordProcessor(logs))
 
+def _logger_provider(
+    resource: Resource, internals: Internals, exported: list[str]
+) -> LoggerProvider | None:
+    """A logger provider only when logs are exported over OTLP."""
+    if "logs" not in exported:
+        return None
+    logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    logs = internals.otlp_exporter(LeanLogExporter, OTLPLogExporter)
+    logger_provider.add_log_record_processor(BatchLogRecordProcessor(logs))
+    return logger_provider
+
+
+def _announce(exported: list[str], internals: Internals, prometheus: bool) -> None:
+    """One log line each for what is exported, what is not, and any fallback taken."""
     if exported:
         log.info("OpenTelemetry: exporting %s over OTLP/HTTP", ", ".join(exported))
     warning = internals.warning()
@@ -198,6 +206,29 @@ def setup_telemetry(
             missing,
             "; /metrics still serves Prometheus" if prometheus else "",
         )
+
+
+def setup_telemetry(
+    *,
+    service_version: str,
+    environment: str,
+    prometheus: bool = True,
+    span_exporter: SpanExporter | None = None,
+) -> Telemetry:
+    """New providers for one app; OTLP exporters only for configured endpoints.
+
+    The exporters read OpenTelemetry's standard variables themselves (endpoint,
+    headers, timeout, ...). Call ``configure_logging`` before this to see the
+    line that says what is exported.
+    """
+    internals = otel_internals.check()
+    _stable_http_conventions(internals)
+    exported = [s for s in _SIGNALS if _endpoint_configured(s)]
+    resource = _resource(service_version, environment)
+    tracer_provider, spans_wanted = _tracer_provider(resource, internals, exported, span_exporter)
+    meter_provider, registry = _meter_provider(resource, exported, prometheus)
+    logger_provider = _logger_provider(resource, internals, exported)
+    _announce(exported, internals, prometheus)
 
     meter = meter_provider.get_meter(TRACER_NAME, service_version)
     return Telemetry(
@@ -254,7 +285,7 @@ def instrument_engine(engine: AsyncEngine, telemetry: Telemetry) -> None:
     instrumentor = SQLAlchemyInstrumentor()
     conflict = get_dependency_conflicts(instrumentor.instrumentation_dependencies())
     if conflict is not None:
-        # The instrumentor itself would silently do nothing here (telemetry.md).
+        # The instrumentor itself would silently do nothing here.
         log.warning("SQLAlchemy instrumentation: %s; database spans may be missing", conflict)
     _instrumented_engines.add(sync_engine)
     if not telemetry.internals.has(ENGINE_TRACER):

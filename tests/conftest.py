@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.main import create_app
 from clients.clock import SYSTEM_CLOCK, Clock
-from clients.simulator import SimulatorConfig, create_simulator_app
+from factory_sim import SimulatorConfig, create_simulator_app
 from tests.utils.builders import Api
 from tests.utils.servers import PrivateRedis, serve_in_thread
 from tests.utils.simulator import end_chaos

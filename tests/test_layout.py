@@ -1,5 +1,5 @@
-"""The tree's own rules (issue 12), read from the source: small modules and functions in
-the service and its clients, and layers that only import downwards."""
+"""The tree's own rules, read from the source: small modules and short functions in every
+package of the tree and in the scripts, and layers that only import downwards."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKED = ("app", "clients")
+# Every top-level package, and the scripts beside them: each folder is checked on its own
+# (test_each_checked_folder_has_modules), so a renamed or emptied one fails loudly.
+CHECKED = ("app", "clients", "factory_sim", "telemetry", "pizza_tools", "scripts")
 MODULE_MAX_LINES = 400
 FUNCTION_MAX_LINES = 60
 # Tables of data, not logic: Alembic's migrations write out the schema as it was.
 EXEMPT = ("app/migrations/",)
 # Lower layers never import the service (app/): it is built on them, not they on it.
-NO_APP_IMPORTS = ("clients", "telemetry")
+NO_APP_IMPORTS = ("clients", "factory_sim", "telemetry")
 
 
 def _modules(*packages: str) -> list[Path]:
@@ -85,7 +87,18 @@ def test_the_service_never_imports_the_tools() -> None:
     assert imports == {}
 
 
-def test_the_checks_see_the_tree() -> None:
+def test_every_top_level_package_is_checked() -> None:
+    """A new package beside app/ is held to the same rules from its first commit."""
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests"}
+    assert packages <= set(CHECKED), f"add {sorted(packages - set(CHECKED))} to CHECKED"
+
+
+@pytest.mark.parametrize("folder", CHECKED)
+def test_each_checked_folder_has_modules(folder: str) -> None:
     """The rules above read real files: an empty glob would pass them all."""
-    assert len(_modules(*CHECKED)) > 40
+    assert _modules(folder), f"{folder}/ holds no Python module: is CHECKED out of date?"
+
+
+def test_the_checks_see_the_tree() -> None:
+    assert len(_modules(*CHECKED)) > 100
     assert any(p.name == "workflow.py" for p in _modules("app"))

@@ -1,4 +1,6 @@
-"""The `pizza` command. Exit codes: 0 ok, 2 usage or configuration, 1 other.
+"""The `pizza` command (docs/operations.md#commands).
+
+Exit codes: 0 ok, 2 usage or configuration, 1 other.
 
 common.py holds what every command shares, serving.py runs the service and the factory
 simulator, operators.py holds what an operator asks of a database (accounts, incident

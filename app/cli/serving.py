@@ -21,7 +21,7 @@ import uvloop
 from app.cli.common import cli, fail, load_settings, prepare_database
 from app.cli.workers import supervise
 from app.config import Settings
-from clients.simulator import SimulatorConfig, create_simulator_app
+from factory_sim import SimulatorConfig, create_simulator_app
 from telemetry.logging import configure_logging, log_source
 
 

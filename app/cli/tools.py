@@ -24,7 +24,7 @@ def bench(
         bool, typer.Option(help="with --profile: telemetry exported to a local sink")
     ] = False,
 ) -> None:
-    """Benchmark the service against the factory simulator (docs/benchmarks)."""
+    """Benchmark the service against the factory simulator (README, Performance)."""
     from pathlib import Path
 
     from pizza_tools.bench.runner import bench_command

@@ -1,5 +1,5 @@
-"""Chaos the factory reports in its vendor record (resilience.md §4b): read off the order
-path, shown at /factory/status, told once per distinct chaos and phase.
+"""Chaos the factory reports in its vendor record (docs/resilience.md#chaos-the-factory-reports):
+read off the order path, shown at /factory/status, told once per distinct chaos and phase.
 
 The real factory keeps a fixed chaos in the record (`{"type": "none", ..., "fixDate"}`)
 until its admin removes it: only a chaos of a real type, without a fix, is in force.
@@ -24,7 +24,8 @@ from telemetry.metrics import CHAOS_TYPES, PizzaMetrics
 log = logging.getLogger("app.factory")
 
 # A failed or timed-out call reads the vendor record at once, then at most this often
-# while failures go on (resilience.md §4b: the throttle's first late answer takes 32 s); a
+# while failures go on (the throttle's first late answer takes 32 s, the record says so at
+# once: docs/resilience.md#chaos-the-factory-reports); a
 # read asked for sooner is made when this has passed.
 CHAOS_READ_MIN_S = 5.0
 CHAOS_PHASES = ("scheduled", "running")

@@ -1,8 +1,13 @@
-"""The remediation link (resilience.md §3, §5): stored once in the database so replicas
-and restarts see it, followed by the service when its host is the factory's (automatic
-remediation) or when an operator asks, and moot once the factory makes a clean pizza.
+"""The remediation link: stored once in the database so replicas and restarts see it,
+followed by the service when its host is the factory's (automatic remediation) or when an
+operator asks, and moot once the factory makes a clean pizza (docs/resilience.md).
 A remediation made on another replica reaches this one's breaker through Redis, or,
-while Redis cannot tell it, from the database (`watch_forever`)."""
+while Redis cannot tell it, from the database (`watch_forever`).
+
+Order matters when a follow resolves the chaos: the breaker is half-opened first, and only
+then is the remediation recorded as done. Whoever sees it done (an operator, the pending
+orders it frees, another replica's watch) then finds a breaker that lets a probe in, never
+a resolved remediation behind a breaker still refusing every call."""
 
 from __future__ import annotations
 
@@ -234,6 +239,9 @@ class RemediationLinks:
             attempt.status_code = answer.status_code
             attempt.message = answer.message[:300]
             attempt.resolved = answer.resolved
+        if attempt.resolved:
+            # Before it is recorded as done: see the module docstring.
+            await self._breaker.half_open()
         async with self._sessions() as session:
             session.add(attempt)
             if attempt.resolved:
@@ -273,7 +281,6 @@ class RemediationLinks:
             )
             await session.commit()
         self._metrics.set_remediation_pending(waiting is not None)
-        await self._breaker.half_open()
         self._read_chaos_now()  # the chaos should be over: say so when it is
 
     async def watch_forever(self) -> None:

@@ -1,4 +1,4 @@
-"""What operators need to know about the factory (resilience.md §3, §5).
+"""What operators need to know about the factory (docs/resilience.md#remediation).
 
 `FactoryOps` keeps the facts `/factory/status` shows: recent outcomes, the last success
 and failure, whether our API key is refused, the chaos the factory reports (chaos.py)
@@ -30,7 +30,7 @@ from app.models import (
 )
 from app.supervisor import Heartbeat
 from clients.breaker import BreakerState
-from clients.remediation import redact
+from clients.redaction import redact_factory_key
 from clients.schemas import FactoryResult, Outcome
 
 log = logging.getLogger("app.factory")
@@ -81,7 +81,7 @@ class FactoryOps:
         self.links = RemediationLinks(
             context,
             tracer=self._tracer,
-            redact=self.redact,
+            redact=self.redact_factory_key,
             spawn=self._spawn,
             event=self._event,
             store_event=self._store_event,
@@ -151,8 +151,9 @@ class FactoryOps:
             self._event_soon(FactoryEvent(kind=EventKind.CONFIG_FAULT, detail=fault))
         self.config_fault = fault
 
-    def redact(self, text: str) -> str:
-        return redact(text, self._api_key)
+    def redact_factory_key(self, text: str) -> str:
+        """`text` without our factory API key (nor any key a remediation link carries)."""
+        return redact_factory_key(text, self._api_key)
 
     # -- the start-up and periodic probe -------------------------------------------------
 
@@ -211,9 +212,9 @@ class FactoryOps:
         await self._store_event(FactoryEvent(kind=kind, detail=detail, user_id=user_id))
 
     async def _store_event(self, event: FactoryEvent) -> None:
-        event.detail = self.redact(event.detail)
+        event.detail = self.redact_factory_key(event.detail)
         if event.link is not None:
-            event.link = self.redact(event.link)
+            event.link = self.redact_factory_key(event.link)
         async with self._sessions() as session:
             session.add(event)
             await session.commit()

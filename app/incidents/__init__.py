@@ -1,4 +1,6 @@
-"""Factory incidents (issue 6): the service's own record of each factory outage.
+"""Factory incidents: the service's own record of each factory outage.
+
+See docs/resilience.md#incidents.
 
 - recorder.py: opens, joins, reopens and closes incidents from the factory events
   (`IncidentRecorder.on_event`, fed by FactoryOps), and pages through webhook.py.

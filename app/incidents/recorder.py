@@ -1,4 +1,4 @@
-"""Incidents as data: the service keeps its own record of each factory outage (issue 6).
+"""Incidents as data: the service keeps its own record of each factory outage.
 
 An incident opens at the first sign of a factory fault: the breaker leaves closed, a
 remediation link appears, or the factory refuses our key (`unauthorized`). It closes when
@@ -46,7 +46,7 @@ from app.incidents.webhook import WEBHOOK_TIMEOUT_S, Delivery, Message, WebhookP
 from app.models import EventKind, FactoryEvent, Incident, RemediationLink
 from app.times import iso
 from clients.clock import SYSTEM_CLOCK, Clock
-from clients.remediation import redact
+from clients.redaction import redact_factory_key
 
 log = logging.getLogger("app.incidents")
 
@@ -75,7 +75,7 @@ def create_recorder(
         pager=pager,
         pager_http=http,
         public_url=public_url or DEFAULT_PUBLIC_URL,
-        redact=functools.partial(redact, api_key=api_key),
+        redact=functools.partial(redact_factory_key, api_key=api_key),
     )
 
 

@@ -1,6 +1,7 @@
-"""A postmortem draft of one recorded incident, in Markdown (issue 6).
+"""A postmortem draft of one recorded incident, in Markdown.
 
-The sections are the seed postmortem's template (incident-2024-12-05.md). Every fact the
+The sections are those of a common postmortem template (SECTIONS; docs/incident-example.md
+shows a draft). Every fact the
 service recorded is filled in, in UTC; what only a person can judge (severity, root cause
 beyond the factory's answer, what to change, action items) is left as a marked prompt,
 never invented. The draft carries no secret: links are stored redacted, and the whole
@@ -11,6 +12,8 @@ For `pizza drill` (and anything else that ends an incident on purpose):
     text = await latest_report(services.sessions, status_page=..., secrets=settings.secrets())
 
 or, from settings alone (opens and closes its own engine), `report_from_settings(settings)`.
+The draft says when it was written by the clock it is given (clients/clock.py), the
+service's own by default, as every other time the service records.
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ from app.incidents.view import (
     get_incident,
     load_view,
 )
-from app.models import EventKind, Incident, utcnow
+from app.models import EventKind, Incident
 from clients.breaker import BreakerState
+from clients.clock import SYSTEM_CLOCK, Clock
 from telemetry.redaction import redact_text
 
 TO_FILL = "**[to fill in]**"
@@ -109,11 +113,12 @@ def render_report(
     earlier: Iterable[Incident] = (),
     status_page: str = f"{DEFAULT_PUBLIC_URL}/factory/status",
     secrets: Iterable[str] = (),
-    written_at: datetime | None = None,
+    written_at: datetime,
 ) -> str:
-    """The Markdown draft for one incident (see the module docstring)."""
+    """The Markdown draft for one incident (see the module docstring), written at
+    ``written_at`` (the caller's clock)."""
     out = [
-        *_title(view, written_at or utcnow()),
+        *_title(view, written_at),
         *_summary(view),
         *_detection(view, status_page),
         *_impact(view),
@@ -313,9 +318,10 @@ async def incident_report(
     *,
     status_page: str = f"{DEFAULT_PUBLIC_URL}/factory/status",
     secrets: Iterable[str] = (),
+    clock: Clock = SYSTEM_CLOCK,
 ) -> str | None:
     """The draft for one incident (the latest when `incident_id` is None); None if none."""
-    now = utcnow()
+    now = clock.now()
     async with sessions() as session:
         incident = await get_incident(session, incident_id)
         if incident is None:
@@ -332,9 +338,12 @@ async def latest_report(
     *,
     status_page: str = f"{DEFAULT_PUBLIC_URL}/factory/status",
     secrets: Iterable[str] = (),
+    clock: Clock = SYSTEM_CLOCK,
 ) -> str | None:
     """The draft for the latest incident, e.g. the one a drill just caused."""
-    return await incident_report(sessions, None, status_page=status_page, secrets=secrets)
+    return await incident_report(
+        sessions, None, status_page=status_page, secrets=secrets, clock=clock
+    )
 
 
 async def report_from_settings(settings: Settings, incident_id: int | None = None) -> str | None:

@@ -1,4 +1,4 @@
-"""The direct page: incident messages POSTed to ALERT_WEBHOOK_URL (operations.md).
+"""The direct page: incident messages POSTed to ALERT_WEBHOOK_URL (docs/operations.md#settings).
 
 It reaches a person even when the metrics pipeline is the thing that is silent. It never
 costs an order anything: `send` only queues (a bounded queue; when full the message is

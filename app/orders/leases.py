@@ -1,4 +1,4 @@
-"""Claim leases kept alive while their factory call runs (resilience.md §4, issue 13).
+"""Claim leases kept alive while their factory call runs (docs/resilience.md#claim-leases).
 
 An order being attempted is leased to this process (`claimed_until`) so that no other
 replica calls the factory for it at the same time. The lease is short (CLAIM_LEASE_S) and
@@ -59,5 +59,5 @@ class LeaseKeeper:
                 delay = min(RETRY_S, self.period_s)
                 # The database is away: the leases run on; if it stays away longer than
                 # the lease another replica may retry an order (one pizza per order holds:
-                # the first answer recorded wins; resilience.md accepts a rare second).
+                # the first answer recorded wins; a rare second factory call is accepted).
                 log.error("could not renew the claim leases: %s", exc)

@@ -33,6 +33,10 @@ class PlacedOrder:
     # client that asked for respond-async), recorded with `deferred_at`; None when no
     # customer waits for this attempt (the retry worker's).
     pending_answer: int | None = None
+    # Whether a slow pizza counts as a failure for the breaker. Not for an order the retry
+    # worker's drain tries while it has grown past its first round: the slowness is then
+    # the drain's own load, which it answers by trying fewer at once (app/orders/drain.py).
+    slow_counts: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,11 @@
 """Placing an order: validate, honour the idempotency key, store, then one attempt.
 
-A pending order is answered as the client asked (RFC 7240, api.md "POST /api/order"):
-202 to a client that sent `Prefer: respond-async`, else 503 with `Retry-After`, so a
-front end that reads any 2xx as "made" never shows a pizza that is not there. While
-the factory is known to answer slowly, a respond-async order is answered 202 at once
-and its attempt goes on in the background.
+A pending order is answered as the client asked (the `Prefer` header of RFC 7240; see
+`POST /api/order` in docs/http-api.md): 202 to a client that sent
+`Prefer: respond-async`, else 503 with `Retry-After`, so a front end that reads any 2xx
+as "made" never shows a pizza that is not there. While the factory is known to answer
+slowly, a respond-async order is answered 202 at once and its attempt goes on in the
+background.
 
 "Pay" pressed again within PENDING_TWIN_WINDOW (a keyless order identical to one the
 same diner placed) is answered with that order, its open twin, as it is now: while it
@@ -30,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from enum import Enum
 from typing import Any, NamedTuple, Protocol
 
 from app.errors import BadRequest, Conflict
@@ -133,21 +135,27 @@ def _stored_answer(order: StoredOrder, asked: Asked) -> Answer:
     return answer(order, [PlacedItem(*item) for item in order.items], asked)
 
 
-# What an insert that was refused met: the diner's earlier order with this key or this
-# keyless twin, answered as it stands; or nothing, when the earlier one was let go
-# (expired) and the order may be stored anew.
-_LET_GO = None
+class NoEarlier(Enum):
+    """Why a refused insert has no earlier order to answer with (else it has its Answer).
+
+    Both let the caller go on: a missing store is then said as such, and otherwise the
+    order is stored anew. They are told apart for the reader, and for a caller that ever
+    needs to act on the difference.
+    """
+
+    NOT_FOUND = "not found"  # no earlier order with this key, nor an open twin
+    LET_GO = "let go"  # there was one, too old to be this order: its key or twin is cleared
 
 
 async def _earlier_by_key(
     store: OrderStore, diner_id: int, key: str, digest: str, asked: Asked, now: datetime
-) -> Answer | None:
+) -> Answer | NoEarlier:
     existing = await store.find_order(diner_id=diner_id, key=key)
     if existing is None:
-        return None
+        return NoEarlier.NOT_FOUND
     if existing.date < now - IDEMPOTENCY_WINDOW:
         await store.forget_key(existing.id)  # expired: the key may name a new order
-        return _LET_GO
+        return NoEarlier.LET_GO
     if existing.request_hash != digest:
         raise Conflict("Idempotency-Key was already used for a different order")
     # The key's first request may still be waiting for the factory: its answer is this one.
@@ -155,23 +163,30 @@ async def _earlier_by_key(
 
 
 async def _earlier_twin(
-    services: Services, diner_id: int, digest: str, asked: Asked, now: datetime, *, met: bool
-) -> Answer | None:
+    services: Services,
+    diner_id: int,
+    digest: str,
+    asked: Asked,
+    now: datetime,
+    *,
+    only_open: bool,
+) -> Answer | NoEarlier:
     """The answer of the keyless order this one repeats, once that has its first answer.
 
     A twin older than PENDING_TWIN_WINDOW is let go (its `twin_hash` cleared): the new
-    order is then stored beside it. Without ``met``, the open twin (models.OPEN_TWIN);
-    with it (the insert met an open twin): the newest twin whatever its state, since it
-    may have been shown meanwhile and the press repeated it all the same. A made twin
-    answered here is shown to its customer: the next press is a new order.
+    order is then stored beside it. With ``only_open``, the open twin only
+    (models.OPEN_TWIN); without it (the insert met an open twin): the newest twin
+    whatever its state, since it may have been shown meanwhile and the press repeated it
+    all the same. A made twin answered here is shown to its customer: the next press is
+    a new order.
     """
     store = services.store
-    twin = await store.find_order(diner_id=diner_id, twin_hash=digest, open_twin=not met)
+    twin = await store.find_order(diner_id=diner_id, twin_hash=digest, open_twin=only_open)
     if twin is None:
-        return None
+        return NoEarlier.NOT_FOUND
     if twin.date < now - PENDING_TWIN_WINDOW:
         await store.forget_twin(twin.id)
-        return _LET_GO
+        return NoEarlier.LET_GO
     twin = await _first_answer_of(store, twin, asked.twin_wait_s)
     services.metrics.order_twin(twin.status)
     answered = _stored_answer(twin, asked)
@@ -285,7 +300,7 @@ async def _insert(
         earlier = await _earlier(
             services, new.diner_id, idempotency_key, new.request_hash, asked, inserted, now
         )
-        if earlier is not None:
+        if not isinstance(earlier, NoEarlier):
             return earlier
         if inserted is InsertRefused.STORE_MISSING:
             raise BadRequest("storeId: no such store in this franchise")
@@ -342,16 +357,15 @@ async def _earlier(
     asked: Asked,
     refused: InsertRefused,
     now: datetime,
-) -> Answer | None:
+) -> Answer | NoEarlier:
     """The answer of the earlier order that a refused insert met (the same key, or the
-    same keyless order while open), or None when there is none (a missing store) or it
-    was let go."""
+    same keyless order while open), or why there is none to answer with."""
     if idempotency_key:
         return await _earlier_by_key(services.store, diner_id, idempotency_key, digest, asked, now)
-    # A missing store meets no twin in the insert: look for an open one, as "Pay"
-    # pressed again would find it.
-    met = refused is InsertRefused.TAKEN
-    return await _earlier_twin(services, diner_id, digest, asked, now, met=met)
+    # A missing store meets no twin in the insert: look for an open one only, as "Pay"
+    # pressed again would find it. An insert refused as TAKEN met an open twin.
+    only_open = refused is InsertRefused.STORE_MISSING
+    return await _earlier_twin(services, diner_id, digest, asked, now, only_open=only_open)
 
 
 def _with(order: PlacedOrder, attempt: Attempt) -> PlacedOrder:

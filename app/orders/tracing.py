@@ -1,4 +1,4 @@
-"""What an order's trace says happened to it (telemetry.md, traces).
+"""What an order's trace says happened to it (docs/telemetry.md#traces).
 
 Events on the spans that already exist (the request's server span, the worker's
 ``pizza.retry``, ``pizza.create``): no span is added per request. An order keeps the

@@ -1,4 +1,6 @@
-"""The retry worker: pending orders are made as soon as the factory lets us (resilience.md §4).
+"""The retry worker: pending orders are made as soon as the factory lets us.
+
+See docs/resilience.md#pending-orders-and-the-retry-worker.
 
 It wakes on work, not on a timer alone: when this process leaves an order pending (the
 workflow tells it when that order may be tried again), when the breaker changes state,
@@ -6,6 +8,10 @@ and when an operator or a remediation asks. Otherwise it sleeps until the earlie
 order, the breaker's next probe, or IDLE_POLL_S, whichever comes first: the poll is what
 finds orders that another replica left (or a replica that died, once its lease ends), and
 an idle service makes one small read every IDLE_POLL_S.
+
+A backlog is drained in rounds that start small whenever the breaker changes state and
+grow while the factory answers fast (app/orders/drain.py): the whole backlog at once
+would slow the factory down enough to reopen the breaker just closed.
 
 A cycle that did something (orders expired, orders claimed and tried) is one trace,
 ``pizza.worker.cycle``; each attempt in it is a ``pizza.retry`` span linked to the
@@ -23,6 +29,7 @@ from datetime import datetime, timedelta
 from opentelemetry.trace import Tracer
 
 from app.config import Settings
+from app.orders.drain import Answer, DrainWindow
 from app.orders.placed import PlacedItem, PlacedOrder
 from app.orders.tracing import links_to
 from app.orders.workflow import OrderWorkflow
@@ -67,14 +74,22 @@ class RetryWorker:
         # Set when a cycle failed on the database: the first cycle after it claims nothing,
         # so that replicas whose leases ran out meanwhile renew (or store their pizza) first.
         self._recovering = False
+        self._drain = DrainWindow(
+            cap=settings.worker_batch, slow_call_s=settings.factory_slow_call_s
+        )
         workflow.on_pending = self.notify
-        breaker.add_listener(lambda _old, _new, _origin: self.wake())
+        breaker.add_listener(self._breaker_moved)
         # Beaten after each completed cycle: a dead or stuck worker shows as its age.
         self.heartbeat = Heartbeat()
 
     def wake(self) -> None:
         """Run the next cycle now (remediation succeeded, an operator acted)."""
         self._wake.set()
+
+    def _breaker_moved(self, _old: BreakerState, _new: BreakerState, _origin: bool) -> None:
+        """Closed after an outage (or opened, or forced): drain from a small round again."""
+        self._drain.restart()
+        self.wake()
 
     def notify(self, due: datetime) -> None:
         """An order was left pending, to be tried at ``due``: wake up for it if sooner."""
@@ -125,24 +140,23 @@ class RetryWorker:
         if self._recovering:
             self._recovering = False
             return self._workflow.leases.period_s + 1.0
-        state = self._breaker.state
         # While not closed, one order at a time: it is the half-open probe.
-        limit = (
-            self._settings.worker_batch
-            if state in (BreakerState.CLOSED, BreakerState.FORCED_CLOSED)
-            else 1
-        )
-        claimed = await self._claim(limit)
+        closed = self._breaker.state in (BreakerState.CLOSED, BreakerState.FORCED_CLOSED)
+        drain = self._drain.begin() if closed else None
+        claimed = await self._claim(drain.size if drain else 1)
         if not claimed:
             return min(self._settings.worker_poll_s, self._idle_poll_s)
+        slow_counts = drain is None or drain.slow_counts
         with self._tracer.start_as_current_span(
             "pizza.worker.cycle", attributes={"pizza.orders.claimed": len(claimed)}
         ):
             loaded = await self._store.load(claimed)
-            await asyncio.gather(*(self._retry(order) for order in loaded))
+            answers = await asyncio.gather(*(self._retry(o, slow_counts) for o in loaded))
+        if drain is not None:
+            self._drain.end(drain, len(claimed), answers)
         return 0.0  # look again at once: more may be due (a backlog after an outage)
 
-    async def _retry(self, claimed: ClaimedOrder) -> None:
+    async def _retry(self, claimed: ClaimedOrder, slow_counts: bool) -> Answer:
         order = PlacedOrder(
             id=claimed.id,
             diner_id=claimed.diner_id,
@@ -151,6 +165,7 @@ class RetryWorker:
             date=claimed.date,
             total=claimed.total,
             attempts=claimed.attempts,
+            slow_counts=slow_counts,
         )
         items = [PlacedItem(*item) for item in claimed.items]
         diner = DinerInfo(id=claimed.diner_id, name=claimed.diner_name, email=claimed.diner_email)
@@ -162,7 +177,9 @@ class RetryWorker:
         ) as span:
             span.set_attribute("pizza.order.id", claimed.id)
             span.set_attribute("pizza.order.attempts", claimed.attempts)
-            await self._workflow.attempt(order, diner, items)
+            started = self._clock.monotonic()
+            attempt = await self._workflow.attempt(order, diner, items)
+            return Answer(attempt.outcome, self._clock.monotonic() - started)
 
     async def _claim(self, limit: int) -> list[int]:
         """Lease due orders to this process, oldest first; no lock outlives this transaction.
@@ -172,7 +189,7 @@ class RetryWorker:
         tried again at a next cycle, not left leased to nobody for CLAIM_LEASE_S."""
         now = self._clock.now()
         ids = await self._store.claim(limit, now, self._workflow.claim_until(now))
-        busy = [i for i in ids if i in self._workflow.inflight]
+        busy = [i for i in ids if self._workflow.in_flight.is_calling(i)]
         if busy:
             await self._store.unclaim(busy)
         return [i for i in ids if i not in busy]

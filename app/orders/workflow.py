@@ -1,4 +1,4 @@
-"""The order workflow: store first, then one guarded factory attempt (resilience.md §1, §4).
+"""The order workflow: store first, then one guarded factory attempt (docs/order-flow.md#workflow).
 
 The customer path and the retry worker share `attempt()`: it asks the breaker for a
 call, runs the factory call in the background for up to FACTORY_CALL_MAX_S, waits for
@@ -23,6 +23,7 @@ from opentelemetry.trace import Status, StatusCode, Tracer
 from app.backoff import backoff_s
 from app.config import Settings
 from app.models import OrderFailure, OrderStatus
+from app.orders.inflight import FactorySlots, OrdersInFlight
 from app.orders.leases import LeaseKeeper
 from app.orders.placed import Attempt, PlacedItem, PlacedOrder
 from app.orders.tracing import FULFILLED, REFUSED, attempt_event, order_event
@@ -84,23 +85,15 @@ class OrderWorkflow:
         self._metrics = metrics
         self._tracer = tracer
         self._rand = rand
-        # Calls in flight to the factory, at most one per pooled connection. Waiting for a
-        # slot is this service's queue, not the factory's time: the customer's wait for
-        # the factory (FACTORY_TIMEOUT_S) starts once the call has its connection, so a
+        # Calls in flight to the factory, at most one per pooled connection. The customer's
+        # wait for the factory (FACTORY_TIMEOUT_S) starts once the call has its slot, so a
         # burst of customers is never taken for a slow factory (nor opens the breaker).
-        self._slots = asyncio.Semaphore(factory_slots)
-        # Orders whose factory call is in flight in this process: the worker leaves them be.
-        self.inflight: set[int] = set()
-        # Orders in `attempt()` here (waiting for the breaker, a slot, or the answer).
-        self.attempting: set[int] = set()
-        # Orders whose pizza is made but could not be stored yet (the database away).
-        self.recording: set[int] = set()
-        # Their leases are short and renewed while attempted or in flight (app/orders/leases.py).
+        self._slots = FactorySlots(factory_slots)
+        # The orders in hand here, by stage (attempting, calling, recording).
+        self.in_flight = OrdersInFlight()
+        # Their leases are short and renewed while they are in hand (app/orders/leases.py).
         self.leases = LeaseKeeper(
-            store=store,
-            held=lambda: self.attempting | self.inflight | self.recording,
-            lease_s=settings.claim_lease_s,
-            clock=clock,
+            store=store, held=self.in_flight.held, lease_s=settings.claim_lease_s, clock=clock
         )
         self._tasks: set[asyncio.Task[Attempt]] = set()
         # Attempts of orders already answered 202 (`attempt_later`).
@@ -141,7 +134,7 @@ class OrderWorkflow:
     ) -> None:
         """`attempt()` in the background for a stored order, claimed by this process,
         whose customer is answered now; the claim is renewed while it runs."""
-        self.attempting.add(order.id)  # before the task starts: the lease keeper renews it
+        self.in_flight.start_attempt(order.id)  # before the task starts: its lease is renewed
         task = asyncio.create_task(self._attempt_logged(order, diner, items))
         self._later.add(task)
         task.add_done_callback(self._later.discard)
@@ -161,11 +154,11 @@ class OrderWorkflow:
     ) -> Attempt:
         """One guarded factory attempt for a stored, claimed, pending order; the current
         span (the request's or the retry's) says where it left the order."""
-        self.attempting.add(order.id)
+        self.in_flight.start_attempt(order.id)
         try:
             result = await self._guarded_attempt(order, diner, items)
         finally:
-            self.attempting.discard(order.id)
+            self.in_flight.end_attempt(order.id)
         attempt_event(order.id, result.status, result.outcome, result.reason, order.attempts + 1)
         return result
 
@@ -185,13 +178,9 @@ class OrderWorkflow:
         )
         try:
             async with self._breaker.guard() as ticket:
-                await self._slots.acquire()  # released by the call when it ends
                 wait = _Wait()
-                try:
-                    task = asyncio.create_task(self._call_and_record(order, diner, info, wait))
-                except BaseException:
-                    self._slots.release()
-                    raise
+                # The call holds its slot until it ends, however long after the wait.
+                task = await self._slots.start_call(self._call_and_record, order, diner, info, wait)
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 # asyncio.wait neither cancels the call when the wait ends nor mistakes a
@@ -212,11 +201,11 @@ class OrderWorkflow:
                     )
                     return Attempt(OrderStatus.PENDING, wait.outcome, reason="not recorded")
                 except Exception as exc:
-                    # The call itself failed on our side (a TimeoutError of its own, a
-                    # bug): no late answer will come to free the order.
+                    # Failed on our side (its own TimeoutError, a bug): no late answer frees it.
                     return await self._call_failed(order, ticket, wait, exc)
                 assert result.outcome is not None
-                ticket.record(result.outcome)
+                if order.slow_counts or result.outcome is not Outcome.SLOW:
+                    ticket.record(result.outcome)
                 return result
         except CallRefused:
             # The breaker's refused listener counts it (pizza.factory.calls.refused).
@@ -252,7 +241,7 @@ class OrderWorkflow:
     async def _call_and_record(
         self, order: PlacedOrder, diner: DinerInfo, info: OrderInfo, wait: _Wait
     ) -> Attempt:
-        self.inflight.add(order.id)
+        self.in_flight.start_call(order.id)
         try:
             attributes: dict[str, str | int] = {
                 "pizza.order.id": order.id,
@@ -295,14 +284,13 @@ class OrderWorkflow:
                 await self._observe(order.id, result, counted=not wait.over)
                 return attempt
         finally:
-            self.inflight.discard(order.id)
-            self._slots.release()
+            self.in_flight.end_call(order.id)
 
     def _record_later(self, order: PlacedOrder, info: OrderInfo, result: FactoryResult) -> None:
         """The pizza is made but the database is away: keep it and store it once the
         database is back, instead of letting the lease run out and the factory make the
         order a second time. Meanwhile the order stays leased here (renewed)."""
-        self.recording.add(order.id)
+        self.in_flight.start_recording(order.id)
         task = asyncio.create_task(self._keep_recording(order, info, result))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -320,7 +308,7 @@ class OrderWorkflow:
                     )
                     return attempt
         finally:
-            self.recording.discard(order.id)
+            self.in_flight.end_recording(order.id)
 
     async def _observe(self, order_id: int, result: FactoryResult, *, counted: bool) -> None:
         """Operators' facts about an answer already stored: their failure is logged, with
@@ -390,7 +378,7 @@ class OrderWorkflow:
         Their claims are released, so the next start (or another replica) retries them
         at once instead of waiting out the lease. Only a killed process leaves a lease.
         """
-        interrupted = list(self.inflight | self.attempting)
+        interrupted = list(self.in_flight.interrupted_by_shutdown())
         tasks = [*self._later, *self._tasks]
         for task in tasks:
             task.cancel()

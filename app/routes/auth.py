@@ -1,4 +1,4 @@
-"""Register, sign in, sign out (api.md "Auth")."""
+"""Register, sign in, sign out (docs/http-api.md#auth)."""
 
 from __future__ import annotations
 

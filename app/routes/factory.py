@@ -1,4 +1,7 @@
-"""The operator surface: factory status, remediation, breaker control (resilience.md §3)."""
+"""The operator surface: factory status, remediation, breaker control.
+
+See docs/http-api.md#operator-routes and docs/resilience.md#remediation.
+"""
 
 from __future__ import annotations
 

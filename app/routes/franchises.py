@@ -1,4 +1,4 @@
-"""Franchises and stores (api.md "Franchises and stores")."""
+"""Franchises and stores (docs/http-api.md#franchises-and-stores)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy.sql.expression import type_coerce
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.deps import AdminUser, CurrentUser, OptionalUser, Principal, SessionDep
+from app.deps import AdminUser, CurrentUser, OptionalUser, Principal, ServicesDep, SessionDep
 from app.errors import Conflict, Forbidden, NotFound, error_responses
 from app.fields import IdPath, Limit, NameFilter, Page0, email_key, like_pattern
 from app.models import DinerOrder, Franchise, Money, OrderStatus, Role, Store, User, UserRole
@@ -198,12 +198,15 @@ async def create_franchise(
     responses=error_responses(401, 403, 404),
 )
 async def delete_franchise(
-    franchiseId: IdPath, _admin: AdminUser, session: SessionDep
+    franchiseId: IdPath, _admin: AdminUser, session: SessionDep, services: ServicesDep
 ) -> dict[str, str]:
     franchise = await session.get(Franchise, franchiseId)
     if franchise is None:
         raise NotFound("unknown franchise")
-    await fail_pending(session, col(DinerOrder.franchise_id) == franchiseId, "franchise deleted")
+    now = services.clock.now()
+    await fail_pending(
+        session, col(DinerOrder.franchise_id) == franchiseId, "franchise deleted", now
+    )
     await session.exec(
         delete(UserRole).where(
             col(UserRole.role) == Role.FRANCHISEE, col(UserRole.object_id) == franchiseId
@@ -269,13 +272,18 @@ async def create_store(
     responses=error_responses(401, 403, 404),
 )
 async def delete_store(
-    franchiseId: IdPath, storeId: IdPath, principal: CurrentUser, session: SessionDep
+    franchiseId: IdPath,
+    storeId: IdPath,
+    principal: CurrentUser,
+    session: SessionDep,
+    services: ServicesDep,
 ) -> dict[str, str]:
     await _managed_franchise(session, franchiseId, principal)
     store = await session.get(Store, storeId)
     if store is None or store.franchise_id != franchiseId:
         raise NotFound("unknown store")
-    await fail_pending(session, col(DinerOrder.store_id) == storeId, "store deleted")
+    now = services.clock.now()
+    await fail_pending(session, col(DinerOrder.store_id) == storeId, "store deleted", now)
     await session.delete(store)
     await session.commit()
     return {"message": "store deleted"}

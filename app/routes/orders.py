@@ -1,4 +1,4 @@
-"""Menu and orders (api.md "Orders")."""
+"""Menu and orders (docs/http-api.md#orders)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Users (api.md "Users")."""
+"""Users (docs/http-api.md#users)."""
 
 from __future__ import annotations
 
@@ -122,12 +122,15 @@ async def list_users(
     response_model=MessageOut,
     responses=error_responses(403, 404, 409),
 )
-async def delete_user(userId: IdPath, _admin: AdminUser, session: SessionDep) -> dict[str, str]:
+async def delete_user(
+    userId: IdPath, _admin: AdminUser, session: SessionDep, services: ServicesDep
+) -> dict[str, str]:
     user = await session.get(User, userId)
     if user is None:
         raise NotFound("unknown user")
     await drop_admin_role(session, userId)  # 409 for the last admin; the first write
-    await fail_pending(session, col(DinerOrder.diner_id) == userId, "diner deleted")
+    now = services.clock.now()
+    await fail_pending(session, col(DinerOrder.diner_id) == userId, "diner deleted", now)
     await session.exec(delete(AuthSession).where(col(AuthSession.user_id) == userId))
     await session.exec(delete(UserRole).where(col(UserRole.user_id) == userId))
     await session.delete(user)

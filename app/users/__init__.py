@@ -1,4 +1,4 @@
-"""Users: accounts and sessions (issue 12).
+"""Users: accounts and sessions.
 
 - accounts.py: an account's roles, admin accounts (`pizza admin create`, ADMIN_EMAIL), and
   the last admin, who stays.

@@ -46,7 +46,8 @@ LAST_ADMIN = (
 
 async def drop_admin_role(session: AsyncSession, user_id: int) -> None:
     """Remove ``user_id``'s admin role in the session's transaction (the caller commits);
-    Conflict when no other admin would be left (api.md, item 16).
+    Conflict when no other admin would be left: the last admin cannot be deleted or
+    lose the role (docs/http-api.md#differences-from-the-reference-service).
 
     The database decides, also between concurrent removals of the last two admins: on
     PostgreSQL every admin row is locked first, so a second removal waits for the first

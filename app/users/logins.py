@@ -1,6 +1,7 @@
-"""Sign-in throttling (api.md, item 8; OWASP's Authentication and Credential Stuffing cheat
-sheets): limits per client address and per account from one address, so that a stranger
-slows down and then stops only themselves, and never locks an account.
+"""Sign-in throttling (docs/http-api.md#sign-in-limits; OWASP's Authentication and
+Credential Stuffing cheat sheets): limits per client address and per account from one
+address, so that a stranger slows down and then stops only themselves, and never locks
+an account.
 
 Three counters, each a row of `login_attempt` named by a hash of what it counts:
 

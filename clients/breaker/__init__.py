@@ -1,6 +1,9 @@
-"""The factory's circuit breaker, correct under asyncio (resilience.md §2).
+"""The factory's circuit breaker, correct under asyncio.
 
-Three jobs, in their own modules:
+Its state is one immutable value moved by one pure function (``machine``:
+``transition(state, event, now)``): a call's outcome, the reset timeout elapsing, an
+operator forcing it, a remediation and a copy from Redis are all events it turns into
+the next state. Around it, in their own modules:
 
 - ``state``, ``readings`` and ``breaker``: what the breaker is, says and admits.
   Admission is ours: pybreaker's open state lets *every* caller through once the reset
@@ -9,8 +12,8 @@ Three jobs, in their own modules:
   nothing (pybreaker would count an excluded exception as a success); forced open /
   forced closed stick until handed back (pybreaker's ``open()`` expires); transition and
   refused-call listeners, a transition reported once across replicas.
-- ``counting``: pybreaker keeps the failure counter and makes the closed / half-open
-  decisions, through its public API (``calling()`` and a storage of our own).
+- ``counting``: pybreaker keeps the failure counter and says when failures trip the
+  breaker, through its public API (``calling()`` and a storage of our own).
 - ``shared``: with ``redis_url`` the state is shared across replicas through Redis, but
   kept in memory and refreshed in the background, so a call on the closed path costs no
   round trip. Redis is authoritative; while it is unreachable each replica keeps its own
@@ -25,8 +28,8 @@ probe would be let in now); ``since`` is then ``opened_at + reset_timeout``. The
 OPEN -> HALF_OPEN listener event fires when that is acted on: the next ``guard()`` or
 ``half_open()``.
 
-Time: the injected ``clients.clock.Clock`` (``FactoryBreaker(clock=...)``); pybreaker's
-own ``opened_at`` stamp is replaced by ours when it trips, so a test moves a manual clock.
+Time: the injected ``clients.clock.Clock`` (``FactoryBreaker(clock=...)``) is the only
+time the breaker reads, so a test moves a manual clock.
 """
 
 from clients.breaker.breaker import FactoryBreaker

@@ -1,9 +1,11 @@
 """The factory breaker itself: admission, guarding a call, settling its outcome, operator
-actions, and keeping our copy in step with the replicas' (resilience.md §2).
+actions, and keeping our copy in step with the replicas'.
 
-Admission is ours (pybreaker's open state would let *every* caller through once the reset
-timeout has passed, so we refuse open calls and let exactly one probe in); counting is
-pybreaker's (clients/breaker/counting.py); sharing is Redis's (clients/breaker/shared.py).
+Every change of state is an event handed to one pure transition function
+(clients/breaker/machine.py); this module does the I/O around it. Admission is ours
+(pybreaker's open state would let *every* caller through once the reset timeout has
+passed, so we refuse open calls and let exactly one probe in); counting is pybreaker's
+(clients/breaker/counting.py); sharing is Redis's (clients/breaker/shared.py).
 """
 
 from __future__ import annotations
@@ -17,9 +19,22 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Literal
 
+from clients.breaker.machine import (
+    CallFailed,
+    CallSucceeded,
+    Confirmed,
+    Copied,
+    Event,
+    OperatorForced,
+    ProbeClaimed,
+    ProbeReleased,
+    Remediated,
+    ResetTimeoutElapsed,
+    Unconfirmed,
+)
 from clients.breaker.readings import BreakerReadings
 from clients.breaker.shared import PROBE_TTL_S, RedisShare, SharedState, Written
-from clients.breaker.state import BreakerState, Forced, Ticket, verdict
+from clients.breaker.state import Admission, BreakerState, Forced, Ticket, verdict
 from clients.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
@@ -46,10 +61,9 @@ class FactoryBreaker(BreakerReadings):
         super().__init__(name=name, clock=clock, fail_max=fail_max, reset_timeout_s=reset_timeout_s)
         # Serialises transitions and Redis refreshes; the closed path never takes it.
         self._lock = asyncio.Lock()
-        self._share = RedisShare(redis_url, name, probe_ttl_s)
-        # Moves on every transition made or adopted and on a remediation: a closed call's
-        # outcome counts only if it has not moved since the call was admitted.
-        self._epoch = 0
+        self._share = RedisShare(
+            redis_url, name, probe_ttl_s, on_down=lambda: self._apply(Unconfirmed())
+        )
         self._refresher: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -93,8 +107,8 @@ class FactoryBreaker(BreakerReadings):
 
     async def renew_probe(self) -> None:
         """Our probe's call is still running: keep the shared probe key ours."""
-        if self._probe is not None:
-            await self._share.renew_probe(self._probe.token)
+        if self._state.probe is not None:
+            await self._share.renew_probe(self._state.probe)
 
     # -- guarding a call -------------------------------------------------------------------
 
@@ -119,63 +133,81 @@ class FactoryBreaker(BreakerReadings):
             self._drop_probe(ticket)
 
     async def _admit(self) -> Ticket:
-        if self._forced == "open":
-            self._refuse(BreakerState.FORCED_OPEN)
-        if self._forced == "closed":
-            return Ticket(BreakerState.FORCED_CLOSED)
-        state = self.state
-        if state is BreakerState.CLOSED:
-            return Ticket(BreakerState.CLOSED, epoch=self._epoch, version=self._share.version)
-        if state is BreakerState.OPEN or self._probe is not None:
-            self._refuse(state)
-        # A probe is due and ours is free: claim it before any await, so that concurrent
+        state = self._state
+        reading = state.reads_as(self._clock.now())
+        if reading is BreakerState.FORCED_CLOSED:
+            return Ticket(Admission(reading))
+        if reading is BreakerState.CLOSED:
+            return Ticket(Admission(reading, epoch=state.epoch), state.version)
+        if reading is not BreakerState.HALF_OPEN or state.probe is not None:
+            self._refuse(reading)  # open, forced open, or the probe is out
+        # A probe is due and none is out: claim it before any await, so that concurrent
         # callers are refused at once instead of queueing behind this one.
-        ticket = self._probe = Ticket(BreakerState.HALF_OPEN, secrets.token_hex(8))
+        token = secrets.token_hex(8)
+        self._apply(ProbeClaimed(token))
+        ticket = Ticket(Admission(BreakerState.HALF_OPEN, token=token))
         try:
-            if self._current() is BreakerState.OPEN:
-                async with self._lock:
-                    if self._current() is BreakerState.OPEN:
-                        await self._open_to_half_open()
-            if (
-                self._current() is BreakerState.HALF_OPEN
-                and self._probe is ticket
-                and await self._share.take_probe(ticket.token)
-            ):
+            if await self._take_probe(token):
                 return ticket
         except BaseException:
             self._drop_probe(ticket)
             raise
-        if self._probe is ticket:
-            self._probe = None
+        self._apply(ProbeReleased(token))
         self._refuse(self.state)
 
+    async def _take_probe(self, token: str) -> bool:
+        """Half-open the breaker if still open (the reset timeout has passed), then take
+        the replicas' one probe; False if another caller or replica has it."""
+        if self._state.current is BreakerState.OPEN:
+            async with self._lock:
+                await self._decide(ResetTimeoutElapsed())
+        state = self._state
+        if state.current is not BreakerState.HALF_OPEN or state.probe != token:
+            return False
+        return await self._share.take_probe(token)
+
     async def _settle(self, ticket: Ticket, failure: bool | None) -> None:
-        if failure is None:  # neutral: counts nothing; a probe frees its slot for the next
-            if self._probe is ticket:
-                await self._share.release_probe(ticket.token)
-                self._probe = None  # after: if cancelled meanwhile, _drop_probe retries it
-            return
-        if ticket.admitted_as is BreakerState.FORCED_CLOSED:
-            return  # forced closed: outcomes do not move the breaker
-        if (
-            not failure
-            and ticket.admitted_as is BreakerState.CLOSED
-            and self._current() is BreakerState.CLOSED
-            and self._storage.counter == 0
-        ):
-            return  # the hot path: nothing to reset, so no lock and no Redis
-        async with self._lock:
-            before, version = self._current(), self._share.version
-            if ticket.admitted_as is BreakerState.HALF_OPEN:
-                if self._probe is not ticket:
-                    return  # the half-open period it probed has ended (forced, adopted...)
-            elif before is not BreakerState.CLOSED or ticket.epoch != self._epoch:
-                return  # a late answer from before a transition says nothing about now
-            if before is BreakerState.CLOSED and not await self._count_shared(ticket, failure):
-                return
-            self._counter.feed(failure, ticket.outcome)
-            if self._current() is not before:
-                await self._publish(before, version)
+        """Hand a call's outcome to the breaker (``failure`` None: it counts as nothing)."""
+        if failure is None:
+            await self._release_probe(ticket)
+        elif self._may_move(ticket, failure):
+            async with self._lock:
+                if await self._count(ticket, failure):
+                    admission = ticket.admission
+                    trips = self._counter.state is BreakerState.OPEN
+                    await self._decide(
+                        CallFailed(admission, trips) if failure else CallSucceeded(admission)
+                    )
+
+    def _may_move(self, ticket: Ticket, failure: bool) -> bool:
+        """The check without the lock: an outcome from before a later decision or under
+        forced closed moves nothing, nor does a closed call's success with no failure to
+        reset (the hot path: no lock and no Redis)."""
+        admission = ticket.admission
+        if not self._state.counts(admission):
+            return False
+        return (
+            failure or admission.admitted_as is not BreakerState.CLOSED or self._counter.count > 0
+        )
+
+    async def _count(self, ticket: Ticket, failure: bool) -> bool:
+        """Count the outcome (pybreaker, and Redis for a closed call); False if it no
+        longer counts (a decision was made meanwhile, here or on another replica)."""
+        if not self._state.counts(ticket.admission):
+            return False
+        closed = ticket.admission.admitted_as is BreakerState.CLOSED
+        if closed and not await self._count_shared(ticket, failure):
+            return False
+        self._counter.feed(failure, ticket.outcome)
+        return True
+
+    async def _release_probe(self, ticket: Ticket) -> None:
+        """A probe that counts as nothing frees its slot for the next caller."""
+        token = ticket.probe
+        if token is not None and self._state.probe == token:
+            await self._share.release_probe(token)
+            # After: if cancelled meanwhile, _drop_probe releases it again.
+            self._apply(ProbeReleased(token))
 
     async def _count_shared(self, ticket: Ticket, failure: bool) -> bool:
         """Count a closed call's outcome in Redis; False if another replica has closed or
@@ -189,17 +221,18 @@ class FactoryBreaker(BreakerReadings):
         if count is None:
             return True  # Redis down: counted in this process only
         if count < 0:
-            await self._pull()
+            await self._refresh_locked()
             return False
-        self._storage.set_counter(count - 1)  # pybreaker adds this one
+        self._counter.set_count(count - 1)  # pybreaker adds this one
         return True
 
     def _drop_probe(self, ticket: Ticket) -> None:
-        if self._probe is ticket:
-            self._probe = None
-            if not self._share.shared:
-                return
-            task = asyncio.create_task(self._share.release_probe(ticket.token))
+        token = ticket.probe
+        if token is None or self._state.probe != token:
+            return
+        self._apply(ProbeReleased(token))
+        if self._share.shared:
+            task = asyncio.create_task(self._share.release_probe(token))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
@@ -210,96 +243,73 @@ class FactoryBreaker(BreakerReadings):
         target: Forced | None = None if mode == "auto" else mode
         async with self._lock:
             await self._refresh_locked()  # act on the shared state, not on a stale copy
-            for _ in range(CAS_ATTEMPTS):
-                if self._forced == target:
-                    return
-                before, version = self._current(), self._share.version
-                self._forced = target
-                self._counter.close()  # whatever the automatic state was, hand back closed
-                if await self._publish(before, version):
-                    return
-            log.warning("breaker %s: force(%s) kept losing to other replicas", self._name, mode)
+            if not await self._decide_against_replicas(OperatorForced(target)):
+                log.warning("breaker %s: force(%s) kept losing to other replicas", self._name, mode)
 
     async def half_open(self) -> None:
-        """Remediation succeeded: if automatic and open, let a probe in now.
+        """Remediation succeeded here: if automatic and open, let a probe in now.
 
         If a probe admitted during the fault is still in flight, it is retired: its
         failure says nothing about the factory now and must not re-open the breaker, and
         the next caller may probe at once. If closed, the failure count starts afresh and
         the calls still in flight from before (on any replica) no longer count.
         """
-        async with self._lock:
-            await self._refresh_locked()
-            if self._current() is BreakerState.HALF_OPEN and self._probe is not None:
-                stale, self._probe = self._probe, None
-                await self._share.release_probe(stale.token)
-                return
-            for _ in range(CAS_ATTEMPTS):
-                current = self._current()
-                if current is BreakerState.CLOSED:
-                    if await self._restart_count():
-                        return
-                elif current is not BreakerState.OPEN or await self._open_to_half_open():
-                    return
+        await self._remediation(Remediated())
 
     async def remediated(self, at: datetime) -> None:
         """A remediation succeeded at ``at``, on this replica or on another (the database
         knows every one): if that is newer than the last decision this breaker reflects,
         act on it as `half_open()` does; if not, the breaker has decided since (a probe
         after it failed, an operator) and that decision stands."""
-        if self._decided_at is None or at > self._decided_at:
-            await self.half_open()
+        await self._remediation(Remediated(at))
 
-    async def _restart_count(self) -> bool:
-        """Closed -> closed with a fresh count: a new version, so stale outcomes are seen."""
-        version = self._share.version
-        self._counter.restart()
-        return await self._publish(BreakerState.CLOSED, version)
+    async def _remediation(self, event: Remediated) -> None:
+        async with self._lock:
+            await self._refresh_locked()
+            await self._decide_against_replicas(event)
 
-    async def _open_to_half_open(self) -> bool:
-        version = self._share.version
-        self._counter.half_open()
-        return await self._publish(BreakerState.OPEN, version)
+    # -- deciding, and keeping our copy in step with the shared one -------------------------
 
-    # -- keeping our copy in step with the shared one --------------------------------------
+    async def _decide_against_replicas(self, event: Event) -> bool:
+        """An operator's or a remediation's decision: if another replica moved first, it
+        is weighed again against theirs. False if it kept losing."""
+        for _ in range(CAS_ATTEMPTS):
+            if await self._decide(event) is not False:
+                return True
+        return False
 
-    def _written(self) -> Written:
-        opened_at = self._storage.opened_at
-        return Written(self._counter.state, self._forced, opened_at, self._since, self._decided_at)
-
-    async def _publish(self, before: BreakerState, version: int) -> bool:
-        """Make our local transition from ``before`` the shared one and announce it.
-
-        Returns whether this process made it; if another replica moved first, its state is
-        adopted instead and announced with origin=False.
-        """
-        self._decided_at = self._clock.now()
-        if self._current() is not before:  # a remediation's fresh count keeps `since`
-            self._since = self._decided_at
-        self._epoch += 1
-        if self._current() is BreakerState.OPEN:
-            # pybreaker stamped opened_at with its own clock; ours is the injected one.
-            self._storage.opened_at = self._since
+    async def _decide(self, event: Event) -> bool | None:
+        """Apply ``event`` here; if that decided something, make it the replicas' and
+        announce it. None: nothing decided; True: ours stands; False: another replica
+        moved first, and its state was adopted (and announced, with origin=False)."""
+        before = self._state
+        after = self._apply(event)
+        if after.epoch == before.epoch:
+            if before.probe is not None and after.probe is None:  # retired by a remediation
+                await self._share.release_probe(before.probe)
+            return None
         origin = True
         if self._share.active:
-            # Until the answer is in, our copy is unconfirmed: if this await is cancelled, the
-            # next refresh adopts whatever Redis holds.
-            self._share.version = -1
-            landed = await self._share.transition(version, self._written(), down=-1)
+            # Until the answer is in, our copy is unconfirmed: if this await is cancelled,
+            # the next refresh weighs it against whatever Redis holds.
+            self._apply(Unconfirmed())
+            landed = await self._share.transition(before.version, self._written())
             if landed == 0:
                 origin = False
                 await self._pull()
-            elif landed != -1:  # on -1 (Redis down) the share has put us on our own
-                self._share.version = landed
-        if self._current() is not BreakerState.HALF_OPEN:
-            self._probe = None
-        self._emit(before, self._current(), origin)
+            elif landed is not None:  # None: Redis down, each replica on its own
+                self._apply(Confirmed(landed))
+        self._emit(before.current, self._state.current, origin)
         return origin
 
+    def _written(self) -> Written:
+        state = self._state
+        return Written(state.mode, state.forced, state.opened_at, state.since, state.decided_at)
+
     async def _refresh_locked(self) -> None:
-        before = self._current()
+        before = self._state.current
         await self._pull()
-        self._emit(before, self._current(), False)
+        self._emit(before, self._state.current, False)
 
     async def _pull(self) -> None:
         """Adopt Redis's state into our copy: Redis is authoritative, but when our copy
@@ -309,53 +319,27 @@ class FactoryBreaker(BreakerReadings):
             shared = await self._share.read()
             if shared is None:
                 return
-            if not (self._lost_track(shared) and self._newer_than(shared)):
-                break
+            if not self._state.outranks(shared):
+                if self._apply(Copied(shared)).current is BreakerState.CLOSED:
+                    self._counter.set_count(shared.failures)
+                return
             if await self._write_back(shared):
                 return
-        else:
-            return  # other replicas kept writing first: weighed again at the next refresh
-        if shared.version != self._share.version:
-            self._adopt(shared)
-        if self._current() is BreakerState.CLOSED:
-            self._storage.set_counter(shared.failures)
-
-    def _lost_track(self, shared: SharedState) -> bool:
-        """Our copy is not one Redis confirmed (it failed us since), or Redis holds less
-        than we last saw (restarted or flushed: versions start again from 0)."""
-        version = self._share.version
-        return version == -1 or shared.version == 0 or shared.version < version
-
-    def _newer_than(self, shared: SharedState) -> bool:
-        if self._decided_at is None:
-            return False
-        return shared.decided_at is None or self._decided_at > shared.decided_at
+        # Other replicas kept writing first: weighed again at the next refresh.
 
     async def _write_back(self, shared: SharedState) -> bool:
         """Write our newer decision over Redis's (an open breaker kept open across a Redis
         restart, a remediation made while Redis was away kept). False if another replica
         wrote first: Redis is then read and weighed again."""
-        landed = await self._share.transition(shared.version, self._written(), down=-1)
+        landed = await self._share.transition(shared.version, self._written())
         if landed == 0:
             return False
-        if landed > 0:  # on -1 (Redis failed again) ours stands until it is back
-            self._share.version = landed
+        if landed is not None:  # None: Redis failed again; ours stands until it is back
+            self._apply(Confirmed(landed))
             log.info(
                 "breaker %s: Redis held an older decision than ours; wrote back %s (%s)",
                 self._name,
                 self.state,
-                self._decided_at,
+                self._state.decided_at,
             )
         return True
-
-    def _adopt(self, shared: SharedState) -> None:
-        self._counter.adopt(shared.state)
-        if shared.opened_at is not None:
-            self._storage.opened_at = shared.opened_at
-        self._forced = shared.forced
-        self._since = shared.since or self._since
-        self._decided_at = shared.decided_at
-        self._share.version = shared.version
-        self._epoch += 1
-        if self._current() is not BreakerState.HALF_OPEN:
-            self._probe = None

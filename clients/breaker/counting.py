@@ -1,5 +1,7 @@
-"""Counting failures and deciding closed / open / half-open: pybreaker's job, used through
-its public API only.
+"""Counting failures and deciding when they trip the breaker: pybreaker's job, used
+through its public API only. The breaker's state itself is one value of its own
+(clients/breaker/machine.py); pybreaker follows its mode, so that a failure fed to it
+while closed trips at ``fail_max`` and a probe's outcome closes or reopens it.
 
 pybreaker learns of a call's result the way it documents: the block under
 ``CircuitBreaker.calling()`` ends normally (a success: the count is reset, a half-open
@@ -41,7 +43,8 @@ class FactoryCallFailed(Exception):
 
 
 class CountingStorage(pybreaker.CircuitBreakerStorage):
-    """pybreaker's state, counters and ``opened_at``, held in this process's memory."""
+    """pybreaker's state, counters and ``opened_at``, held in this process's memory
+    (pybreaker's ``opened_at`` is not read: when a probe is due is the breaker's state)."""
 
     def __init__(self) -> None:
         super().__init__("factory-breaker")
@@ -119,23 +122,25 @@ class Counter:
             if failure:
                 raise FactoryCallFailed(outcome)
 
-    def close(self) -> None:
-        self._cb.close()
+    @property
+    def count(self) -> int:
+        """The failures counted since the last reset (the shared count, with Redis)."""
+        return self.storage.counter
 
-    def half_open(self) -> None:
-        self._cb.half_open()
+    def set_count(self, value: int) -> None:
+        """Take the failure count the replicas share (ours is one contribution to it)."""
+        self.storage.set_counter(value)
 
-    def restart(self) -> None:
-        """Closed with a fresh count (a remediation: earlier failures no longer count)."""
-        self._cb.close()
-        self.storage.reset_counter()
-
-    def adopt(self, state: BreakerState) -> None:
-        """Move to the automatic ``state`` another replica made (no-op if already there)."""
-        if state is self.state:
+    def follow(self, mode: BreakerState) -> None:
+        """Take the mode the breaker decided or adopted; landing closed starts a fresh
+        count (a close, a remediation, an operator's hand-back: earlier failures no
+        longer count)."""
+        if mode is BreakerState.CLOSED:
+            self._cb.close()
+            self.storage.reset_counter()
+        elif mode is self.state:
             return
-        {
-            BreakerState.CLOSED: self._cb.close,
-            BreakerState.OPEN: self._cb.open,
-            BreakerState.HALF_OPEN: self._cb.half_open,
-        }[state]()
+        elif mode is BreakerState.OPEN:
+            self._cb.open()
+        else:
+            self._cb.half_open()

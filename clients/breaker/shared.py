@@ -1,4 +1,4 @@
-"""Sharing the breaker across replicas through Redis (resilience.md §2).
+"""Sharing the breaker across replicas through Redis.
 
 Redis holds one hash (state, forced, opened_at, since, decided_at, version), a failure
 counter (INCR, so failures seen by any replica open it for all) and the probe key
@@ -13,7 +13,7 @@ again).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -116,10 +116,11 @@ class Written:
     since: datetime
     decided_at: datetime | None
 
-    def args(self, version: int) -> list[str | int | float]:
+    def args(self, version: int | None) -> list[str | int | float]:
+        """The transition script's arguments; an unknown ``version`` ("") matches none."""
         opened_at, decided_at = self.opened_at, self.decided_at
         return [
-            version,
+            "" if version is None else version,
             self.state.value,
             self.forced or "",
             opened_at.timestamp() if opened_at else "",
@@ -129,14 +130,17 @@ class Written:
 
 
 class RedisShare:
-    """One breaker's keys in Redis, and whether our copy is in step with them.
+    """One breaker's keys in Redis, and whether Redis answers.
 
-    ``shared`` is True while Redis answers and our copy reflects it; ``version`` is the
-    shared version our copy reflects (-1: unconfirmed, adopt whatever Redis holds next).
-    Without a URL, nothing is shared and every method is a no-op.
+    ``shared`` is True while Redis answers; when it fails, ``on_down`` is called (the
+    breaker's copy is then no longer confirmed by Redis). Which shared version our copy
+    reflects is the breaker's state, not this object's. Without a URL, nothing is shared
+    and every method is a no-op.
     """
 
-    def __init__(self, url: str | None, name: str, probe_ttl_s: float) -> None:
+    def __init__(
+        self, url: str | None, name: str, probe_ttl_s: float, on_down: Callable[[], object]
+    ) -> None:
         self._url = url
         self._name = name
         self._probe_ttl_ms = max(int(probe_ttl_s * 1000), 1)
@@ -144,7 +148,7 @@ class RedisShare:
         self.keys = (key, f"{key}:failures", f"{key}:probe")
         self._client: aioredis.Redis[str] | None = None
         self.shared = False
-        self.version = 0
+        self._on_down = on_down
         self._down_logged = False
 
     @property
@@ -208,16 +212,17 @@ class RedisShare:
             fields, failures = await pipe.execute()
         return SharedState.parse(fields, failures)
 
-    async def transition(self, version: int, state: Written, *, down: int) -> int:
+    async def transition(self, version: int | None, state: Written) -> int | None:
         """Compare-and-set: write ``state`` if Redis is still at ``version``. Returns the
-        new version, 0 if another replica moved first, ``down`` if Redis did not answer."""
+        new version, 0 if another replica moved first, None if Redis did not answer."""
         write = self._transition(keys=self.keys, args=state.args(version))
-        return int(await self._try(write, down=down))
+        landed = await self._try(write, down=None)
+        return None if landed is None else int(landed)
 
-    async def count_failure(self, version: int) -> int | None:
-        """INCR the shared count if still at ``version`` (<0: unknown). Returns the count,
+    async def count_failure(self, version: int | None) -> int | None:
+        """INCR the shared count if still at ``version`` (None: unknown). Returns the count,
         -1 if a transition happened since (the outcome is stale), None if Redis is down."""
-        expected = "" if version < 0 else str(version)
+        expected = "" if version is None else str(version)
         count = await self._try(self._count_failure(keys=self.keys, args=[expected]), down=None)
         return None if count is None else int(count)
 
@@ -256,6 +261,7 @@ class RedisShare:
                     exc,
                 )
                 self._down_logged = True
-            # Our copy may now drift from the shared one: adopt Redis's when it is back.
-            self.shared, self.version = False, -1
+            # Our copy may now drift from the shared one: weigh it against Redis's when back.
+            self.shared = False
+            self._on_down()
             return down

@@ -1,5 +1,5 @@
 """What the breaker is and what it says about one call: its states, the refusal, the
-ticket an admitted call carries, and the verdict its outcome gives (resilience.md §2).
+ticket an admitted call carries, and the verdict its outcome gives.
 
 The verdict is kept apart from counting on purpose: it is the one place that decides
 which outcomes move the breaker at all (a REJECTED order or a block left without a
@@ -9,6 +9,7 @@ record counts as nothing, which pybreaker alone would call a success).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
@@ -37,21 +38,32 @@ class CallRefused(Exception):
         self.state = state
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """How a call was let in, which decides whether its outcome still counts: an outcome
+    from before a later transition or remediation says nothing about the factory now."""
+
+    admitted_as: BreakerState  # CLOSED, HALF_OPEN (the probe) or FORCED_CLOSED
+    epoch: int = 0  # the breaker's epoch then (see clients/breaker/machine.py)
+    token: str = ""  # the probe's token, here and in Redis ("" for any other call)
+
+
 class Ticket:
     """One admitted call. ``record()`` its outcome before the ``guard()`` block ends."""
 
-    __slots__ = ("admitted_as", "epoch", "outcome", "token", "version")
+    __slots__ = ("admission", "outcome", "version")
 
-    def __init__(
-        self, admitted_as: BreakerState, token: str = "", *, epoch: int = 0, version: int = -1
-    ) -> None:
-        self.admitted_as = admitted_as  # CLOSED, HALF_OPEN (the probe) or FORCED_CLOSED
+    def __init__(self, admission: Admission, version: int | None = None) -> None:
+        self.admission = admission
         self.outcome: Outcome | None = None
-        self.token = token  # the probe's value in Redis
-        # What the breaker was when the call was admitted: an outcome from before a later
-        # transition or remediation says nothing about the factory now (it is not counted).
-        self.epoch = epoch
-        self.version = version  # the shared version then (-1: unknown)
+        self.version = version  # the shared version then (None: not known)
+
+    @property
+    def probe(self) -> str | None:
+        """The probe's token, if this call is the half-open probe."""
+        return (
+            self.admission.token if self.admission.admitted_as is BreakerState.HALF_OPEN else None
+        )
 
     def record(self, outcome: Outcome) -> None:
         """Set the outcome the breaker counts for this call (the last one recorded wins)."""

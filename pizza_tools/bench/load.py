@@ -49,7 +49,7 @@ class LoadSpec:
     pids: dict[str, list[int]] = field(default_factory=dict)  # CPU measured per group
     method: str = "POST"  # GET sends no body
     # Each request its own Idempotency-Key: distinct orders, never "Pay" pressed again
-    # (a diner's identical pending order would answer for it, api.md).
+    # (a diner's identical pending order would answer for it, docs/http-api.md#post-apiorder).
     distinct_orders: bool = False
 
     def __post_init__(self) -> None:

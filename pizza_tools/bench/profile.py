@@ -14,9 +14,11 @@ import shutil
 import sys
 from pathlib import Path
 
+from pizza_tools.bench.harness import open_shop
 from pizza_tools.bench.load import LoadSpec
+from pizza_tools.bench.plan import CONCURRENCY, FULL
 from pizza_tools.bench.procs import BenchError
-from pizza_tools.bench.runner import CONCURRENCY, FULL, bench_setup, open_shop
+from pizza_tools.bench.runner import bench_setup
 
 PROFILE_RATE_HZ = 250
 

@@ -1,4 +1,4 @@
-"""`pizza bench`: start everything, measure every key of performance.md in one run, report.
+"""`pizza bench`: start everything, measure every performance figure in one run, report.
 
 One simulator (its normal settings) serves every measurement. The service variants
 (plain, telemetry exported, breaker in Redis, two processes) run side by side on the one
@@ -15,14 +15,12 @@ import contextlib
 import json
 import os
 import platform
-import secrets
 import shlex
 import signal
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,100 +28,23 @@ from typing import Any
 import httpx
 import psutil
 
-from pizza_tools.bench.load import LoadResult, LoadSpec, cpu_seconds
-from pizza_tools.bench.procs import BenchError, Child, LoadGenerator, Processes, isolated_env
+from pizza_tools.bench.harness import Harness, open_shop
+from pizza_tools.bench.load import LoadResult, cpu_seconds
+from pizza_tools.bench.plan import (
+    API_TIMEOUT_S,
+    CONCURRENCY,
+    DRAIN_SETTINGS,
+    FULL,
+    PENDING_PROBES,
+    PENDING_STATUSES,
+    QUICK,
+    SCALING,
+    Plan,
+)
+from pizza_tools.bench.procs import BenchError, Child, LoadGenerator, Processes
 from pizza_tools.bench.report import Measured, checks, ratio, render_table
 from pizza_tools.bench.shop import Shop, bearer, call, end_chaos
-from pizza_tools.bench.shop import open_shop as seed_shop
-from pizza_tools.bench.stores import BenchDatabase, OtlpSink, bench_database, bench_redis, otlp_sink
-
-CONCURRENCY = 32
-SCALING = (1, 8, 32, 128)
-# Beyond the sweep: answers counted as pending under load at these (must be none).
-PENDING_PROBES = (128, 256)
-PENDING_STATUSES = ("202", "503")
-DINERS = 8
-ADMIN_EMAIL = "bench-admin@jwt.com"
-MENU_PIZZA = ("Veggie", 0.0038)
-API_TIMEOUT_S = 30.0
-POLL_S = 0.05
-# The drain: recovery must start promptly once the factory is back (resilience.md §2, §4).
-DRAIN_SETTINGS = {
-    # On, the service follows the fail chaos's link at once and ends the outage itself,
-    # so no backlog would pile up: the bench ends the chaos, as a recovering factory would.
-    "FACTORY_AUTO_REMEDIATE": "false",
-    "BREAKER_RESET_S": "1",
-    "RETRY_BASE_S": "0.2",
-    "RETRY_MAX_S": "1",
-}
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How long each measurement runs: the full bench, or the short form CI runs."""
-
-    quick: bool
-    window_s: float  # per timed measurement, after its warm-up
-    warmup_s: float
-    rounds: int  # interleaved rounds of the side-by-side measurements
-    answers_per_worker: int  # a timed window holds at least this many answers per caller
-    open_requests: int  # orders at concurrency 1 with the breaker open
-    idle_s: float  # the idle service's CPU is read over this long
-    drain_orders: int
-    settle_timeout_s: float  # for a backlog to be made
-
-
-FULL = Plan(
-    quick=False,
-    window_s=2.5,
-    warmup_s=1.0,
-    rounds=2,
-    answers_per_worker=2,
-    open_requests=500,
-    idle_s=10.0,
-    drain_orders=2000,
-    settle_timeout_s=240.0,
-)
-QUICK = Plan(
-    quick=True,
-    window_s=0.5,
-    warmup_s=0.3,
-    rounds=1,
-    answers_per_worker=1,
-    open_requests=50,
-    idle_s=2.0,
-    drain_orders=200,
-    settle_timeout_s=60.0,
-)
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where a measurement sends its orders, and whose CPU it reads."""
-
-    url: str
-    body: dict[str, Any]
-    headers: list[dict[str, str]]
-    cpu_of: dict[str, Child]
-    method: str = "POST"
-    distinct_orders: bool = False
-
-    def pids(self) -> dict[str, list[int]]:
-        # Read at each measurement: the workers of `--workers N` come and go with it.
-        return {name: child.pids() for name, child in self.cpu_of.items()}
-
-
-async def open_shop(base: str, admin_password: str) -> Shop:
-    """One pizza on the menu, a franchise with a store, DINERS signed-in diners."""
-    async with httpx.AsyncClient(base_url=base, timeout=API_TIMEOUT_S) as http:
-        return await seed_shop(
-            http,
-            admin_email=ADMIN_EMAIL,
-            admin_password=admin_password,
-            diners=DINERS,
-            name="bench",
-            menu=(MENU_PIZZA,),
-        )
+from pizza_tools.bench.stores import BenchDatabase, bench_database, bench_redis, otlp_sink
 
 
 def machine(database: BenchDatabase) -> dict[str, Any]:
@@ -146,136 +67,8 @@ def machine(database: BenchDatabase) -> dict[str, Any]:
     }
 
 
-class Bench:
-    def __init__(
-        self,
-        plan: Plan,
-        procs: Processes,
-        database: BenchDatabase,
-        redis_url: str | None,
-        sink: OtlpSink,
-        load: LoadGenerator,
-    ) -> None:
-        self.load = load
-        self.plan = plan
-        self.procs = procs
-        self.database = database
-        self.redis_url = redis_url
-        self.sink = sink
-        self.vendor_key = f"bench-vendor-{secrets.token_hex(8)}"
-        self.admin_key = f"bench-admin-{secrets.token_hex(8)}"  # ends a chaos, as the factory's
-        self.admin_password = secrets.token_urlsafe(16)
-        self.jwt_secret = secrets.token_urlsafe(48)
-        self.measurements: dict[str, Measured] = {}
-        self.settled_after_open: dict[str, Any] = {}
-        self.phases_s: dict[str, float] = {}
-        self.lap_started = 0.0
-
-    # -- processes -------------------------------------------------------------------------
-
-    async def start_factory(self) -> Child:
-        args = ["factory-sim", "--api-key", self.vendor_key, "--admin-key", self.admin_key]
-        return await self.procs.start("factory", args, isolated_env(), "/api/docs")
-
-    async def start_service(
-        self, name: str, factory: Child, *, workers: int = 1, settings: dict[str, str] | None = None
-    ) -> Child:
-        env = isolated_env(
-            DATABASE_URL=self.database.url,
-            FACTORY_URL=factory.url,
-            FACTORY_API_KEY=self.vendor_key,
-            JWT_SECRET=self.jwt_secret,
-            ADMIN_EMAIL=ADMIN_EMAIL,
-            ADMIN_PASSWORD=self.admin_password,
-            **(settings or {}),
-        )
-        args = ["serve", "--workers", str(workers)]
-        return await self.procs.start(name, args, env, "/readyz")
-
-    # -- measuring -------------------------------------------------------------------------
-
-    def factory_target(self, factory: Child, shop: Shop) -> Target:
-        order = {"id": 1, **shop.order_body(0)}
-        body = {"diner": {"id": 1, "name": "diner 0", "email": "diner0@bench.jwt.com"}}
-        return Target(
-            url=f"{factory.url}/api/order",
-            body={**body, "order": order},
-            headers=[bearer(self.vendor_key)],
-            cpu_of={"factory": factory},
-        )
-
-    def service_target(self, service: Child, factory: Child, shop: Shop) -> Target:
-        return Target(
-            url=f"{service.url}/api/order",
-            body=shop.order_body(0),
-            # A pending order (breaker open, drain) is a 202 to an async client: the bench
-            # follows orders in the database, so it is one (api.md, RFC 7240).
-            headers=[{**diner, "prefer": "respond-async"} for diner in shop.diners],
-            cpu_of={"service": service, "factory": factory},
-            distinct_orders=True,
-        )
-
-    def menu_target(self, service: Child, shop: Shop) -> Target:
-        # As the front end asks: its token and Content-Type on every call, GETs too.
-        return Target(
-            url=f"{service.url}/api/order/menu",
-            body={},
-            headers=shop.diners,
-            cpu_of={"service": service},
-            method="GET",
-        )
-
-    async def timed(self, target: Target, concurrency: int) -> LoadResult:
-        spec = LoadSpec(
-            url=target.url,
-            body=target.body,
-            method=target.method,
-            headers=target.headers,
-            concurrency=concurrency,
-            window_s=self.plan.window_s,
-            warmup_s=self.plan.warmup_s,
-            answers_per_worker=self.plan.answers_per_worker,
-            max_s=self.plan.settle_timeout_s,
-            pids=target.pids(),
-            distinct_orders=target.distinct_orders,
-        )
-        return await self.load.run(spec)
-
-    async def counted(self, target: Target, concurrency: int, requests: int) -> LoadResult:
-        spec = LoadSpec(
-            url=target.url,
-            body=target.body,
-            headers=target.headers,
-            concurrency=concurrency,
-            requests=requests,
-            max_s=self.plan.settle_timeout_s,
-            pids=target.pids(),
-            distinct_orders=target.distinct_orders,
-        )
-        return await self.load.run(spec)
-
-    def keep(self, name: str, *results: LoadResult) -> Measured:
-        measured = self.measurements[name] = Measured(list(results))
-        return measured
-
-    async def settle(self, since_id: int = 0) -> dict[str, Any]:
-        """Wait until no order newer than ``since_id`` is pending; how long it took."""
-        started = time.monotonic()
-        deadline = started + self.plan.settle_timeout_s
-        while True:
-            counts = await self.database.orders_after(since_id)
-            if not counts.get("pending"):
-                return {"seconds": round(time.monotonic() - started, 3), "orders": counts}
-            if time.monotonic() > deadline:
-                raise BenchError(f"orders still pending after {self.plan.settle_timeout_s:g} s")
-            await asyncio.sleep(POLL_S)
-
-    # -- the run ---------------------------------------------------------------------------
-
-    def lap(self, phase: str) -> None:
-        now = time.monotonic()
-        self.phases_s[phase] = round(now - self.lap_started, 1)
-        self.lap_started = now
+class Bench(Harness):
+    """The run: every measurement in order, and the report's figures from them."""
 
     async def run(self) -> dict[str, Any]:
         self.lap_started = time.monotonic()
@@ -332,16 +125,6 @@ class Bench:
         }
         report["measurements"] = {k: m.summary() for k, m in self.measurements.items()}
         return report
-
-    @staticmethod
-    def figures(measured: Measured) -> dict[str, Any]:
-        return {
-            "orders_per_s": round(measured.per_s, 1),
-            "p50_ms": round(measured.latency_ms(50), 2),
-            "p99_ms": round(measured.latency_ms(99), 2),
-            "service_cpu_ms_per_order": round(measured.cpu_ms_per_request("service"), 3),
-            "errors": measured.errors,
-        }
 
     def variants(self) -> list[tuple[str, int, dict[str, str]]]:
         """The service variants compared with the plain service: name, processes, settings."""
@@ -483,7 +266,7 @@ async def bench_setup(
 async def run_bench(
     *, quick: bool, database_url: str, redis_url: str | None, command: str
 ) -> dict[str, Any]:
-    """Run every measurement and return the report (performance.md)."""
+    """Run every measurement and return the report that `pizza bench` writes."""
     plan = QUICK if quick else FULL
     began, started_at = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
     load_at_start = [round(x, 2) for x in os.getloadavg()]

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from clients.simulator import VENDOR_ID
+from factory_sim import VENDOR_ID
 from pizza_tools.bench.procs import BenchError
 
 MENU = (("Veggie", 0.0038), ("Pepperoni", 0.0042))

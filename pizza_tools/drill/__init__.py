@@ -1,5 +1,7 @@
-"""`pizza drill`: the 2024-12-05 incident replayed against the simulator (telemetry.md,
-"The drill"; the postmortem's action item 2).
+"""`pizza drill`: the 2024-12-05 incident replayed against the simulator.
+
+See docs/telemetry.md#the-drill. The postmortem asked to "test the service with the
+incorrect factory to make sure that the alerts are working": this is that test.
 
 runner.py starts the processes and runs the phases, traffic.py is the customers,
 timeline.py reads what the service recorded, samples.py records ``/metrics`` once a

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import secrets
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import httpx
 from pizza_tools.bench.procs import BenchError, Child, Processes, isolated_env
 from pizza_tools.bench.shop import Shop, bearer, call, end_chaos, open_shop
 from pizza_tools.drill import Mode
-from pizza_tools.drill.alerts import ReplayError, Window, replay
+from pizza_tools.drill.alerts import ReplayError, replay
 from pizza_tools.drill.plan import (
     ADMIN_EMAIL,
     FULL,
@@ -40,10 +39,9 @@ from pizza_tools.drill.plan import (
     Plan,
     phases_for,
 )
-from pizza_tools.drill.samples import MetricsRecorder, Recording
+from pizza_tools.drill.replay_window import replay_window
+from pizza_tools.drill.samples import MetricsRecorder
 from pizza_tools.drill.timeline import (
-    Timeline,
-    breaker_opened_at,
     build_timeline,
     resolved_attempt,
     steady_cycle,
@@ -61,11 +59,6 @@ _STARTED = time.monotonic()
 def progress(message: str) -> None:
     """A line on stderr, so that stdout is the report alone."""
     print(f"[drill {time.monotonic() - _STARTED:5.1f} s] {message}", file=sys.stderr, flush=True)
-
-
-def _index(recording: Recording, moment: datetime, *, up: bool) -> int:
-    at = recording.index_at(moment)
-    return max(math.ceil(at) if up else math.floor(at), 0)
 
 
 @dataclass
@@ -172,7 +165,7 @@ class Drill:
             status = await self._status(http, shop)
             incident = await self._incident_report(http, shop.admin, notes)
         timeline = build_timeline(status, traffic.answers, chaos_at, steady_at)
-        window = self._window(phase, recording, timeline, clicked_at, status)
+        window = replay_window(phase, recording, timeline, clicked_at, status)
         return PhaseResult(phase, timeline, counts, recording, window, notes, incident)
 
     async def _status(self, http: httpx.AsyncClient, shop: Shop) -> dict[str, Any]:
@@ -272,38 +265,6 @@ class Drill:
                 return
             await asyncio.sleep(POLL_S)
         notes.append(f"no pizza within {self.plan.recover_timeout_s:g} s of remediation")
-
-    def _window(
-        self,
-        phase: Phase,
-        recording: Recording,
-        timeline: Timeline,
-        clicked_at: datetime | None,
-        status: dict[str, Any],
-    ) -> Window:
-        """Where the alert replay cuts the recording and what it repeats (alerts.py)."""
-        chaos_at = timeline.chaos_at
-        chaos = _index(recording, chaos_at, up=True)
-        if clicked_at is None:
-            # Auto-remediated: replayed in full; the healthy tail after the first pizza repeats.
-            cut = len(recording.scrapes)
-            recovered = timeline.at(timeline.steady)
-            start = cut - 2 if recovered is None else _index(recording, recovered, up=True) + 1
-            return Window(chaos, cut, (max(chaos, min(start, cut - 2)), cut))
-        cut = max(_index(recording, clicked_at, up=False), chaos + 1)
-        cycle = steady_cycle(status, chaos_at, phase.settle_in_s, clicked_at)
-        if cycle is not None:
-            # A sample's increments happened in the second before it: the samples from the
-            # one after the first opening to the one after the next hold one whole cycle,
-            # the probe that reopened the breaker included.
-            start, end = (_index(recording, at, up=True) + 1 for at in cycle)
-        else:
-            opened = breaker_opened_at(status, chaos_at)
-            start = chaos if opened is None else _index(recording, opened, up=True) + 1
-            end = cut
-        end = min(end, cut)
-        start = max(chaos, min(start, end - 2))
-        return Window(chaos, cut, (start, end))
 
     async def _incident_report(
         self, http: httpx.AsyncClient, admin: dict[str, str], notes: list[str]

@@ -20,7 +20,7 @@ SETTLE_READS_AT_ONCE = 8
 # Final states: an order that is neither (nor pending) is lost.
 FINAL = ("fulfilled", "failed")
 # Answers that accepted the order: made (200), or kept pending: 202 to the drill, which
-# asks for async answers, 503 to a client that does not (api.md, RFC 7240).
+# asks for async answers, 503 to a client that does not (docs/http-api.md#post-apiorder, RFC 7240).
 ACCEPTED = (200, 202, 503)
 PENDING = (202, 503)
 

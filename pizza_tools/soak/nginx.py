@@ -1,7 +1,7 @@
-"""The nginx configuration in front of the replicas: one source for the soak and README.
+"""The nginx configuration in front of the replicas: one source for the soak and the docs.
 
-`site_conf` is what an operator puts in nginx's `http` block (the README's "Running
-several replicas" shows it, and a test checks the two are the same); `nginx_conf` wraps
+`site_conf` is what an operator puts in nginx's `http` block (docs/operations.md,
+"Scale out", shows it, and a test checks the two are the same); `nginx_conf` wraps
 it with the paths of the soak's own nginx (its temporary prefix, no daemon, no root).
 """
 

@@ -1,4 +1,5 @@
-"""Chaos the factory reports, known at once (resilience.md §4b)."""
+"""Chaos the factory reports, known at once
+(docs/resilience.md#chaos-the-factory-reports)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""/openapi.json and the service agree (issue 15): the status codes each operation
+"""/openapi.json and the service agree: the status codes each operation
 answers are the ones it documents, and a 405 lists exactly the methods of its path."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Who may act and what never leaves, where this service is deliberately stricter than
-the reference (api.md, last section): deleting a franchise needs an admin (item 3), the
-factory key is in no answer (item 10). One class per item; each test fails on the
-reference's behaviour."""
+"""Who may act and what never leaves, where this service is deliberately stricter than the
+reference (docs/http-api.md#differences-from-the-reference-service): deleting a franchise
+needs an admin (item 3), the factory key is in no answer (item 10). One class per item;
+each test fails on the reference's behaviour."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""An outage is an outage, a bug is a bug (api.md, last section, item 17).
+"""An outage is an outage, a bug is a bug (docs/http-api.md#differences-from-the-reference-service,
+item 17).
 
 Only a database that cannot be reached answers 503 "database unavailable"; any other
 store error is a 500 whose error id is in the answer and in the log line, with the

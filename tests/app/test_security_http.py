@@ -1,7 +1,7 @@
-"""HTTP answers, where this service is deliberately stricter than the reference (api.md,
-last section): no stack trace (item 6), CORS only for the configured origins (item 7),
-hardened headers and bounded bodies (item 14). One class per item; each test fails on
-the reference's behaviour."""
+"""HTTP answers, where this service is deliberately stricter than the reference
+(docs/http-api.md#differences-from-the-reference-service): no stack trace (item 6), CORS
+only for the configured origins (item 7), hardened headers and bounded bodies (item 14).
+One class per item; each test fails on the reference's behaviour."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Input the reference trusted, where this service is deliberately stricter (api.md, last
-section): SQL built from strings (item 1), prices from the client (item 2), unvalidated
-fields (item 12). One class per item; each test fails on the reference's behaviour."""
+"""Input the reference trusted, where this service is deliberately stricter
+(docs/http-api.md#differences-from-the-reference-service): SQL built from strings (item
+1), prices from the client (item 2), unvalidated fields (item 12). One class per item;
+each test fails on the reference's behaviour."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Ids in paths are plain decimal integers (api.md, last section, item 15).
+"""Ids in paths are plain decimal integers (docs/http-api.md#differences-from-the-reference-service,
+item 15).
 
 `int()` and pydantic's lax integers read `1.0`, `+1`, `01`, ` 1`, a full-width
 digit one as 1 and `1_0` as 10: a path must name its row exactly or nothing. Each test fails

@@ -1,5 +1,5 @@
 """Background work never fails silently: crashes are logged, counted and restarted, and a
-stuck task shows on /metrics, /factory/status and /readyz (issue 9).
+stuck task shows on /metrics, /factory/status and /readyz.
 
 Time is moved by a fake clock and the restart backoff by a fake sleep: no test waits for it.
 """
@@ -104,6 +104,18 @@ class TestSupervisorAlone:
         await supervisor.stop()
         assert supervisor.health()[0].state is TaskState.STOPPED
 
+    async def test_a_task_is_counted_from_zero_as_soon_as_it_is_supervised(
+        self, telemetry: Any
+    ) -> None:
+        supervisor = Supervisor(telemetry.metrics, clock=ManualClock(), sleep=GatedSleep())
+        page = telemetry.render_prometheus()[0].decode()
+        assert metric_value(page, "pizza_tasks_crashed_total", "nightly-sweep") is None
+        supervisor.start("nightly-sweep", asyncio.Event().wait)
+        page = telemetry.render_prometheus()[0].decode()
+        # Its first crash will show in increase(): the series exists before it.
+        assert metric_value(page, "pizza_tasks_crashed_total", "nightly-sweep") == 0.0
+        await supervisor.stop()
+
     async def test_shutdown_is_not_a_crash(
         self, telemetry: Any, caplog: pytest.LogCaptureFixture
     ) -> None:
@@ -202,6 +214,11 @@ class TestWorkerCrash:
             page = (await api.client.get("/metrics")).text
             assert metric_value(page, "pizza_tasks_crashed_total", "retry-worker") == 1.0
             assert metric_value(page, "pizza_tasks_crashed_total", "factory-probe") == 0.0
+            # Every task the service supervises has its series from the start.
+            names = {t["name"] for t in state["tasks"]}
+            assert "claim-leases" in names
+            for name in names:
+                assert metric_value(page, "pizza_tasks_crashed_total", name) is not None, name
             log = written.getvalue()
             # Once, with its traceback, and without the key.
             assert log.count("background task retry-worker stopped") == 1

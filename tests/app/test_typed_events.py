@@ -1,5 +1,5 @@
 """Factory events carry their meaning in typed fields; the sentence in `detail` is for
-people and is never parsed back (issue 9). How the recorder reads them:
+people and is never parsed back. How the recorder reads them:
 tests/app/incidents/test_recorder.py."""
 
 from __future__ import annotations

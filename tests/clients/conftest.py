@@ -9,7 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from clients.simulator import SimulatorConfig, create_simulator_app
+from factory_sim import SimulatorConfig, create_simulator_app
 from tests.utils.servers import serve_in_thread
 from tests.utils.simulator import end_chaos_async
 

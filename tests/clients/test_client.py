@@ -1,4 +1,5 @@
-"""The factory client: every answer classified as resilience.md §1 says, nothing raised."""
+"""The factory client: every answer classified as docs/resilience.md#outcomes says, nothing
+raised."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def taking(
 
 
 def row(name: str, answer: Callable[[], Answer], outcome: Outcome, pizza: bool = False) -> object:
-    """One line of resilience.md §1: `answer` builds a response or an exception to raise."""
+    """One row of docs/resilience.md#outcomes: `answer` builds a response or an exception."""
     return pytest.param(answer, outcome, pizza, id=name)
 
 

@@ -50,7 +50,7 @@ class FactoryKey:
         kid: str | None = None,
         header: dict[str, Any] | None = None,
     ) -> str:
-        """A pizza: iat, exp, iss and kid in the protected header, as factory.md says."""
+        """A pizza: iat, exp, iss and kid in the protected header (docs/factory.md)."""
         claims: dict[str, Any] = {"kid": kid or self.kid, "iat": int(NOW), "iss": "cs329.click"}
         if exp is not None:
             claims["exp"] = int(exp)

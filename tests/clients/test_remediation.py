@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from clients.redaction import redact_factory_key
 from clients.remediation import (
     RemediationLink,
     find_report_url,
     followable_url,
     parse_link,
-    redact,
 )
 
 KEY = "vk-9f8e7d6c5b4a"
@@ -95,16 +95,18 @@ class TestRedact:
         ],
     )
     def test_each_link_shape(self, raw: str, expected: str) -> None:
-        assert redact(raw, KEY) == expected
+        assert redact_factory_key(raw, KEY) == expected
 
     def test_without_knowing_the_key(self) -> None:
         # A key that is not ours (or not configured) is still masked in its usual places.
-        assert redact(PATH_LINK, None) == "https://127.0.0.1/api/support/***/report/fix-42"
-        assert "apiKey=***&" in redact(QUERY_LINK, "")
+        assert (
+            redact_factory_key(PATH_LINK, None) == "https://127.0.0.1/api/support/***/report/fix-42"
+        )
+        assert "apiKey=***&" in redact_factory_key(QUERY_LINK, "")
 
     def test_free_text(self) -> None:
         text = f"factory said: bad key {KEY}; see {PATH_LINK} (key={KEY})"
-        redacted = redact(text, KEY)
+        redacted = redact_factory_key(text, KEY)
         assert KEY not in redacted
         assert redacted == (
             "factory said: bad key ***; see https://127.0.0.1/api/support/***/report/fix-42"
@@ -115,11 +117,12 @@ class TestRedact:
         # Six characters at least: the one redactor's minimum for any secret.
         key = "a/b+c/d"
         assert (
-            redact("?apiKey=a%2Fb%2Bc%2Fd&x=1 and a%2Fb%2Bc%2Fd", key) == "?apiKey=***&x=1 and ***"
+            redact_factory_key("?apiKey=a%2Fb%2Bc%2Fd&x=1 and a%2Fb%2Bc%2Fd", key)
+            == "?apiKey=***&x=1 and ***"
         )
 
     def test_text_without_secrets_is_unchanged(self) -> None:
-        assert redact("HTTP 500: chaos monkey", KEY) == "HTTP 500: chaos monkey"
+        assert redact_factory_key("HTTP 500: chaos monkey", KEY) == "HTTP 500: chaos monkey"
 
 
 class TestFollowableUrl:

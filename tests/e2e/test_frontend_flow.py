@@ -1,4 +1,5 @@
-"""The customer journey over real HTTP, exactly as the browser front end talks (api.md).
+"""The customer journey over real HTTP, exactly as the browser front end talks
+(docs/http-api.md#conventions).
 
 `pizza serve` runs as a process on its embedded defaults (SQLite file, bundled
 simulator); the first admin comes from `pizza admin create`. Every call is

@@ -1,4 +1,4 @@
-"""An outage as the JWT Pizza front end and the operators really see it (issue 11).
+"""An outage as the JWT Pizza front end and the operators really see it.
 
 `pizza factory-sim` and `pizza serve` run as processes; every customer call goes as the
 front end makes it (preflight, Origin, Content-Type, bearer token; no `Prefer`), via

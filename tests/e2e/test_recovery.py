@@ -1,4 +1,5 @@
-"""No accepted order is lost: across a SIGKILL, and across two replicas (resilience.md §4).
+"""No accepted order is lost: across a SIGKILL, and across two replicas
+(docs/resilience.md#pending-orders-and-the-retry-worker).
 
 Real processes with small real settings: the factory simulator, and `pizza serve` on
 SQLite or on the machine's PostgreSQL with the breaker shared through Redis.
@@ -223,7 +224,7 @@ STATE_KEY = "jwt-pizza:breaker:{factory}"
 def test_a_probe_held_by_a_killed_replica_is_given_up_after_the_call_timeout(
     processes: Processes, shared_postgres: str, shared_redis: str
 ) -> None:
-    """Issue 13: the replica holding the shared half-open probe is SIGKILLed; the other
+    """The replica holding the shared half-open probe is SIGKILLed; the other
     makes pizzas again within about FACTORY_TIMEOUT_S of the factory being healthy, not
     after the probe key's old 30 s time-to-live (nor a 65 s claim on the probed order)."""
     timeout_s = 10

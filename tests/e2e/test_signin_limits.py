@@ -1,5 +1,5 @@
-"""An account a stranger cannot lock, over real sockets from two addresses (api.md, last
-section, item 8).
+"""An account a stranger cannot lock, over real sockets from two addresses
+(docs/http-api.md#sign-in-limits).
 
 `pizza serve` listens on 127.0.0.1; the attacker's connections leave from 127.0.0.2 and
 the owner's from 127.0.0.3 (every 127/8 address is the loopback's), so the service tells

@@ -1,4 +1,4 @@
-"""The operator's status page in a real browser (resilience.md §3).
+"""The operator's status page in a real browser (docs/http-api.md#operator-routes).
 
 Issue acceptance: "The HTML status page opened in headless Chromium, the remediate
 button clicked, the page then showing the breaker closed". The simulator and the
@@ -231,7 +231,7 @@ def test_remediate_from_the_status_page(
                 page.screenshot(path=str(tmp_path / "status-open.png"), full_page=True)
 
                 # Only an absolute http(s) link is clickable; the factory's mangled scheme
-                # (`https//`, factory.md) is repaired instead of becoming a relative link.
+                # (`https//`, docs/factory.md) is repaired instead of becoming a relative link.
                 assert page.evaluate("linkHref('https//f.example/api/support/k/report/c')") == (
                     "https://f.example/api/support/k/report/c"
                 )

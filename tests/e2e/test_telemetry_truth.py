@@ -1,5 +1,5 @@
-"""Telemetry that tells the truth across restarts, and never carries the database password
-(issue 14). Real `pizza serve` processes exporting over OTLP/HTTP to a receiver that
+"""Telemetry that tells the truth across restarts, and never carries the database password.
+Real `pizza serve` processes exporting over OTLP/HTTP to a receiver that
 decodes protobuf, and the shipped rules evaluated by promtool on what was received.
 
 Small real settings: metrics are exported every 0.5 s. On promtool's clock that
@@ -110,8 +110,10 @@ def test_a_restarted_instance_stops_counting_within_an_interval_and_the_window(
     assert {old, new} <= series.instances()
     before = at(clock.virtual(stopped) - VIRTUAL_INTERVAL_S, VIRTUAL_INTERVAL_S)
     after = at(clock.virtual(stopped) + VIRTUAL_INTERVAL_S + HEARTBEAT_WINDOW_S, clock.interval_s)
-    later = at(max(clock.virtual(stopped) + VIRTUAL_INTERVAL_S + HEARTBEAT_WINDOW_S, live_at),
-               clock.interval_s)
+    later = at(
+        max(clock.virtual(stopped) + VIRTUAL_INTERVAL_S + HEARTBEAT_WINDOW_S, live_at),
+        clock.interval_s,
+    )
     breaker_alert = 'ALERTS{alertname="PizzaFactoryBreakerOpen",alertstate="firing"}'
     firing = [
         {"labels": breaker_alert.replace("}", ',job="jwt-pizza",severity="page"}'), "value": 1}

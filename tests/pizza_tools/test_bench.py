@@ -1,4 +1,4 @@
-"""`pizza bench --quick` (performance.md) runs end to end and reports every key.
+"""`pizza bench --quick` (README, Performance) runs end to end and reports every key.
 
 A benchmark is not a test: nothing here asserts a timing, only that each figure is there,
 of the right type and positive, and that no request failed.

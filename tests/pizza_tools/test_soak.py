@@ -1,5 +1,5 @@
 """`pizza soak`: the 2-minute form CI runs (2 replicas behind nginx, every kind of fault),
-and the README's nginx configuration, which must be the one the soak runs."""
+and the nginx configuration docs/operations.md shows, which must be the one the soak runs."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from pizza_tools.soak.report import (
 from pizza_tools.soak.traffic import Answer
 
 SOAK_TIMEOUT_S = 900
-README = Path(__file__).resolve().parents[2] / "README.md"
-README_REPLICAS = ["127.0.0.1:3001", "127.0.0.1:3002", "127.0.0.1:3003"]
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs/operations.md"
+DOC_REPLICAS = ["127.0.0.1:3001", "127.0.0.1:3002", "127.0.0.1:3003"]
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +83,12 @@ def test_the_schedule_starts_with_every_essential_fault_and_is_seeded() -> None:
     assert schedule(13, 20) != schedule(14, 20)
 
 
-def test_the_readme_shows_the_nginx_configuration_the_soak_runs() -> None:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## Running several replicas", 1)[1]
+def test_the_operations_page_shows_the_nginx_configuration_the_soak_runs() -> None:
+    text = OPERATIONS.read_text(encoding="utf-8")
+    section = text.split("## Scale out", 1)[1]
     block = re.search(r"```nginx\n(.*?)```", section, re.DOTALL)
-    assert block is not None, "no ```nginx block in the README's replicas section"
-    assert block.group(1) == site_conf("127.0.0.1:8080", README_REPLICAS)
+    assert block is not None, "no ```nginx block in docs/operations.md, Scale out"
+    assert block.group(1) == site_conf("127.0.0.1:8080", DOC_REPLICAS)
 
 
 def test_an_accepted_order_missing_from_the_database_is_lost() -> None:

@@ -1,4 +1,4 @@
-"""What the real factory answers, where the service relies on it (factory.md's facts, checked
+"""What the real factory answers, where the service relies on it (docs/factory.md's facts, checked
 against the factory itself rather than against what we believe of it)."""
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ import jwt
 import pytest
 
 from tests.utils.real_factory import RealFactory, Vendor
+
+# The real factory runs as node on MariaDB: a process of its own, started per module.
+pytestmark = pytest.mark.slow
 
 RESOLVED = {"message": "Problem resolved. Pizza is back on the menu!"}
 UNRESOLVED = {"message": "Problem unresolved"}

@@ -25,9 +25,12 @@ import httpx
 import jwt
 import pytest
 
-from clients.simulator import BAD_JWT, VENDOR_ID, SimulatorConfig, create_simulator_app
+from factory_sim import BAD_JWT, VENDOR_ID, SimulatorConfig, create_simulator_app
 from tests.utils.real_factory import RealFactory, Vendor
 from tests.utils.servers import serve_in_thread
+
+# The real factory runs as node on MariaDB: a process of its own, started per module.
+pytestmark = pytest.mark.slow
 
 DINER = {"id": 719, "name": "j", "email": "j@jwt.com"}
 ORDER = {"id": 278, "franchiseId": 4, "storeId": 5, "items": [{"menuId": 1, "price": 0.0038}]}

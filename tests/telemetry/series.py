@@ -1,6 +1,6 @@
 """Received metrics as Prometheus series, and promtool evaluating rules and queries on them.
 
-Two paths, as telemetry.md's backends store them:
+Two paths, as the backends of docs/telemetry.md#export store them:
 
 - ``scraped``: pages of ``/metrics`` as Prometheus scrapes them (``job`` from the scrape
   config, ``instance`` the target's address);

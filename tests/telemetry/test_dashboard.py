@@ -20,7 +20,8 @@ from tests.telemetry.series import promtool
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "telemetry" / "dashboards" / "jwt-pizza.json"
-# The course's panels plus breaker, remediation, pending orders and logs (telemetry.md).
+# The course's panels plus breaker, remediation, pending orders and logs
+# (docs/telemetry.md#dashboard).
 REQUIRED_PANELS = {
     "Requests by method",
     "Active users",
@@ -35,7 +36,7 @@ REQUIRED_PANELS = {
     "Remediation: link waiting and attempts",
     "Pending orders and oldest age",
     "Log records by severity (per minute)",
-    # Issue 14: the switch from made to pending, what customers wait, what fires, who is live.
+    # The switch from made to pending, what customers wait, what fires, who is live.
     "Order answers by status code (per minute)",
     "Order route latency (p50, p99)",
     "Alerts",

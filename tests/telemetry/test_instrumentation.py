@@ -49,7 +49,8 @@ async def test_server_spans_and_request_duration_in_seconds(make_telemetry: Make
 
 
 async def test_database_spans_for_this_engine_only(make_telemetry: MakeTelemetry) -> None:
-    """The instrumentation declares sqlalchemy<2.1 (telemetry.md): spans must really appear."""
+    """The instrumentation declares sqlalchemy<2.1 (docs/telemetry.md#traces): spans must
+    really appear."""
     first_spans, second_spans = InMemorySpanExporter(), InMemorySpanExporter()
     first = make_telemetry(span_exporter=first_spans)
     second = make_telemetry(span_exporter=second_spans)

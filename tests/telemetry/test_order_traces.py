@@ -1,4 +1,5 @@
-"""Every order's trace says what happened to it, and idle polling makes no trace (issue 14).
+"""Every order's trace says what happened to it, and idle polling makes no trace
+(docs/telemetry.md#traces).
 
 Over real HTTP to an OTLP receiver that decodes protobuf, as a collector would."""
 

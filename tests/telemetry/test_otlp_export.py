@@ -1,6 +1,6 @@
-"""End to end over OTLP/HTTP (issue 4): the service, configured only by OpenTelemetry's
-standard variables, exports to a real receiver on 127.0.0.1 everything telemetry.md
-promises, through a healthy and then a failing factory, and no secret at all."""
+"""End to end over OTLP/HTTP: the service, configured only by OpenTelemetry's
+standard variables, exports to a real receiver on 127.0.0.1 everything docs/telemetry.md
+describes, through a healthy and then a failing factory, and no secret at all."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("restore_logging", "fast_password_hashing")
 DINER_PASSWORD = "otlp-diner-passw0rd-9f3e1c"
 HEALTHY_ORDERS = 3
 FAILING_ORDERS = 3
-# telemetry.md's metric table, by OpenTelemetry name (process CPU and memory included).
+# docs/telemetry.md#metrics, by OpenTelemetry name (process CPU and memory included).
 EXPECTED_METRICS = {"http.server.request.duration", *PROMETHEUS_NAMES}
 
 
@@ -69,7 +69,7 @@ async def test_every_signal_over_otlp_and_no_secret(
     assert not receiver.errors
     assert receiver.encodings == {"gzip"}
 
-    # Metrics: every name of telemetry.md's table.
+    # Metrics: every name of docs/telemetry.md#metrics.
     missing = EXPECTED_METRICS - receiver.metric_names
     assert not missing, f"not exported over OTLP: {sorted(missing)}"
 

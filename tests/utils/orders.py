@@ -11,7 +11,8 @@ _keys = itertools.count(1)
 
 
 def distinct() -> dict[str, str]:
-    """An Idempotency-Key of its own: a new order, not "Pay" pressed again (api.md)."""
+    """An Idempotency-Key of its own: a new order, not "Pay" pressed again
+    (docs/http-api.md#post-apiorder)."""
     return {"Idempotency-Key": f"distinct-order-{next(_keys)}"}
 
 

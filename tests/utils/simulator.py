@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 
-from clients.simulator import DEV_ADMIN_KEY, VENDOR_ID
+from factory_sim import DEV_ADMIN_KEY, VENDOR_ID
 
 ADMIN_KEY = DEV_ADMIN_KEY  # the simulator's default admin key (SimulatorConfig.admin_key)
 REMOVAL = {"id": VENDOR_ID, "deleteType": "chaos"}

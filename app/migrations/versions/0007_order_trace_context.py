@@ -7,7 +7,7 @@ Create Date: 2026-12-02 00:40:00
 `diner_order.trace_context` holds the W3C `traceparent` of the request that placed the
 order (55 characters: version, trace id, span id, flags), when that request was traced.
 The retry worker's attempt span carries a span link to it, so an order's trace and its
-later retries are found from one another (telemetry.md, traces). Older orders, and
+later retries are found from one another (docs/telemetry.md#traces). Older orders, and
 orders placed while no trace was recorded, keep NULL: their retries have no link.
 """
 

@@ -1,5 +1,5 @@
 """`pizza admin create` and `pizza incident report` when the database cannot be reached:
-one line that says so, and exit 1 (README, "Commands"), not a traceback of 400 lines."""
+one line that says so, and exit 1 (docs/operations.md#commands), not a traceback of 400 lines."""
 
 from __future__ import annotations
 

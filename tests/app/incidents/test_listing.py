@@ -1,4 +1,4 @@
-"""GET /factory/incidents lists with a bounded number of statements (issue 9): it used to
+"""GET /factory/incidents lists with a bounded number of statements: it used to
 load the full view (timeline included) of each listed incident, seven queries apiece."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The postmortem draft: every section of the seed's template, the recorded facts in UTC,
-prompts where a person must judge, and no secret; redacted by the one redactor, which
-leaves ordinary words alone (issues 6 and 9)."""
+"""The postmortem draft: every section of its template, the recorded facts in UTC, prompts
+where a person must judge, and no secret; redacted by the one redactor, which leaves
+ordinary words alone. It is written at the time of the clock it is given."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from typer.testing import CliRunner
 from app import db
 from app.cli import cli
 from app.incidents import Conditions, IncidentRecorder
-from app.incidents.report import SECTIONS, TO_FILL, duration, utc
+from app.incidents.report import SECTIONS, TO_FILL, duration, latest_report, utc
 from app.models import FactoryEvent
 from clients.breaker import BreakerState
 from tests.conftest import FACTORY_KEY, JWT_SECRET, make_settings, running_api
 from tests.utils.builders import PASSWORD, Api
+from tests.utils.clock import ManualClock
 from tests.utils.incidents import async_url, closed_incident, when
 from tests.utils.orders import all_fulfilled, pending_orders
 from tests.utils.waiting import eventually
@@ -165,6 +166,24 @@ class TestIncidentReportCommand:
         assert unknown.exit_code == 2
         assert len(unknown.output.strip().splitlines()) == 1
         assert "no incident 7" in unknown.output
+
+
+def test_the_draft_says_it_was_written_at_the_time_of_its_clock(database_url: str) -> None:
+    seed_incident(database_url)
+    clock = ManualClock(datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC))
+
+    async def draft() -> str:
+        engine = db.create_engine(async_url(database_url))
+        try:
+            text = await latest_report(db.session_factory(engine), clock=clock)
+        finally:
+            await engine.dispose()
+        assert text is not None
+        return text
+
+    assert "from its own records at 2031-05-06 07:08:09.000 UTC." in asyncio.run(draft())
+    clock.advance(3600)
+    assert "from its own records at 2031-05-06 08:08:09.000 UTC." in asyncio.run(draft())
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Incidents as people read them: each chaos mode replayed against the simulator leaves an
-incident whose timeline tells the story and whose impact counts every order (issue 6)."""
+incident whose timeline tells the story and whose impact counts every order
+(docs/resilience.md#incidents)."""
 
 from __future__ import annotations
 

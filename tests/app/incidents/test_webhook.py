@@ -1,5 +1,5 @@
 """The direct page: ALERT_WEBHOOK_URL hears of an incident opening, its link and its close,
-in order; a dead or slow webhook costs an order nothing (issue 6)."""
+in order; a dead or slow webhook costs an order nothing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A failed order knows why as a value (OrderFailure), not as a sentence to match (issue 9)."""
+"""A failed order knows why as a value (OrderFailure), not as a sentence to match."""
 
 from __future__ import annotations
 

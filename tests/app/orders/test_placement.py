@@ -1,4 +1,5 @@
-"""A pending order as the client asked for it (RFC 7240), and "Pay" pressed again (api.md)."""
+"""A pending order as the client asked for it (RFC 7240), and "Pay" pressed again
+(docs/http-api.md#post-apiorder)."""
 
 from __future__ import annotations
 

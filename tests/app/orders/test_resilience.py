@@ -1,6 +1,7 @@
 """The factory misbehaves; customers, the breaker, the status page and the orders cope.
 
-Against the simulator over real HTTP (resilience.md §1 to §4, and the issue's acceptance list).
+Against the simulator over real HTTP: outcomes, the breaker, remediation and pending orders
+as docs/resilience.md describes them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from app.config import Settings
 from app.models import DinerOrder
 from app.sql.rows import StoreError
 from clients.schemas import Outcome
-from clients.simulator import SimulatorConfig, create_simulator_app
+from factory_sim import SimulatorConfig, create_simulator_app
 from telemetry.logging import configure_logging
 from tests.conftest import FACTORY_KEY, make_settings, running_api
 from tests.utils.builders import Api
@@ -308,7 +309,7 @@ class TestGracefulShutdown:
             shop = await api.shop()
             factory.put("/api/vendor/chaos/hang").raise_for_status()
             ids = await pending_orders(api, shop, 1)
-            assert api.services.orders.inflight == set(ids)
+            assert api.services.orders.in_flight.calling() == set(ids)
         end_chaos(factory)
         async with running_api(settings) as api:
             # Not after the 35 s lease: the claim was handed back at shutdown.
@@ -318,7 +319,7 @@ class TestGracefulShutdown:
 class TestLinksTheServiceMayNotFollow:
     @pytest.fixture
     def foreign_link_factory(self) -> Iterator[tuple[str, httpx.Client]]:
-        """A factory whose links point at its operators' own host (factory.md)."""
+        """A factory whose links point at its operators' own host (docs/factory.md)."""
         config = SimulatorConfig(
             api_key=FACTORY_KEY,
             link_style="query",
@@ -425,7 +426,7 @@ class TestFailedOrdersSayWhy:
 
 class TestClaimLeases:
     """A claim is short and renewed while its call runs, so that a replica that dies
-    leaves its orders to the others soon (issue 13); the clock is moved, not slept."""
+    leaves its orders to the others soon; the clock is moved, not slept."""
 
     async def test_a_claim_is_renewed_while_its_call_runs_and_ends_soon_without(
         self, database_url: str, factory_url: str, factory: httpx.Client
@@ -438,7 +439,7 @@ class TestClaimLeases:
             shop = await api.shop()
             factory.put("/api/vendor/chaos/hang").raise_for_status()
             [order_id] = await pending_orders(api, shop, 1)
-            assert api.services.orders.inflight == {order_id}
+            assert api.services.orders.in_flight.calling() == {order_id}
             placed = (await claimed_until(api, order_id)) - clock.now()
             # Not FACTORY_CALL_MAX_S (60 s) + a margin: a dead replica's claim ends soon.
             assert placed <= timedelta(seconds=settings.claim_lease_s)
@@ -462,7 +463,7 @@ class TestAPizzaMadeWhileTheDatabaseIsAway:
     async def test_is_stored_when_the_database_is_back_and_not_made_again(
         self, api: Api, factory: httpx.Client, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """pizza soak (issue 13): the factory made the pizza during a PostgreSQL restart;
+        """Found by pizza soak: the factory made the pizza during a PostgreSQL restart;
         the answer is kept and stored once the database answers, instead of the order
         being made a second time after its lease."""
         shop = await api.shop()

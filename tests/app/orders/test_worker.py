@@ -1,4 +1,4 @@
-"""The retry worker after the database was away (issue 13, found by pizza soak): its first
+"""The retry worker after the database was away (found by pizza soak): its first
 cycle claims nothing, so that the replica whose call is still running renews its lease (or
 stores its pizza) before another one could take the order."""
 
@@ -52,7 +52,7 @@ async def test_the_first_cycle_after_a_database_outage_claims_nothing(
 
             await eventually(after_the_outage)
             assert await order_status(api, shop, order_id) == "pending"
-            assert services.orders.inflight == set()
+            assert services.orders.in_flight.calling() == set()
             # The next cycle (woken here rather than waiting out a lease's third) makes it.
             services.worker.wake()
 
@@ -82,9 +82,9 @@ async def test_an_order_whose_call_is_still_finishing_is_not_left_leased(
         await services.breaker.force("auto")
         clock.advance(1)  # its retry is due; its lease (CLAIM_LEASE_S) is not over
 
-        services.orders.inflight.add(order_id)  # the call's bookkeeping, still running
+        services.orders.in_flight.start_call(order_id)  # its bookkeeping, still running
         await services.worker.run_once()
-        services.orders.inflight.discard(order_id)
+        services.orders.in_flight.end_call(order_id)
         await services.worker.run_once()
 
         assert await order_status(api, shop, order_id) == "fulfilled"

@@ -1,5 +1,5 @@
 """A factory answer is stored before anything else is done with it, and a failure of our
-own never leaves an order claimed for nothing (issue 9)."""
+own never leaves an order claimed for nothing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Register, sign in, sign out (api.md "Auth"), and what a token is worth afterwards."""
+"""Register, sign in, sign out (docs/http-api.md#auth), and what a token is worth afterwards."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Franchises and stores (api.md "Franchises and stores" and the public list)."""
+"""Franchises and stores (docs/http-api.md#franchises-and-stores, and the public list)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The menu (api.md "Orders": GET and PUT /api/order/menu)."""
+"""The menu (docs/http-api.md#orders: GET and PUT /api/order/menu)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Prometheus scrape behind METRICS_TOKEN, compared in constant time (issue 9)."""
+"""The Prometheus scrape behind METRICS_TOKEN, compared in constant time."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Orders (api.md "Orders"): placing one, the history, one order, Idempotency-Key."""
+"""Orders (docs/http-api.md#orders): placing one, the history, one order, Idempotency-Key."""
 
 from __future__ import annotations
 
@@ -249,7 +249,7 @@ class TestIdempotencyKey:
         assert [o["id"] for o in history.json()["orders"]] == [first.json()["order"]["id"]]
 
     async def test_a_key_in_flight_is_answered_as_its_first_request(self, api: Api) -> None:
-        """api.md: a request whose key is still in flight waits for the first one's answer,
+        """A request whose key is still in flight waits for the first one's answer,
         never a 503 blaming the factory while the factory is making that very order."""
         shop = await api.shop()
         key = {"Idempotency-Key": "pay-pressed-20-times"}
@@ -314,7 +314,7 @@ class TestIdempotencyKey:
 
 
 class TestWhileTheDatabaseIsAway:
-    """A PostgreSQL restart under traffic (pizza soak, issue 13): a clear 503 with
+    """A PostgreSQL restart under traffic (found by pizza soak): a clear 503 with
     Retry-After, never a 500, and the order is not stored."""
 
     async def test_orders_menu_and_history_answer_503_with_retry_after(

@@ -1,4 +1,4 @@
-"""Users (api.md "Users"): me, update, list, delete."""
+"""Users (docs/http-api.md#users): me, update, list, delete."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Accounts, where this service is deliberately stricter than the reference (api.md, last
-section): no built-in admin (item 4), one account per email (items 9 and 13), roles read
-on every request (item 11). One class per item; each test fails on the reference's
-behaviour."""
+"""Accounts, where this service is deliberately stricter than the reference
+(docs/http-api.md#differences-from-the-reference-service): no built-in admin (item 4),
+one account per email (items 9 and 13), roles read on every request (item 11). One class
+per item; each test fails on the reference's behaviour."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Sign-in limits protect accounts without handing anyone a lock on them (api.md, last
-section, item 8): per client address and per account from one address, counted in one
-statement before the password is checked, refused attempts included.
+"""Sign-in limits protect accounts without handing anyone a lock on them
+(docs/http-api.md#sign-in-limits): per client address and per account from one address,
+counted in one statement before the password is checked, refused attempts included.
 
 The reference had no limit; the service's first limit locked an email for everyone after
 five failures from anywhere, did not count refused attempts, and checked and counted in
@@ -29,9 +29,11 @@ from tests.utils.clock import ManualClock
 
 ATTACKER = "203.0.113.7"
 OWNER = "198.51.100.20"
-PER_ACCOUNT = 5  # the defaults (api.md): 5 for one account from one address,
-PER_CLIENT = 30  # 30 from one address, within
-WINDOW_S = 300  # 5 minutes
+# The defaults (docs/http-api.md#sign-in-limits): 5 for one account from one address,
+# 30 from one address, within 5 minutes.
+PER_ACCOUNT = 5
+PER_CLIENT = 30
+WINDOW_S = 300
 
 
 @asynccontextmanager

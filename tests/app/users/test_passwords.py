@@ -1,5 +1,5 @@
 """Passwords: an argon2 hash matches only its password, and an empty or missing password
-signs nobody in (api.md, last section, item 12: stricter than the reference)."""
+signs nobody in (docs/http-api.md#differences-from-the-reference-service, item 12)."""
 
 from __future__ import annotations
 

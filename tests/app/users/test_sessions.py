@@ -1,5 +1,6 @@
-"""Sessions: tokens expire and are revocable (api.md, last section, item 5: stricter than
-the reference). Each test fails on the reference's behaviour."""
+"""Sessions: tokens expire and are revocable (stricter than the reference:
+docs/http-api.md#differences-from-the-reference-service, item 5). Each test fails on the
+reference's behaviour."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ other than the real path shape, and `GET /api/support/resolve` for them;
 `state.py` keeps the factory's data as the real one keeps it; `app.py` is its HTTP surface.
 """
 
-from clients.simulator.app import create_simulator_app
-from clients.simulator.state import (
+from factory_sim.app import create_simulator_app
+from factory_sim.state import (
     ADMIN_ID,
     BAD_JWT,
     DEV_ADMIN_KEY,

@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from clients.simulator.state import (
+from factory_sim.state import (
     BAD_JWT,
     BAD_KEY,
     REAL_CHAOS,

@@ -1,4 +1,4 @@
-"""The simulator answers as factory.md says the factory does, over real HTTP."""
+"""The simulator answers as docs/factory.md says the factory does, over real HTTP."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from clients.simulator import BAD_JWT, VENDOR_ID, SimulatorConfig, create_simulator_app
+from factory_sim import BAD_JWT, VENDOR_ID, SimulatorConfig, create_simulator_app
 from tests.clients.conftest import SIMULATOR_API_KEY as KEY
 from tests.clients.conftest import SIMULATOR_AUTH as AUTH
 from tests.clients.conftest import FakeClock
@@ -58,7 +58,7 @@ async def verify_locally(client: httpx.AsyncClient, token: str) -> dict[str, Any
 
 
 def at(base_url: str, link: str) -> str:
-    """A remediation link followed at the simulator's real scheme and port (factory.md)."""
+    """A remediation link followed at the simulator's real scheme and port (docs/factory.md)."""
     return re.sub(r"^https:?//127\.0\.0\.1", base_url, link)
 
 

@@ -1,0 +1,52 @@
+"""A remediation is recorded as done only once the breaker lets a probe in
+(app/factory/links.py): whoever reads it done (an operator, the orders it frees, another
+replica's watch) never finds it behind a breaker that still refuses every call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from app.models import RemediationAttempt
+from clients.breaker import BreakerState
+from tests.utils.builders import Api
+from tests.utils.orders import pending_orders
+
+
+@pytest.fixture
+def breaker_when_recorded(manual_api: Api) -> Iterator[list[BreakerState]]:
+    """The service's breaker state each time a resolved remediation reaches the
+    database, read in the very flush that writes it."""
+    seen: list[BreakerState] = []
+    breaker = manual_api.services.breaker
+
+    def on_flush(session: Session, _context: Any) -> None:
+        for row in session.new:
+            if isinstance(row, RemediationAttempt) and row.resolved:
+                seen.append(breaker.state)
+
+    event.listen(Session, "after_flush", on_flush)
+    try:
+        yield seen
+    finally:
+        event.remove(Session, "after_flush", on_flush)
+
+
+async def test_a_resolved_remediation_is_recorded_after_the_breaker_half_opens(
+    manual_api: Api, factory: httpx.Client, breaker_when_recorded: list[BreakerState]
+) -> None:
+    api = manual_api
+    shop = await api.shop()
+    factory.put("/api/vendor/chaos/fail").raise_for_status()
+    await pending_orders(api, shop, 3)  # fail_max=3: open, with a link to follow
+    assert api.services.breaker.state is BreakerState.OPEN
+
+    fixed = await api.client.post("/factory/remediate", headers=shop.admin.headers)
+
+    assert fixed.json()["attempt"]["resolved"] is True
+    assert breaker_when_recorded == [BreakerState.HALF_OPEN]
