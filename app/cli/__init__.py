@@ -2,96 +2,19 @@
 
 Exit codes: 0 ok, 2 usage or configuration, 1 other.
 
-serving.py runs the service and the factory simulator, operators.py holds what an
-operator asks of a database (accounts, incident reports), tools.py the commands that
-run the service as a process to measure it (pizza_tools, loaded only when they run).
+common.py holds what every command shares, serving.py runs the service and the factory
+simulator, operators.py holds what an operator asks of a database (accounts, incident
+reports), tools.py the commands that run the service as a process to measure it
+(pizza_tools, loaded only when they run).
 """
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 import sys
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-import typer
-from pydantic import ValidationError
-
-from app.config import Settings, describe_errors
-
-if TYPE_CHECKING:
-    from app.bootstrap import Prepared
-
-T = TypeVar("T")
-
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help="JWT Pizza service")
-admin_cli = typer.Typer(no_args_is_help=True, help="Accounts")
-cli.add_typer(admin_cli, name="admin")
-incident_cli = typer.Typer(no_args_is_help=True, help="Recorded factory incidents")
-cli.add_typer(incident_cli, name="incident")
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(message, err=True)
-    raise typer.Exit(code)
-
-
-def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment and .env; one line per mistake, exit 2."""
-    try:
-        return Settings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as error:
-        for line in describe_errors(error):
-            typer.echo(f"configuration error: {line}", err=True)
-        raise typer.Exit(2) from None
-
-
-def on_database(settings: Settings, work: Coroutine[Any, Any, T]) -> T:
-    """Run a command's ``work`` on the database; a database that cannot be reached is one
-    line on stderr naming it, and exit 1, not a traceback (any other error is a bug and
-    keeps its own)."""
-    from sqlalchemy.engine import make_url
-
-    from app.bootstrap import DatabaseUnreachable
-    from app.sql.failures import unreachable
-
-    url = make_url(settings.database_url)
-    try:
-        if settings.is_sqlite and url.database and url.database != ":memory:":
-            # Opened here first: when aiosqlite fails to open a file, its thread outlives
-            # the event loop and prints a traceback of its own at exit.
-            sqlite3.connect(url.database).close()
-        return asyncio.run(work)
-    except Exception as error:
-        work.close()  # never started when the file could not be opened
-        if not isinstance(error, DatabaseUnreachable) and not unreachable(error):
-            raise
-        reason = str(error) if isinstance(error, DatabaseUnreachable) else _driver_error(error)
-        for secret in [*settings.secrets(), url.password]:
-            if secret:
-                reason = reason.replace(str(secret), "***")
-        where = url.render_as_string(hide_password=True)
-        fail(
-            f"error: cannot reach the database {where} ({reason}): is it up, and "
-            "DATABASE_URL right?",
-            1,
-        )
-
-
-def _driver_error(error: BaseException) -> str:
-    """The driver's own error under SQLAlchemy's wrappers, as `Type: first line`."""
-    while (inner := getattr(error, "orig", None) or error.__cause__) is not None:
-        error = inner
-    text = str(error).splitlines()[0] if str(error) else ""
-    return f"{type(error).__name__}: {text}"
-
-
-def prepare_database(settings: Settings, *, demo: bool = False) -> Prepared:
-    """The database set up (app/bootstrap.py), or one line and exit 1 (`on_database`)."""
-    from app.bootstrap import prepare
-
-    return on_database(settings, prepare(settings, demo=demo))
+# The commands register themselves on `cli` when their modules load.
+from app.cli import operators, serving, tools
+from app.cli.common import cli, fail, load_settings, on_database, prepare_database
 
 
 def main() -> None:
@@ -101,14 +24,12 @@ def main() -> None:
         sys.exit(130)
 
 
-# The commands register themselves on `cli` when their modules load.
-from app.cli import operators, serving, tools  # noqa: E402
-
 __all__ = [
     "cli",
     "fail",
     "load_settings",
     "main",
+    "on_database",
     "operators",
     "prepare_database",
     "serving",

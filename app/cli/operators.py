@@ -8,7 +8,15 @@ from typing import Annotated, TypeVar
 import typer
 from pydantic import ValidationError
 
-from app.cli import admin_cli, cli, fail, incident_cli, load_settings, on_database, prepare_database
+from app.cli.common import (
+    admin_cli,
+    cli,
+    fail,
+    incident_cli,
+    load_settings,
+    on_database,
+    prepare_database,
+)
 from app.config import Settings
 
 T = TypeVar("T")

@@ -18,7 +18,7 @@ import typer
 import uvicorn
 import uvloop
 
-from app.cli import cli, fail, load_settings, prepare_database
+from app.cli.common import cli, fail, load_settings, prepare_database
 from app.cli.workers import supervise
 from app.config import Settings
 from factory_sim import SimulatorConfig, create_simulator_app

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli import cli, load_settings
+from app.cli.common import cli, load_settings
 
 
 @cli.command()

@@ -1,4 +1,4 @@
-"""The order path's own database access: prepared statements and group commit (issue 10).
+"""The order path's own database access: prepared statements and group commit.
 
 SQLModel stays the schema (app/models.py, the Alembic migrations) and the rest of the API
 reads and writes through SQLAlchemy sessions. The order path (the token check, the menu,
@@ -16,7 +16,18 @@ loop, so it talks to the driver directly, with statements prepared once:
 - PostgreSQL (`app/sql/postgres.py`): asyncpg; one writer connection, the pending
   statements of a flush pipelined, and a small pool for reads.
 
-`open_store(database_url)` picks the implementation.
+How it is put together (each module imports only those above it, and `failures.py`
+and `group_commit.py`, which import `rows.py` only):
+
+- `rows.py`: what the store takes and gives back (`NewOrder`, `StoredOrder`, ...).
+- `records.py`: the rows each read gives back, as NamedTuples named after the columns,
+  and their select lists, written from the SQLModel tables at import.
+- `commands.py`: each write is a typed command (`Fulfil(order_id, jwt, now)`) that
+  binds its own parameters by name.
+- `dialect.py`: what a database brings (`Dialect`: its `Reads`, a statement per command,
+  its connections); `sqlite.py` and `postgres.py` are the two.
+- `store.py`: `OrderStore`, the logic once for both, over a `Dialect`;
+  `open_store(database_url)` picks the dialect.
 """
 
 from __future__ import annotations

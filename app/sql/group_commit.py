@@ -1,11 +1,11 @@
-"""Group commit: writes waiting at the same moment share one flush (issue 10)."""
+"""Group commit: writes waiting at the same moment share one flush."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from app.sql.rows import StoreError, StoreUnavailable
 
@@ -21,16 +21,18 @@ class WriteFailed:
     error: StoreError
 
 
-class _Write:
-    __slots__ = ("args", "future", "kind")
+T = TypeVar("T")
 
-    def __init__(self, kind: str, args: tuple[Any, ...], future: asyncio.Future[Any]) -> None:
-        self.kind = kind
-        self.args = args
+
+class _Waiting(Generic[T]):
+    __slots__ = ("future", "item")
+
+    def __init__(self, item: T, future: asyncio.Future[Any]) -> None:
+        self.item = item
         self.future = future
 
 
-class GroupCommit:
+class GroupCommit(Generic[T]):
     """Writes waiting at the same moment share one transaction and one commit.
 
     The first write to arrive while nothing is being written starts a flush at once;
@@ -43,17 +45,16 @@ class GroupCommit:
     token checks (app/sql/postgres.py) use it with a flush that is one SELECT.
     """
 
-    def __init__(
-        self, flush: Callable[[list[tuple[str, tuple[Any, ...]]]], Awaitable[list[Any]]]
-    ) -> None:
+    def __init__(self, flush: Callable[[list[T]], Awaitable[list[Any]]]) -> None:
         self._flush = flush
-        self._waiting: list[_Write] = []
+        self._waiting: list[_Waiting[T]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def write(self, kind: str, *args: Any) -> Any:
+    async def write(self, item: T) -> Any:
+        """``item``'s result once its flush is done (for a write: committed)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._waiting.append(_Write(kind, args, future))
+        self._waiting.append(_Waiting(item, future))
         if self._flusher is None:
             self._flusher = loop.create_task(self._drain(), name="group-commit")
         # The write goes ahead even if its caller gives up: what it stores is then found
@@ -65,7 +66,7 @@ class GroupCommit:
             while self._waiting:
                 batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
                 try:
-                    results = await self._flush([(w.kind, w.args) for w in batch])
+                    results = await self._flush([waiting.item for waiting in batch])
                 except BaseException as exc:
                     error = exc if isinstance(exc, Exception) else StoreUnavailable("shutting down")
                     for write in batch:

@@ -17,17 +17,56 @@ import asyncio
 import json
 import logging
 import sqlite3
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import make_url
 
 from app.db import SQLITE_BUSY_TIMEOUT_MS
 from app.models import OPEN_TWIN, to_units
+from app.sql.commands import (
+    Claim,
+    Codec,
+    Defer,
+    Expire,
+    Fail,
+    ForgetKey,
+    ForgetTwin,
+    Fulfil,
+    InsertOrder,
+    Release,
+    Renew,
+    Retry,
+    Show,
+    Unclaim,
+    Write,
+    statements_for,
+)
+from app.sql.dialect import Read, Reads, Sql, named
 from app.sql.failures import store_error
-from app.sql.rows import STORED_COLUMNS, InsertRefused, NewOrder
-from app.sql.store import OrderStore
+from app.sql.records import (
+    INSERTED_ORDER_COLUMNS,
+    ITEM_COLUMNS,
+    LOADED_COLUMNS,
+    LOADED_ITEM_COLUMNS,
+    MENU_COLUMNS,
+    PRINCIPAL_COLUMNS,
+    STATE_COLUMNS,
+    STORED_COLUMNS,
+    ItemRecord,
+    LoadedItemRecord,
+    LoadedRecord,
+    MenuRecord,
+    PendingRecord,
+    PrincipalRecord,
+    StateRecord,
+    StoredRecord,
+)
+from app.sql.rows import InsertRefused
+
+R = TypeVar("R")
 
 
 def to_text(value: datetime | None) -> str | None:
@@ -43,101 +82,125 @@ def from_text(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
-_PRINCIPAL = """
-SELECT u.id, u.name, u.email, s.expires_at, r.role, r.object_id
+_PRINCIPAL = named(f"""
+SELECT {PRINCIPAL_COLUMNS}
 FROM auth_session AS s JOIN user AS u ON u.id = s.user_id
 LEFT JOIN user_role AS r ON r.user_id = u.id
-WHERE s.jti = ? AND u.id = ? ORDER BY r.id
-"""
-_MENU = "SELECT id, title, description, image, price FROM menu_item ORDER BY id"
-_MENU_ITEMS = (
-    "SELECT id, title, description, image, price FROM menu_item"
-    " WHERE id IN (SELECT value FROM json_each(?))"
-)
-_PENDING = (
-    "SELECT count(*), min(date), min(max(next_attempt_at, coalesce(claimed_until, '')))"
-    " FROM diner_order WHERE status = 'pending'"
-)
-_STATE = "SELECT status, jwt FROM diner_order WHERE id = ?"
-_LOAD = """
-SELECT o.id, o.diner_id, o.franchise_id, o.store_id, o.date, o.total, o.attempts,
-       o.deferred_at, u.name, u.email, o.trace_context
-FROM diner_order AS o LEFT JOIN user AS u ON u.id = o.diner_id
-WHERE o.id IN (SELECT value FROM json_each(?)) AND o.status = 'pending' ORDER BY o.id
-"""
-_LOAD_ITEMS = (
-    "SELECT id, order_id, menu_id, description, price FROM order_item"
-    " WHERE order_id IN (SELECT value FROM json_each(?)) ORDER BY id"
+WHERE s.jti = :jti AND u.id = :user_id ORDER BY r.id
+""")
+_IN_IDS = "IN (SELECT value FROM json_each(:ids))"  # a JSON list: one statement for any count
+
+
+def _read(text: str, record: Callable[[Iterable[Any]], R]) -> Read[R]:
+    return Read(named(text), record)
+
+
+def _stored(where: str) -> Read[StoredRecord]:
+    return _read(f"SELECT {STORED_COLUMNS} FROM diner_order WHERE {where}", StoredRecord._make)
+
+
+READS = Reads(
+    menu=_read(f"SELECT {MENU_COLUMNS} FROM menu_item ORDER BY id", MenuRecord._make),
+    menu_items=_read(f"SELECT {MENU_COLUMNS} FROM menu_item WHERE id {_IN_IDS}", MenuRecord._make),
+    pending=_read(
+        "SELECT count(*), min(date), min(max(next_attempt_at, coalesce(claimed_until, '')))"
+        " FROM diner_order WHERE status = 'pending'",
+        PendingRecord._make,
+    ),
+    state=_read(f"SELECT {STATE_COLUMNS} FROM diner_order WHERE id = :order_id", StateRecord._make),
+    load=_read(
+        f"SELECT {LOADED_COLUMNS}"
+        " FROM diner_order AS o LEFT JOIN user AS u ON u.id = o.diner_id"
+        f" WHERE o.id {_IN_IDS} AND o.status = 'pending' ORDER BY o.id",
+        LoadedRecord._make,
+    ),
+    load_items=_read(
+        f"SELECT {LOADED_ITEM_COLUMNS} FROM order_item WHERE order_id {_IN_IDS} ORDER BY id",
+        LoadedItemRecord._make,
+    ),
+    items_of=_read(
+        f"SELECT {ITEM_COLUMNS} FROM order_item WHERE order_id = :order_id ORDER BY id",
+        ItemRecord._make,
+    ),
+    find_id=_stored("id = :order_id"),
+    find_key=_stored("diner_id = :diner_id AND idempotency_key = :key"),
+    find_twin=_stored(f"diner_id = :diner_id AND twin_hash = :twin_hash AND {OPEN_TWIN}"),
+    find_last_twin=_stored(
+        "diner_id = :diner_id AND twin_hash = :twin_hash ORDER BY id DESC LIMIT 1"
+    ),
 )
 
-_INSERT_ORDER = """
-INSERT INTO diner_order (diner_id, franchise_id, store_id, date, status, total, jwt, attempts,
-    last_reason, next_attempt_at, claimed_until, finished_at, idempotency_key, request_hash,
-    twin_hash, deferred_at, trace_context, deferred_status)
-SELECT ?, ?, ?, ?, 'pending', ?, NULL, 0, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?
-WHERE EXISTS (SELECT 1 FROM store WHERE id = ? AND franchise_id = ?)
+# The order, only if its store is in its franchise; nothing on a taken Idempotency-Key or
+# an open twin (uq_order_pending_twin). Every column is named, from the model.
+_INSERT_ORDER = f"""
+INSERT INTO diner_order ({", ".join(INSERTED_ORDER_COLUMNS)})
+SELECT {", ".join(f":{name}" for name in INSERTED_ORDER_COLUMNS)}
+WHERE EXISTS (SELECT 1 FROM store WHERE id = :store_id AND franchise_id = :franchise_id)
 ON CONFLICT DO NOTHING
 """
-_INSERT_ITEM = "INSERT INTO order_item (order_id, menu_id, description, price) VALUES (?, ?, ?, ?)"
-_STORE_EXISTS = "SELECT 1 FROM store WHERE id = ? AND franchise_id = ?"
-_PENDING_ONLY = "WHERE id = ? AND status = 'pending'"
+_INSERT_ITEM = named(
+    "INSERT INTO order_item (order_id, menu_id, description, price)"
+    " VALUES (:order_id, :menu_id, :description, :price)"
+)
+_STORE_EXISTS = named("SELECT 1 FROM store WHERE id = :store_id AND franchise_id = :franchise_id")
+_PENDING_ONLY = "WHERE id = :order_id AND status = 'pending'"
 # The first pending answer: its time and its HTTP status, set together (SET reads the old row).
 _DEFERRED = (
-    "deferred_status = CASE WHEN deferred_at IS NULL THEN ? ELSE deferred_status END,"
-    " deferred_at = coalesce(deferred_at, ?)"
+    "deferred_status = CASE WHEN deferred_at IS NULL THEN :answer ELSE deferred_status END,"
+    " deferred_at = coalesce(deferred_at, :now)"
 )
-_FULFIL = (
-    "UPDATE diner_order SET status = 'fulfilled', jwt = ?, finished_at = ?, claimed_until = NULL,"
-    f" attempts = attempts + 1, last_reason = NULL {_PENDING_ONLY}"
-)
-_FAIL = (
-    "UPDATE diner_order SET status = 'failed', failure = 'rejected', finished_at = ?,"
-    f" claimed_until = NULL, last_reason = ? {_PENDING_ONLY}"
-)
-_RETRY = (
-    "UPDATE diner_order SET attempts = attempts + 1, last_reason = ?, next_attempt_at = ?,"
-    f" claimed_until = NULL, {_DEFERRED} {_PENDING_ONLY}"
-)
-_RELEASE = (
-    "UPDATE diner_order SET claimed_until = NULL, last_reason = ?, next_attempt_at = ?,"
-    f" {_DEFERRED} {_PENDING_ONLY}"
-)
-_DEFER = f"UPDATE diner_order SET {_DEFERRED} {_PENDING_ONLY}"
-_SHOW = (
-    "UPDATE diner_order SET shown_at = coalesce(shown_at, ?) WHERE id = ? AND status = 'fulfilled'"
-)
-_FORGET_KEY = "UPDATE diner_order SET idempotency_key = NULL WHERE id = ?"
-_FORGET_TWIN = "UPDATE diner_order SET twin_hash = NULL WHERE id = ?"
-_FIND = {
-    "id": f"SELECT {STORED_COLUMNS} FROM diner_order WHERE id = ?",
-    "key": f"SELECT {STORED_COLUMNS} FROM diner_order WHERE diner_id = ? AND idempotency_key = ?",
-    "twin": f"SELECT {STORED_COLUMNS} FROM diner_order"
-    f" WHERE diner_id = ? AND twin_hash = ? AND {OPEN_TWIN}",
-    "last_twin": f"SELECT {STORED_COLUMNS} FROM diner_order"
-    " WHERE diner_id = ? AND twin_hash = ? ORDER BY id DESC LIMIT 1",
-}
-_ITEMS_OF = "SELECT id, menu_id, description, price FROM order_item WHERE order_id = ? ORDER BY id"
-_UNCLAIM = (
-    "UPDATE diner_order SET claimed_until = NULL"
-    " WHERE id IN (SELECT value FROM json_each(?)) AND status = 'pending'"
-)
-_RENEW = (
-    "UPDATE diner_order SET claimed_until = ?"
-    " WHERE id IN (SELECT value FROM json_each(?)) AND status = 'pending'"
-)
-_CLAIM = """
-UPDATE diner_order SET claimed_until = ?
+STATEMENTS = statements_for(
+    "SQLite",
+    {
+        InsertOrder: named(_INSERT_ORDER),
+        Fulfil: named(
+            "UPDATE diner_order SET status = 'fulfilled', jwt = :jwt, finished_at = :now,"
+            f" claimed_until = NULL, attempts = attempts + 1, last_reason = NULL {_PENDING_ONLY}"
+        ),
+        Fail: named(
+            "UPDATE diner_order SET status = 'failed', failure = 'rejected', finished_at = :now,"
+            f" claimed_until = NULL, last_reason = :reason {_PENDING_ONLY}"
+        ),
+        Retry: named(
+            "UPDATE diner_order SET attempts = attempts + 1, last_reason = :reason,"
+            f" next_attempt_at = :next_attempt_at, claimed_until = NULL, {_DEFERRED}"
+            f" {_PENDING_ONLY}"
+        ),
+        Release: named(
+            "UPDATE diner_order SET claimed_until = NULL, last_reason = :reason,"
+            f" next_attempt_at = :now, {_DEFERRED} {_PENDING_ONLY}"
+        ),
+        Defer: named(f"UPDATE diner_order SET {_DEFERRED} {_PENDING_ONLY}"),
+        Show: named(
+            "UPDATE diner_order SET shown_at = coalesce(shown_at, :now)"
+            " WHERE id = :order_id AND status = 'fulfilled'"
+        ),
+        ForgetKey: named("UPDATE diner_order SET idempotency_key = NULL WHERE id = :order_id"),
+        ForgetTwin: named("UPDATE diner_order SET twin_hash = NULL WHERE id = :order_id"),
+        Unclaim: named(
+            f"UPDATE diner_order SET claimed_until = NULL WHERE id {_IN_IDS} AND status = 'pending'"
+        ),
+        Renew: named(
+            f"UPDATE diner_order SET claimed_until = :until WHERE id {_IN_IDS}"
+            " AND status = 'pending'"
+        ),
+        Claim: named("""
+UPDATE diner_order SET claimed_until = :until
 WHERE id IN (
     SELECT id FROM diner_order
-    WHERE status = 'pending' AND next_attempt_at <= ?
-      AND (claimed_until IS NULL OR claimed_until < ?)
-    ORDER BY id LIMIT ?)
+    WHERE status = 'pending' AND next_attempt_at <= :now
+      AND (claimed_until IS NULL OR claimed_until < :now)
+    ORDER BY id LIMIT :limit)
 RETURNING id
-"""
-_EXPIRE = """
-UPDATE diner_order SET status = 'failed', failure = 'expired', finished_at = ?, last_reason = ?
-WHERE status = 'pending' AND date < ? AND (claimed_until IS NULL OR claimed_until < ?)
-"""
+"""),
+        Expire: named(
+            "UPDATE diner_order SET status = 'failed', failure = 'expired', finished_at = :now,"
+            " last_reason = :reason WHERE status = 'pending' AND date < :cutoff"
+            " AND (claimed_until IS NULL OR claimed_until < :now)"
+        ),
+    },
+)
+CODEC = Codec(time_in=to_text, time_out=from_text, ids=json.dumps)
 
 
 # A passive checkpoint after this many flushes on the event loop (about 1 MB of WAL at
@@ -164,29 +227,13 @@ def _connect(path: str) -> sqlite3.Connection:
     return connection
 
 
-class SqliteOrderStore(OrderStore):
-    _reads = {
-        "principal": _PRINCIPAL,
-        "menu": _MENU,
-        "menu_items": _MENU_ITEMS,
-        "pending": _PENDING,
-        "state": _STATE,
-        "load": _LOAD,
-        "load_items": _LOAD_ITEMS,
-        "items_of": _ITEMS_OF,
-        **{f"find_{where}": statement for where, statement in _FIND.items()},
-    }
+class SqliteDialect:
+    """The order store's SQLite side (app/sql/dialect.py)."""
 
-    @staticmethod
-    def _time(value: Any) -> datetime | None:
-        return from_text(value)
-
-    @staticmethod
-    def _ids(ids: list[int]) -> Any:
-        return json.dumps(ids)  # read back with json_each: one statement for any count
+    reads = READS
+    codec = CODEC
 
     def __init__(self, database_url: str) -> None:
-        super().__init__()
         self._path = make_url(database_url).database or ":memory:"
         self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._reader_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
@@ -210,7 +257,6 @@ class SqliteOrderStore(OrderStore):
         self._checkpoint.set_result(None)
 
     async def close(self) -> None:
-        await super().close()
         if self._checkpoint is not None:
             await self._checkpoint
         loop = asyncio.get_running_loop()
@@ -228,14 +274,18 @@ class SqliteOrderStore(OrderStore):
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    async def _read(self, statement: str, *args: Any) -> list[tuple[Any, ...]]:
+    async def principal_rows(self, jti: str, user_id: int) -> list[PrincipalRecord]:
+        rows = await self.read(_PRINCIPAL, {"jti": jti, "user_id": user_id})
+        return [PrincipalRecord._make(row) for row in rows]
+
+    async def read(self, sql: Sql, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         # A read is an indexed lookup in pages the OS has cached: tens of microseconds, and
         # in WAL mode it never waits for the writer. So it runs right here, on the event
         # loop, with no busy wait at all; only if SQLite does answer "busy" (a checkpoint
         # or recovery holding its index) does it go to the reader thread, which may wait.
         assert self._inline is not None
         try:
-            return self._inline.execute(statement, args).fetchall()
+            return self._inline.execute(sql.text, values).fetchall()
         except sqlite3.OperationalError as exc:
             if not _busy(exc):
                 raise store_error(exc) from None
@@ -244,14 +294,14 @@ class SqliteOrderStore(OrderStore):
 
         def run() -> list[tuple[Any, ...]]:
             assert self._reader is not None
-            return self._reader.execute(statement, args).fetchall()
+            return self._reader.execute(sql.text, values).fetchall()
 
         try:
             return await asyncio.get_running_loop().run_in_executor(self._reader_thread, run)
         except sqlite3.Error as exc:
             raise store_error(exc) from None
 
-    async def _flush(self, writes: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+    async def flush(self, writes: list[Write]) -> list[Any]:
         # Like a read, a flush runs right here: with synchronous=NORMAL a commit appends
         # to the WAL without an fsync (tens of microseconds for a flush of orders), and
         # the slow part of a WAL, the checkpoint, is done on the writer thread. Only when
@@ -294,92 +344,46 @@ class SqliteOrderStore(OrderStore):
         except sqlite3.Error:
             logging.getLogger(__name__).warning("SQLite checkpoint failed", exc_info=True)
 
-    def _write_all(
-        self, connection: sqlite3.Connection, writes: list[tuple[str, tuple[Any, ...]]]
-    ) -> list[Any]:
+    @staticmethod
+    def _write_all(connection: sqlite3.Connection, writes: list[Write]) -> list[Any]:
         connection.execute("BEGIN IMMEDIATE")
         try:
-            results = [self._write(connection, kind, args) for kind, args in writes]
+            results = [_write(connection, write) for write in writes]
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
             raise
         return results
 
-    def _write(self, db: sqlite3.Connection, kind: str, args: tuple[Any, ...]) -> Any:
-        if kind == "insert":
-            return self._insert(db, args[0])
-        if kind == "fulfil":
-            order_id, jwt, now = args
-            return db.execute(_FULFIL, (jwt, to_text(now), order_id)).rowcount
-        if kind == "fail":
-            order_id, reason, now = args
-            return db.execute(_FAIL, (to_text(now), reason, order_id)).rowcount
-        if kind == "retry":
-            order_id, reason, next_at, now, answer = args
-            values = (reason, to_text(next_at), answer, to_text(now), order_id)
-            return db.execute(_RETRY, values).rowcount
-        if kind == "release":
-            order_id, reason, now, answer = args
-            values = (reason, to_text(now), answer, to_text(now), order_id)
-            return db.execute(_RELEASE, values).rowcount
-        if kind == "defer":
-            order_id, now, answer = args
-            return db.execute(_DEFER, (answer, to_text(now), order_id)).rowcount
-        if kind == "show":
-            order_id, now = args
-            return db.execute(_SHOW, (to_text(now), order_id)).rowcount
-        if kind == "forget_key":
-            return db.execute(_FORGET_KEY, args).rowcount
-        if kind == "forget_twin":
-            return db.execute(_FORGET_TWIN, args).rowcount
-        if kind == "unclaim":
-            return db.execute(_UNCLAIM, (json.dumps(args[0]),)).rowcount
-        if kind == "renew":
-            ids, until = args
-            return db.execute(_RENEW, (to_text(until), json.dumps(ids))).rowcount
-        if kind == "claim":
-            limit, now, until = args
-            stamp = to_text(now)
-            rows = db.execute(_CLAIM, (to_text(until), stamp, stamp, limit)).fetchall()
-            return sorted(row[0] for row in rows)
-        if kind == "expire":
-            cutoff, now, reason = args
-            stamp = to_text(now)
-            return db.execute(_EXPIRE, (stamp, reason, to_text(cutoff), stamp)).rowcount
-        raise ValueError(f"unknown write {kind!r}")
 
-    @staticmethod
-    def _insert(db: sqlite3.Connection, order: NewOrder) -> tuple[int, list[int]] | InsertRefused:
-        cursor = db.execute(
-            _INSERT_ORDER,
-            (
-                order.diner_id,
-                order.franchise_id,
-                order.store_id,
-                to_text(order.date),
-                to_units(order.total),
-                order.last_reason,
-                to_text(order.next_attempt_at),
-                to_text(order.claimed_until),
-                order.idempotency_key,
-                order.request_hash,
-                order.twin_hash,
-                to_text(order.deferred_at),
-                order.trace_context,
-                order.deferred_status,
-                order.store_id,
-                order.franchise_id,
-            ),
-        )
-        if cursor.rowcount != 1:
-            store = db.execute(_STORE_EXISTS, (order.store_id, order.franchise_id)).fetchone()
-            return InsertRefused.TAKEN if store else InsertRefused.STORE_MISSING
-        order_id = cursor.lastrowid
-        assert order_id is not None
-        item_ids = []
-        for menu_id, description, price in order.items:
-            item = db.execute(_INSERT_ITEM, (order_id, menu_id, description, to_units(price)))
-            assert item.lastrowid is not None
-            item_ids.append(item.lastrowid)
-        return order_id, item_ids
+def _write(db: sqlite3.Connection, write: Write) -> Any:
+    """One command's statement; an insert and a claim give back more than a count."""
+    if isinstance(write, InsertOrder):
+        return _insert(db, write)
+    statement = STATEMENTS[type(write)].text
+    if isinstance(write, Claim):
+        return sorted(order_id for (order_id,) in db.execute(statement, write.values(CODEC)))
+    return db.execute(statement, write.values(CODEC)).rowcount
+
+
+def _insert(db: sqlite3.Connection, write: InsertOrder) -> tuple[int, list[int]] | InsertRefused:
+    cursor = db.execute(STATEMENTS[InsertOrder].text, write.values(CODEC))
+    order = write.order
+    if cursor.rowcount != 1:
+        where = {"store_id": order.store_id, "franchise_id": order.franchise_id}
+        store = db.execute(_STORE_EXISTS.text, where).fetchone()
+        return InsertRefused.TAKEN if store else InsertRefused.STORE_MISSING
+    order_id = cursor.lastrowid
+    assert order_id is not None
+    item_ids = []
+    for menu_id, description, price in order.items:
+        values = {
+            "order_id": order_id,
+            "menu_id": menu_id,
+            "description": description,
+            "price": to_units(price),
+        }
+        item = db.execute(_INSERT_ITEM.text, values)
+        assert item.lastrowid is not None
+        item_ids.append(item.lastrowid)
+    return order_id, item_ids

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from dataclasses import replace
 from datetime import timedelta
 
 import asyncpg
@@ -19,8 +20,9 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.sql.dialect import named
 from app.sql.failures import store_error, unreachable
-from app.sql.postgres import PostgresOrderStore
+from app.sql.postgres import PostgresDialect
 from app.sql.rows import StoreUnavailable
 from tests.conftest import JWT_SECRET
 from tests.utils.builders import Api, fast_password_hashing  # noqa: F401
@@ -62,8 +64,9 @@ class TestItem17AStoreBugIsA500WithAnErrorId:
     async def test_a_statement_the_database_refuses(
         self, api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
     ) -> None:
-        store = api.services.store
-        monkeypatch.setitem(store._reads, "menu", "SELECT id FROM no_such_table")
+        dialect = api.services.store.dialect
+        broken = replace(dialect.reads.menu, sql=named("SELECT id FROM no_such_table"))
+        monkeypatch.setattr(dialect, "reads", replace(dialect.reads, menu=broken))
 
         with caplog.at_level(logging.ERROR, logger="app.errors"):
             answer = await api.client.get("/api/order/menu")
@@ -91,11 +94,11 @@ class TestItem17AStoreBugIsA500WithAnErrorId:
         assert "errorId" in answer.json()
 
     async def test_a_database_that_cannot_be_reached_is_still_a_503(self, api: Api) -> None:
-        store = api.services.store
-        if not isinstance(store, PostgresOrderStore):
+        dialect = api.services.store.dialect
+        if not isinstance(dialect, PostgresDialect):
             pytest.skip("the SQLite store has no connection to lose")
-        assert store._readers is not None
-        await store._readers.close()  # what a server restart leaves the pool with
+        assert dialect._readers is not None
+        await dialect._readers.close()  # what a server restart leaves the pool with
 
         answer = await api.client.get("/api/order/menu")
 

@@ -44,6 +44,11 @@ class FakeFlush:
         ]
 
 
+def write(group: GroupCommit[tuple[str, tuple[Any, ...]]], kind: str, *args: Any) -> Any:
+    """A write as the fake flush reads it: its kind and its arguments."""
+    return group.write((kind, args))
+
+
 async def settle() -> None:
     """Let every ready task run until it waits (no wall-clock time passes)."""
     for _ in range(10):
@@ -65,7 +70,7 @@ async def group(flush: FakeFlush) -> Any:
 async def hold_first_flush(group: GroupCommit, flush: FakeFlush) -> asyncio.Task[Any]:
     """Start a write whose flush stays open until ``flush.held`` is set."""
     flush.held.clear()
-    first = asyncio.create_task(group.write("first", 0))
+    first = asyncio.create_task(write(group, "first", 0))
     await flush.entered.wait()
     return first
 
@@ -73,7 +78,7 @@ async def hold_first_flush(group: GroupCommit, flush: FakeFlush) -> asyncio.Task
 async def test_a_lone_write_is_flushed_at_once_and_answered(
     group: GroupCommit, flush: FakeFlush
 ) -> None:
-    assert await group.write("order", 1, "veggie") == "order:(1, 'veggie')"
+    assert await write(group, "order", 1, "veggie") == "order:(1, 'veggie')"
     assert flush.batches == [[("order", (1, "veggie"))]]
 
 
@@ -81,7 +86,7 @@ async def test_writes_arriving_during_a_flush_share_the_next_one(
     group: GroupCommit, flush: FakeFlush
 ) -> None:
     first = await hold_first_flush(group, flush)
-    waiting = [asyncio.create_task(group.write("order", n)) for n in range(5)]
+    waiting = [asyncio.create_task(write(group, "order", n)) for n in range(5)]
     await settle()
     assert len(flush.batches) == 1  # none of them starts a flush of its own
 
@@ -96,7 +101,7 @@ async def test_a_batch_keeps_the_order_writes_arrived_in_and_answers_each_its_ow
 ) -> None:
     first = await hold_first_flush(group, flush)
     kinds = ["token", "order", "refund", "order", "token"]
-    waiting = [asyncio.create_task(group.write(kind, n)) for n, kind in enumerate(kinds)]
+    waiting = [asyncio.create_task(write(group, kind, n)) for n, kind in enumerate(kinds)]
     await settle()
     flush.held.set()
     await first
@@ -109,7 +114,7 @@ async def test_more_writes_than_a_batch_holds_wait_for_the_flush_after(
     group: GroupCommit, flush: FakeFlush
 ) -> None:
     first = await hold_first_flush(group, flush)
-    waiting = [asyncio.create_task(group.write("order", n)) for n in range(MAX_BATCH + 3)]
+    waiting = [asyncio.create_task(write(group, "order", n)) for n in range(MAX_BATCH + 3)]
     await settle()
     flush.held.set()
     await first
@@ -123,7 +128,7 @@ async def test_a_failed_flush_raises_its_error_in_every_write_of_it(
     group: GroupCommit, flush: FakeFlush
 ) -> None:
     first = await hold_first_flush(group, flush)
-    waiting = [asyncio.create_task(group.write("order", n)) for n in range(3)]
+    waiting = [asyncio.create_task(write(group, "order", n)) for n in range(3)]
     await settle()
     flush.fail_with = StoreUnavailable("database down")  # the second flush fails
     flush.held.set()
@@ -139,8 +144,8 @@ async def test_writes_after_a_failed_flush_are_flushed_again(
 ) -> None:
     flush.fail_with = StoreUnavailable("database down")
     with pytest.raises(StoreUnavailable):
-        await group.write("order", 1)
-    assert await group.write("order", 2) == "order:(2,)"
+        await write(group, "order", 1)
+    assert await write(group, "order", 2) == "order:(2,)"
     assert flush.batches == [[("order", (1,))], [("order", (2,))]]
 
 
@@ -149,7 +154,7 @@ async def test_one_write_refused_in_a_flush_fails_alone(
 ) -> None:
     first = await hold_first_flush(group, flush)
     flush.failed_writes = {"refund"}
-    waiting = [asyncio.create_task(group.write(kind)) for kind in ("order", "refund", "token")]
+    waiting = [asyncio.create_task(write(group, kind)) for kind in ("order", "refund", "token")]
     await settle()
     flush.held.set()
     await first
@@ -165,7 +170,7 @@ async def test_a_caller_that_gives_up_does_not_take_its_write_back(
 ) -> None:
     """What it stores is found later (the retry worker), as any other pending order."""
     first = await hold_first_flush(group, flush)
-    impatient = asyncio.create_task(group.write("order", 7))
+    impatient = asyncio.create_task(write(group, "order", 7))
     await settle()
     impatient.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -180,7 +185,7 @@ async def test_a_flush_cancelled_at_shutdown_answers_its_writes_unavailable(
     group: GroupCommit, flush: FakeFlush
 ) -> None:
     first = await hold_first_flush(group, flush)
-    waiting = asyncio.create_task(group.write("order", 1))
+    waiting = asyncio.create_task(write(group, "order", 1))
     await settle()
     flush.fail_with = asyncio.CancelledError()  # the second flush is cancelled
     flush.held.set()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from app.security import decode_token
-from app.sql.postgres import PostgresOrderStore
+from app.sql.postgres import PostgresDialect
 from app.sql.rows import NewOrder, StoreError
 from tests.utils.builders import Api
 
@@ -55,7 +55,7 @@ async def test_writes_in_one_flush_are_told_what_was_stored(api: Api) -> None:
     )
     assert isinstance(refused, StoreError)
     found = await store.find_order(diner_id=shop.diner.id, key="second")
-    if isinstance(store, PostgresOrderStore):
+    if isinstance(store.dialect, PostgresDialect):
         assert isinstance(stored, tuple)
     if isinstance(stored, tuple):
         assert found is not None and found.id == stored[0] and found.status == "pending"
