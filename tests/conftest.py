@@ -5,13 +5,12 @@ over ASGI."""
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from fastapi import FastAPI
 
@@ -20,6 +19,14 @@ from app.main import create_app
 from clients.clock import SYSTEM_CLOCK, Clock
 from factory_sim import SimulatorConfig, create_simulator_app
 from tests.utils.builders import Api
+from tests.utils.databases import (
+    copy_sqlite,
+    empty_pg_tables,
+    migrated,
+    pg_scratch_database,
+    reset_pg_schema,
+    sqlite_template,
+)
 from tests.utils.servers import PrivateRedis, serve_in_thread
 from tests.utils.simulator import end_chaos
 
@@ -32,27 +39,40 @@ BACKENDS = [b for b in os.environ.get("PIZZA_TEST_DATABASES", "sqlite,postgresql
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
-    """A database of this test run's own on the machine's PostgreSQL, dropped at the end."""
-    name = f"pizza_test_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A database of this test process's own on the machine's PostgreSQL, dropped at the
+    end; tests that use it empty it first (`reset_pg_schema`)."""
+    with pg_scratch_database(PG_ADMIN_URL) as url:
+        yield url
 
 
-def reset_pg_schema(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
+@pytest.fixture(scope="session")
+def pg_migrated_database() -> Iterator[str]:
+    """Another such database, migrated once: `database_url` empties its tables per test."""
+    with pg_scratch_database(PG_ADMIN_URL) as url:
+        migrated(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sqlite_migrated_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, made once per test process: `database_url` copies it."""
+    return sqlite_template(tmp_path_factory.mktemp("migrated"))
 
 
 @pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    """A fresh, empty database for one test: each test runs once per backend."""
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database of this test's own at the newest schema, without rows: each test runs
+    once per backend. Made by copying one migrated per run (tests/utils/databases.py)."""
+    if request.param == "sqlite":
+        return copy_sqlite(request.getfixturevalue("sqlite_migrated_file"), tmp_path)
+    url: str = request.getfixturevalue("pg_migrated_database")
+    empty_pg_tables(url)
+    return url
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database without any table, for the tests of migrating and of a first start."""
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path}/pizza.db"
     url: str = request.getfixturevalue("pg_database")

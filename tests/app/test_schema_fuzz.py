@@ -203,6 +203,7 @@ def _count_links(run: Run, recorder: Any) -> None:
             run.links_followed[node.transition.id.split(" -> ")[1].split()[-1]] += 1
 
 
+@pytest.mark.slow  # thousands of requests: over a minute per database
 def test_schemathesis_finds_nothing_in_any_phase(
     fuzz_app: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

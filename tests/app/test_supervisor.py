@@ -229,6 +229,7 @@ class TestWorkerCrash:
 
 
 class TestWorkerHangs:
+    @pytest.mark.slow  # ends by running promtool
     async def test_the_heartbeat_ages_and_readyz_names_the_worker(
         self,
         database_url: str,

@@ -218,6 +218,7 @@ pizza_service_heartbeat_timestamp_seconds{{{scope}}} 1764633600.0
 """
 
 
+@pytest.mark.slow  # runs promtool, a process of its own
 async def test_replay_through_promtool(promtool: str) -> None:
     """A recorded link and open breaker, nobody clicking: the link pages at once, the
     breaker a minute later; nothing fires on the healthy baseline."""

@@ -36,11 +36,13 @@ def amtool_run(amtool: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([amtool, *args], capture_output=True, text=True, timeout=60, check=False)
 
 
+@pytest.mark.slow  # runs amtool, a process of its own
 def test_amtool_check_config(amtool: str) -> None:
     done = amtool_run(amtool, "check-config", str(CONFIG))
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow  # runs amtool, a process of its own, once per alert
 @pytest.mark.parametrize("rule", rules(), ids=lambda rule: rule["alert"])
 def test_every_alert_goes_to_the_receiver_of_its_severity(
     amtool: str, rule: dict[str, Any]

@@ -61,10 +61,12 @@ def run(promtool: str, *args: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow  # runs promtool, a process of its own
 def test_promtool_check_rules(promtool: str) -> None:
     run(promtool, "check", "rules", *(str(path) for path in RULE_FILES))
 
 
+@pytest.mark.slow  # runs promtool, a process of its own
 def test_promtool_unit_tests(promtool: str) -> None:
     assert RULE_TESTS
     run(promtool, "test", "rules", *(str(path) for path in RULE_TESTS))

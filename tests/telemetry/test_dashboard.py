@@ -146,6 +146,7 @@ def test_the_alert_list_shows_the_pizza_rules(dashboard: dict[str, Any]) -> None
     assert panel["options"]["stateFilter"]["firing"] is True
 
 
+@pytest.mark.slow  # runs promtool, a process of its own
 def test_the_scrape_config_loads_in_debians_prometheus() -> None:
     """prometheus.yaml needs Prometheus 3 (it says so); prometheus-scrape.yaml is for any."""
     config = ROOT / "telemetry/provisioning/prometheus-scrape.yaml"

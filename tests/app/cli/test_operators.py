@@ -15,6 +15,9 @@ COMMANDS = [
     ["admin", "create", "--name", "Ada", "--email", "ada@jwt.com", "--password", "a passphrase"],
     ["incident", "report"],
 ]
+# Each test starts `pizza`, a process of its own (seconds of start-up each).
+pytestmark = pytest.mark.slow
+
 UNREACHABLE = {
     "nobody listening": "postgresql://postgres:db-pw-4d2f@127.0.0.1:1/pizza",
     "no such database": "postgresql://postgres:db-pw-4d2f@127.0.0.1:5432/no_such_db_for_pizza",

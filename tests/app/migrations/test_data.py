@@ -64,8 +64,8 @@ def _as_0003_wrote_them(connection: Connection) -> None:
     )
 
 
-async def test_old_rows_get_their_typed_fields(database_url: str) -> None:
-    engine = db.create_engine(Settings(database_url=database_url).database_url)
+async def test_old_rows_get_their_typed_fields(empty_database_url: str) -> None:
+    engine = db.create_engine(Settings(database_url=empty_database_url).database_url)
     try:
         async with engine.connect() as connection:
             if connection.dialect.name == "sqlite":

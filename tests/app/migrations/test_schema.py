@@ -20,8 +20,8 @@ def _differences(connection: Connection) -> list[Any]:
     return list(compare_metadata(context, SQLModel.metadata))
 
 
-async def test_migrations_build_what_the_models_describe(database_url: str) -> None:
-    engine = db.create_engine(Settings(database_url=database_url).database_url)
+async def test_migrations_build_what_the_models_describe(empty_database_url: str) -> None:
+    engine = db.create_engine(Settings(database_url=empty_database_url).database_url)
     try:
         await db.migrate(engine)
         await db.migrate(engine)  # a second start finds nothing to do
