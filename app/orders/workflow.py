@@ -194,8 +194,7 @@ class OrderWorkflow:
                     # The factory answered but storing the answer failed: the breaker
                     # counts the factory's outcome, not our database; the order is
                     # stored and leased, so the worker tries it again after the lease.
-                    if wait.outcome is not None:
-                        ticket.record(wait.outcome)
+                    _record(ticket, order, wait.outcome)
                     log.error(
                         "could not record the factory's answer for order %s: %s", order.id, exc
                     )
@@ -204,8 +203,7 @@ class OrderWorkflow:
                     # Failed on our side (its own TimeoutError, a bug): no late answer frees it.
                     return await self._call_failed(order, ticket, wait, exc)
                 assert result.outcome is not None
-                if order.slow_counts or result.outcome is not Outcome.SLOW:
-                    ticket.record(result.outcome)
+                _record(ticket, order, result.outcome)
                 return result
         except CallRefused:
             # The breaker's refused listener counts it (pizza.factory.calls.refused).
@@ -220,7 +218,7 @@ class OrderWorkflow:
         if not await self._store.defer(order.id, self._clock.now(), order.pending_answer):
             # The factory's answer was stored as the wait ended: that is the customer's
             # answer (a made pizza must not be answered "pending", see placement.py).
-            return await self._stored_meanwhile(order.id, wait, ticket)
+            return await self._stored_meanwhile(order, wait, ticket)
         ticket.record(Outcome.TIMEOUT)
         limit = self._settings.factory_timeout_s
         reason = f"no answer within FACTORY_TIMEOUT_S ({limit:g} s)"
@@ -228,10 +226,9 @@ class OrderWorkflow:
         self._metrics.creation_failure(Outcome.TIMEOUT)
         return Attempt(OrderStatus.PENDING, Outcome.TIMEOUT, reason=reason)
 
-    async def _stored_meanwhile(self, order_id: int, wait: _Wait, ticket: Ticket) -> Attempt:
-        if wait.outcome is not None:
-            ticket.record(wait.outcome)
-        stored = await self._store.find_order(order_id=order_id)
+    async def _stored_meanwhile(self, order: PlacedOrder, wait: _Wait, ticket: Ticket) -> Attempt:
+        _record(ticket, order, wait.outcome)
+        stored = await self._store.find_order(order_id=order.id)
         if stored is None:
             return Attempt(OrderStatus.FAILED, wait.outcome, reason="order no longer exists")
         failure = OrderFailure(stored.failure) if stored.failure else None
@@ -355,8 +352,7 @@ class OrderWorkflow:
     ) -> Attempt:
         """Hand the order back now, retried after its backoff, instead of leaving it
         claimed for FACTORY_CALL_MAX_S."""
-        if wait.outcome is not None:
-            ticket.record(wait.outcome)
+        _record(ticket, order, wait.outcome)
         log.error("factory call for order %s failed", order.id, exc_info=exc)
         now = self._clock.now()
         next_at = self.next_attempt(now, order.attempts + 1)
@@ -386,3 +382,11 @@ class OrderWorkflow:
             await asyncio.gather(*tasks, return_exceptions=True)
         if interrupted:
             await self._store.unclaim(interrupted)
+
+
+def _record(ticket: Ticket, order: PlacedOrder, outcome: Outcome | None) -> None:
+    """The factory's answer to the breaker: every outcome counts, but a slow pizza of a
+    drain round grown past its start (``order.slow_counts`` false) counts as nothing, on
+    every path the answer takes (see app/orders/drain.py)."""
+    if outcome is not None and (order.slow_counts or outcome is not Outcome.SLOW):
+        ticket.record(outcome)

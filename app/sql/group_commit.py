@@ -33,7 +33,8 @@ class _Waiting(Generic[T]):
 
 
 class GroupCommit(Generic[T]):
-    """Writes waiting at the same moment share one transaction and one commit.
+    """Writes waiting at the same moment share one flush (the dialect decides its
+    transactions: one on SQLite, one per run of one kind of write on PostgreSQL).
 
     The first write to arrive while nothing is being written starts a flush at once;
     writes that arrive during a flush wait for the next one, which starts as soon as this

@@ -126,9 +126,9 @@ async def _unprepared_on_postgres(url: str) -> list[str]:
 
 
 async def test_the_migrated_schema_is_the_models_and_fits_every_statement(
-    database_url: str,
+    empty_database_url: str,
 ) -> None:
-    url = Settings(database_url=database_url).database_url
+    url = Settings(database_url=empty_database_url).database_url
     engine = db.create_engine(url)
     try:
         await db.migrate(engine)
