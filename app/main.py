@@ -293,7 +293,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = SYSTEM_CLOCK)
     for router in app.state.routers:
         app.include_router(router)
     # Innermost: a wrong method is a 405 with the path's exact `Allow` (app/methods.py).
-    app.add_middleware(AllowedMethodsMiddleware, routes=app.router.routes)
+    app.add_middleware(
+        AllowedMethodsMiddleware, routes=app.router.routes, routers=app.state.routers
+    )
     app.add_middleware(HardeningMiddleware, max_body_bytes=settings.max_body_bytes)
     # Outside the app's own handling: every answer, errors included, carries CORS headers.
     app.add_middleware(
