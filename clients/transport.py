@@ -8,6 +8,8 @@ factory client runs on this transport.
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Callable
 
 import aiohttp
@@ -34,6 +36,14 @@ class FactoryTransport(AiohttpTransport):
             raise
 
 
+@functools.cache
+def verified_tls() -> ssl.SSLContext:
+    """The TLS context every outgoing client shares: httpx's default (the CA bundle, or
+    SSL_CERT_FILE / SSL_CERT_DIR), loaded once per process. Loading it costs about 20 ms,
+    which each new client would otherwise pay again."""
+    return httpx.create_ssl_context()
+
+
 def factory_http_client(
     factory_url: str,
     *,
@@ -47,7 +57,7 @@ def factory_http_client(
         connector=aiohttp.TCPConnector(limit=connections, limit_per_host=connections),
         auto_decompress=False,
     )
-    transport: httpx.AsyncBaseTransport = FactoryTransport(client=session)
+    transport: httpx.AsyncBaseTransport = FactoryTransport(client=session, verify=verified_tls())
     if wrap is not None:
         transport = wrap(transport)
     return httpx.AsyncClient(base_url=factory_url, timeout=timeout_s, transport=transport)

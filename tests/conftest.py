@@ -103,16 +103,21 @@ def factory_url(factory_sim_app: FastAPI) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def factory(factory_url: str) -> Iterator[httpx.Client]:
-    """The simulator's vendor API, without chaos before and after each test (the factory
-    admin removes it, as on the real factory)."""
+@pytest.fixture(scope="session")
+def factory_vendor_api(factory_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(
         base_url=factory_url, headers={"Authorization": f"Bearer {FACTORY_KEY}"}, timeout=5
     ) as client:
-        end_chaos(client)
         yield client
-        end_chaos(client)
+
+
+@pytest.fixture
+def factory(factory_vendor_api: httpx.Client) -> Iterator[httpx.Client]:
+    """The simulator's vendor API, without chaos before and after each test (the factory
+    admin removes it, as on the real factory)."""
+    end_chaos(factory_vendor_api)
+    yield factory_vendor_api
+    end_chaos(factory_vendor_api)
 
 
 def make_settings(database_url: str, factory_url: str, **overrides: Any) -> Settings:

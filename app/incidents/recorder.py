@@ -47,6 +47,7 @@ from app.models import EventKind, FactoryEvent, Incident, RemediationLink
 from app.times import iso
 from clients.clock import SYSTEM_CLOCK, Clock
 from clients.redaction import redact_factory_key
+from clients.transport import verified_tls
 
 log = logging.getLogger("app.incidents")
 
@@ -67,7 +68,9 @@ def create_recorder(
     """The recorder the lifespan runs: paging ALERT_WEBHOOK_URL when it is set."""
     http = pager = None
     if webhook_url:
-        http = httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_S, follow_redirects=False)
+        http = httpx.AsyncClient(
+            timeout=WEBHOOK_TIMEOUT_S, follow_redirects=False, verify=verified_tls()
+        )
         pager = WebhookPager(http, webhook_url)
     return IncidentRecorder(
         sessions=sessions,
