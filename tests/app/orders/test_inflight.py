@@ -48,6 +48,15 @@ class TestOrdersInFlight:
         assert orders.held() == set()
 
 
+async def assert_exactly_one_free(slots: FactorySlots) -> None:
+    """One slot is free, not more: a slot given back twice would leave a second one."""
+    assert not slots.all_taken()
+    holder = await slots.start_call(asyncio.Event().wait)
+    assert slots.all_taken()
+    holder.cancel()
+    await asyncio.gather(holder, return_exceptions=True)
+
+
 class TestFactorySlots:
     async def test_a_call_waits_for_a_slot_until_one_ends(self) -> None:
         slots = FactorySlots(1)
@@ -66,7 +75,7 @@ class TestFactorySlots:
         assert await first == "first"
         assert await (await second) == "second"
         await asyncio.sleep(0)  # the slot is given back as the call's task is done
-        assert not slots.all_taken()
+        await assert_exactly_one_free(slots)
 
     @pytest.mark.parametrize("ending", ["raises", "cancelled", "cancelled_before_it_ran"])
     async def test_the_slot_comes_back_however_the_call_ends(self, ending: str) -> None:
@@ -83,7 +92,7 @@ class TestFactorySlots:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await asyncio.sleep(0)
-        assert not slots.all_taken()
+        await assert_exactly_one_free(slots)
 
     async def test_a_wait_for_a_slot_that_is_cancelled_takes_none(self) -> None:
         slots = FactorySlots(1)
@@ -95,4 +104,4 @@ class TestFactorySlots:
         blocker.cancel()
         await asyncio.gather(blocker, return_exceptions=True)
         await asyncio.sleep(0)
-        assert not slots.all_taken()
+        await assert_exactly_one_free(slots)
