@@ -24,8 +24,8 @@ class OrdersInFlight:
     - calling: its factory call is running here;
     - recording: its pizza is made but could not be stored yet (the database away).
 
-    Every order held in any stage keeps its claim lease (`held`, read by the lease keeper);
-    an order still calling is left be by the retry worker (`is_calling`).
+    Every order held in any stage keeps its claim lease (`held`, read by the lease keeper)
+    and is left be by the retry worker (`is_held`).
     """
 
     __slots__ = ("_attempting", "_calling", "_recording")
@@ -53,8 +53,10 @@ class OrdersInFlight:
     def end_recording(self, order_id: int) -> None:
         self._recording.discard(order_id)
 
-    def is_calling(self, order_id: int) -> bool:
-        return order_id in self._calling
+    def is_held(self, order_id: int) -> bool:
+        """Whether the order is in hand here, in any stage."""
+        stages = (self._attempting, self._calling, self._recording)
+        return any(order_id in stage for stage in stages)
 
     def calling(self) -> frozenset[int]:
         """The orders whose factory call is running here."""

@@ -184,12 +184,14 @@ class RetryWorker:
     async def _claim(self, limit: int) -> list[int]:
         """Lease due orders to this process, oldest first; no lock outlives this transaction.
 
-        An order whose call here is still finishing (its answer stored and the order
-        handed back, the bookkeeping after it still running) is handed straight back too:
-        tried again at a next cycle, not left leased to nobody for CLAIM_LEASE_S."""
+        An order this process still has in hand is handed straight back: a call still
+        finishing (its answer stored and the order handed back, the bookkeeping after it
+        still running), or a pizza made while the database was away and still to be stored
+        here (its lease may have run out meanwhile). It is tried again at a next cycle if
+        it is still due, not left leased to nobody for CLAIM_LEASE_S nor made twice."""
         now = self._clock.now()
         ids = await self._store.claim(limit, now, self._workflow.claim_until(now))
-        busy = [i for i in ids if self._workflow.in_flight.is_calling(i)]
+        busy = [i for i in ids if self._workflow.in_flight.is_held(i)]
         if busy:
             await self._store.unclaim(busy)
         return [i for i in ids if i not in busy]

@@ -24,12 +24,12 @@ class TestOrdersInFlight:
         orders.end_call(1)
         assert orders.held() == {2, 3}
 
-    def test_only_a_calling_order_is_left_to_its_call(self) -> None:
+    def test_an_order_in_any_stage_is_held_and_only_a_calling_one_is_calling(self) -> None:
         orders = OrdersInFlight()
         orders.start_attempt(1)
         orders.start_call(2)
         orders.start_recording(3)
-        assert [orders.is_calling(i) for i in (1, 2, 3)] == [False, True, False]
+        assert [orders.is_held(i) for i in (1, 2, 3, 4)] == [True, True, True, False]
         assert orders.calling() == {2}
 
     def test_a_shutdown_hands_back_the_attempted_and_calling_not_the_made(self) -> None:

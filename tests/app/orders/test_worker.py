@@ -65,12 +65,15 @@ async def test_the_first_cycle_after_a_database_outage_claims_nothing(
             await asyncio.gather(worker, return_exceptions=True)
 
 
-async def test_an_order_whose_call_is_still_finishing_is_not_left_leased(
-    calm_settings: Settings, factory: httpx.Client
+@pytest.mark.parametrize("stage", ["calling", "recording"])
+async def test_an_order_still_in_hand_here_is_handed_back_not_made_again(
+    calm_settings: Settings, factory: httpx.Client, stage: str
 ) -> None:
-    """The customer's call stored its answer and handed the order back, but its
-    bookkeeping still runs when the worker claims the order: the worker hands it back
-    at once instead of leaving it leased to nobody for CLAIM_LEASE_S."""
+    """The worker claims an order this process still has in hand: its call's bookkeeping
+    still runs after the answer was stored and the order handed back (calling), or its
+    pizza, made while the database was away, is still to be stored here and its lease ran
+    out meanwhile (recording). The worker hands it back at once, without calling the
+    factory, instead of leaving it leased to nobody for CLAIM_LEASE_S or making it twice."""
     clock = ManualClock(datetime.now(UTC))
     async with running_api(calm_settings, clock=clock) as api:
         services = api.services
@@ -80,11 +83,19 @@ async def test_an_order_whose_call_is_still_finishing_is_not_left_leased(
         [order_id] = await pending_orders(api, shop, 1)
         end_chaos(factory)
         await services.breaker.force("auto")
-        clock.advance(1)  # its retry is due; its lease (CLAIM_LEASE_S) is not over
+        clock.advance(1)  # its retry is due
+        in_flight = services.orders.in_flight
+        start, end = {
+            "calling": (in_flight.start_call, in_flight.end_call),
+            "recording": (in_flight.start_recording, in_flight.end_recording),
+        }[stage]
+        calls = factory.get("/api/sim/stats").json()["calls"]
 
-        services.orders.in_flight.start_call(order_id)  # its bookkeeping, still running
+        start(order_id)
         await services.worker.run_once()
-        services.orders.in_flight.end_call(order_id)
+        assert factory.get("/api/sim/stats").json()["calls"] == calls
+        assert await order_status(api, shop, order_id) == "pending"
+        end(order_id)
         await services.worker.run_once()
 
         assert await order_status(api, shop, order_id) == "fulfilled"
