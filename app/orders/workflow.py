@@ -148,6 +148,9 @@ class OrderWorkflow:
             # No request to answer with it: said here, with its traceback. The order is
             # stored and claimed; the worker tries it again once the claim has run out.
             log.exception("order %s: its attempt failed; the worker retries it", order.id)
+        finally:
+            # `attempt_later`'s mark, which `attempt` ends only once it has started.
+            self.in_flight.end_attempt(order.id)
 
     async def attempt(
         self, order: PlacedOrder, diner: DinerInfo, items: Sequence[PlacedItem]
