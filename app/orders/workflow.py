@@ -375,16 +375,26 @@ class OrderWorkflow:
         (`attempt_later`); their orders stay pending and are picked up again.
 
         Their claims are released, so the next start (or another replica) retries them
-        at once instead of waiting out the lease. Only a killed process leaves a lease.
+        at once instead of waiting out the lease. Only a killed process, or a database that
+        does not take the release, leaves a lease: the shutdown says so and goes on.
         """
-        interrupted = list(self.in_flight.interrupted_by_shutdown())
+        interrupted = sorted(self.in_flight.interrupted_by_shutdown())
         tasks = [*self._later, *self._tasks]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        if interrupted:
+        if not interrupted:
+            return
+        try:
             await self._store.unclaim(interrupted)
+        except StoreError as error:
+            log.warning(
+                "shutdown: the claims of orders %s were not handed back (%s); they are"
+                " retried when their lease (CLAIM_LEASE_S) runs out",
+                interrupted,
+                error,
+            )
 
 
 def _record(ticket: Ticket, order: PlacedOrder, outcome: Outcome | None) -> None:

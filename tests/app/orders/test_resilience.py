@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 
 from app.config import Settings
 from app.models import DinerOrder
-from app.sql.rows import StoreError
+from app.sql.rows import StoreError, StoreUnavailable
 from clients.schemas import Outcome
 from factory_sim import SimulatorConfig, create_simulator_app
 from telemetry.logging import configure_logging
@@ -319,6 +320,26 @@ class TestGracefulShutdown:
         async with running_api(settings) as api:
             # Not after the 35 s lease: the claim was handed back at shutdown.
             await eventually(lambda: all_fulfilled(api, shop, ids), timeout_s=10)
+
+    async def test_a_release_the_database_refuses_is_said_and_the_shutdown_goes_on(
+        self,
+        settings: Settings,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """Seen once: SQLite's write lock stayed taken for its busy timeout at shutdown.
+        The claims are then left to run out; the rest of the shutdown still happens."""
+        async with running_api(settings) as api:
+            services = api.services
+            services.orders.in_flight.start_attempt(7)  # an attempt the shutdown interrupts
+
+            async def locked(ids: list[int]) -> int:
+                raise StoreUnavailable("OperationalError: database is locked")
+
+            monkeypatch.setattr(services.store, "unclaim", locked)
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("orders [7] were not handed back" in m for m in warnings), warnings
+        assert services.factory_http.is_closed  # a later step of the shutdown ran
 
 
 class TestLinksTheServiceMayNotFollow:
