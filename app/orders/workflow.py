@@ -145,12 +145,10 @@ class OrderWorkflow:
         try:
             await self.attempt(order, diner, items)
         except Exception:
-            # No request to answer with it: said here, with its traceback. The order is
-            # stored and claimed; the worker tries it again once the claim has run out.
+            # No request to answer with it: said here. The worker retries it after its claim.
             log.exception("order %s: its attempt failed; the worker retries it", order.id)
         finally:
-            # `attempt_later`'s mark, which `attempt` ends only once it has started.
-            self.in_flight.end_attempt(order.id)
+            self.in_flight.end_attempt(order.id)  # attempt_later's mark: attempt() may not run
 
     async def attempt(
         self, order: PlacedOrder, diner: DinerInfo, items: Sequence[PlacedItem]
@@ -376,24 +374,19 @@ class OrderWorkflow:
 
         Their claims are released, so the next start (or another replica) retries them
         at once instead of waiting out the lease. Only a killed process, or a database that
-        does not take the release, leaves a lease: the shutdown says so and goes on.
+        refuses the release (said in a warning), leaves a lease.
         """
         interrupted = sorted(self.in_flight.interrupted_by_shutdown())
         tasks = [*self._later, *self._tasks]
         for task in tasks:
             task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if not interrupted:
-            return
+        await asyncio.gather(*tasks, return_exceptions=True)
         try:
-            await self._store.unclaim(interrupted)
+            if interrupted:
+                await self._store.unclaim(interrupted)
         except StoreError as error:
             log.warning(
-                "shutdown: the claims of orders %s were not handed back (%s); they are"
-                " retried when their lease (CLAIM_LEASE_S) runs out",
-                interrupted,
-                error,
+                "shutdown: orders %s keep their leases till they lapse: %s", interrupted, error
             )
 
 

@@ -338,7 +338,7 @@ class TestGracefulShutdown:
 
             monkeypatch.setattr(services.store, "unclaim", locked)
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-        assert any("orders [7] were not handed back" in m for m in warnings), warnings
+        assert any("orders [7] keep their leases" in m for m in warnings), warnings
         assert services.factory_http.is_closed  # a later step of the shutdown ran
 
 
