@@ -37,7 +37,11 @@ _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "color_message",  # uvicorn's copy of the message with terminal colours
     _REDACTED,
 }
-UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error")
+# uvicorn's access line repeats the service's own (app.access, telemetry/server.py: the
+# same request, with its duration) and adds the client's address and port. It is not
+# written: a logger without handlers is one uvicorn does not even format a line for.
+UVICORN_ACCESS_LOGGER = "uvicorn.access"
 # Another component running in this process on behalf of no customer (the factory
 # simulator that `pizza serve` bundles): set in that component's task, its records are
 # named by a "source" field on stdout and never exported over OTLP, where they would
@@ -245,3 +249,7 @@ def configure_logging(
             uvicorn_logger.removeHandler(handler)
         uvicorn_logger.setLevel(logging.NOTSET)
         uvicorn_logger.propagate = True
+    access = logging.getLogger(UVICORN_ACCESS_LOGGER)
+    for handler in list(access.handlers):
+        access.removeHandler(handler)
+    access.propagate = False

@@ -68,23 +68,35 @@ def test_level_and_idempotence() -> None:
 
 
 def test_uvicorn_loggers_go_through_it() -> None:
-    access = logging.getLogger("uvicorn.access")
-    access.addHandler(logging.StreamHandler(io.StringIO()))
-    access.propagate = False
-    access.setLevel(logging.WARNING)  # as uvicorn --log-level warning leaves it
+    error = logging.getLogger("uvicorn.error")
+    error.addHandler(logging.StreamHandler(io.StringIO()))
+    error.propagate = False
+    error.setLevel(logging.ERROR)  # as uvicorn --log-level error leaves it
     out = io.StringIO()
     configure_logging(secrets=lambda: [KEY], stream=out)
-    access.info(
-        '%s - "%s %s HTTP/%s" %d',
-        *("1.2.3.4:5", "GET", f"/x?apiKey={KEY}", "1.1", 200),
+    error.warning(
+        "Invalid HTTP request received: %s", f"/x?apiKey={KEY}",
         extra={"color_message": "\x1b[36m...\x1b[0m"},
-    )
+    )  # fmt: skip
     [entry] = entries(out)
     assert "color_message" not in entry
-    assert entry["logger"] == "uvicorn.access"
-    assert entry["message"] == '1.2.3.4:5 - "GET /x?apiKey=*** HTTP/1.1" 200'
-    assert access.handlers == []
-    assert access.level == logging.NOTSET
+    assert entry["logger"] == "uvicorn.error"
+    assert entry["message"] == "Invalid HTTP request received: /x?apiKey=***"
+    assert error.handlers == []
+    assert error.level == logging.NOTSET
+
+
+def test_uvicorn_writes_no_access_line_of_its_own() -> None:
+    """The service's access line (app.access) is the one: uvicorn's would repeat it."""
+    access = logging.getLogger("uvicorn.access")
+    access.addHandler(logging.StreamHandler(io.StringIO()))  # as uvicorn's start leaves it
+    access.propagate = True
+    out = io.StringIO()
+    configure_logging(secrets=list, stream=out)
+    # uvicorn writes its access line only where the logger has somewhere to write it.
+    assert not access.hasHandlers()
+    access.info('%s - "%s %s HTTP/%s" %d', "1.2.3.4:5", "GET", "/x", "1.1", 200)
+    assert entries(out) == []
 
 
 def test_otlp_logs_are_redacted_and_carry_the_trace(make_telemetry: MakeTelemetry) -> None:
