@@ -59,8 +59,13 @@ class TestARunningChaos:
         chaos = await eventually(reported, timeout_s=5)
         assert (chaos["type"], chaos["phase"]) == ("fail", "running")
         assert chaos["startDate"]
-        now = await status(api, shop)
-        [event] = [e for e in now["history"] if e["kind"] == "chaos_reported"]
+
+        async def reported_events() -> list[dict[str, Any]]:
+            # The history is written beside the status, a moment after it.
+            history = (await status(api, shop))["history"]
+            return [e for e in history if e["kind"] == "chaos_reported"]
+
+        [event] = await eventually(reported_events)
         assert event["detail"].startswith("running: the factory reports chaos fail running since")
         assert chaos_metric(api)[("fail", "running")] == 1
         listed = await api.client.get("/factory/incidents", headers=shop.admin.headers)

@@ -218,7 +218,12 @@ def test_a_throttle_chaos_is_known_long_before_its_first_late_answer(
         now = status()
         assert now["chaos"]["phase"] == "running"
         assert now["remediation"]["link"] is None  # the late answer has not come
-        assert any(e["kind"] == "chaos_reported" for e in now["history"])
+        # The history is written beside the status, a moment after it.
+        wait_until(
+            lambda: any(e["kind"] == "chaos_reported" for e in status()["history"]),
+            timeout=max(0.1, 10 - (time.monotonic() - chaos_at)),
+            what="the chaos in /factory/status's history",
+        )
 
         def timeline() -> list[dict[str, Any]]:
             incidents = admin.ok("GET", f"{base}/factory/incidents")["incidents"]
