@@ -21,7 +21,7 @@ class StoredOrder:
     reason: str | None
 
 
-def _statuses(answers: list[Answer]) -> dict[str, int]:
+def statuses(answers: list[Answer]) -> dict[str, int]:
     counts = Counter(str(a.status) for a in answers)
     return dict(sorted(counts.items()))
 
@@ -38,7 +38,7 @@ def window_report(window: Window, answers: list[Answer], origin: float) -> dict[
         "target": window.target,
         "start_s": round(window.start - origin, 2),
         "duration_s": round(window.end - window.start, 2),
-        "answers": _statuses(inside),
+        "answers": statuses(inside),
         "errors": len(errors),  # 5xx and no answer, inside the window
         "error_span_s": round(errors[-1].at - errors[0].at, 2) if errors else 0.0,
         "recovery_s": recovery,  # from the fault's end to the next pizza made
@@ -52,7 +52,7 @@ def outside_errors(answers: list[Answer], windows: list[Window], settle_s: float
     def covered(at: float) -> bool:
         return any(w.start <= at <= w.end + settle_s for w in windows)
 
-    return _statuses(
+    return statuses(
         [a for a in answers if (a.status >= 500 or a.status == 0) and not covered(a.at)]
     )
 
@@ -97,11 +97,17 @@ def memory_report(
     return {"replicas": replicas, "max_growth": max(growths) if growths else None}
 
 
-def checks(orders: dict[str, Any], memory: dict[str, Any]) -> dict[str, bool]:
+def checks(
+    orders: dict[str, Any], memory: dict[str, Any], answers: dict[str, int]
+) -> dict[str, bool]:
+    """``answers``: the count of each status the traffic got (`statuses`)."""
     growth = memory["max_growth"]
     return {
         "lost_0": orders["lost"] == 0,
         "one_pizza_per_fulfilled_order": not orders["fulfilled_not_one_pizza"],
         "no_pizza_for_failed_orders": not orders["failed_with_pizza"],
         "memory_growth_under_10_percent": growth is not None and growth < MEMORY_GROWTH_MAX,
+        # A fault outside the service (a database or Redis restart, a replica gone) is a
+        # 503 with Retry-After or a 502 from nginx, never the service's internal error.
+        "no_500": not answers.get("500"),
     }

@@ -122,6 +122,7 @@ def _report(
     pizzas: dict[str, int],
 ) -> dict[str, Any]:
     answers = run.traffic.answers
+    by_status = report.statuses(answers)
     orders = report.orders_report(run.traffic.accepted, stored, pizzas)
     memory = report.memory_report(rss_start, rss_end, run.stack.restarted)
     return {
@@ -130,14 +131,14 @@ def _report(
         "replicas": run.stack.replica_count,
         "seed": run.seed,
         "requests": len(answers),
-        "answers": report._statuses(answers),
+        "answers": by_status,
         "orders": orders,
         "drain_s": drain_s,
         "faults": [report.window_report(w, answers, run.origin) for w in run.windows],
         "errors_outside_fault_windows": report.outside_errors(answers, run.windows, SETTLE_S),
         "service_unhandled_errors": run.stack.unhandled_errors(),
         "memory": memory,
-        "checks": report.checks(orders, memory),
+        "checks": report.checks(orders, memory, by_status),
     }
 
 

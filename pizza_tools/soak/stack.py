@@ -166,17 +166,22 @@ class SoakStack:
         return {r[0]: StoredOrder(r[0], str(r[1]), r[2], r[3]) for r in rows}
 
     def unhandled_errors(self) -> dict[str, int]:
-        """The replicas' "unhandled error" log lines (each a 500): route and exception."""
+        """The replicas' log lines of a 500, by message and the traceback's last line: an
+        "unhandled error" (the middleware's) or an "internal error" (an error handler's, its
+        error id left out so that alike errors count together)."""
         found: Counter[str] = Counter()
         for log_path in sorted(self.workdir.glob("replica-*.log")):
             for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
-                if '"unhandled error on' not in line:
+                if '"unhandled error on' not in line and '"internal error ' not in line:
                     continue
                 with contextlib.suppress(ValueError):
                     record = json.loads(line)
+                    message = str(record.get("message"))
+                    if error_id := record.get("error_id"):
+                        message = message.replace(f" {error_id} ", " ")
                     trace = str(record.get("exc_info") or record.get("exception") or "")
                     last = trace.strip().splitlines()[-1] if trace.strip() else ""
-                    found[f"{record.get('message')}: {last[:200]}"] += 1
+                    found[f"{message}: {last[:200]}"] += 1
         return dict(found)
 
     def rss(self) -> dict[str, int]:

@@ -21,6 +21,7 @@ from pizza_tools.soak.report import (
     orders_report,
     window_report,
 )
+from pizza_tools.soak.stack import SoakStack
 from pizza_tools.soak.traffic import Answer
 
 SOAK_TIMEOUT_S = 900
@@ -101,7 +102,37 @@ def test_an_accepted_order_missing_from_the_database_is_lost() -> None:
     assert orders["lost"] == 1
     assert orders["failed_reasons"] == {"rejected: factory rejected it": 1}
     assert orders["fulfilled_not_one_pizza"] == {"4": 2}
-    assert checks(orders, memory_report({"r": 100}, {"r": 105}, set()))["lost_0"] is False
+    assert checks(orders, memory_report({"r": 100}, {"r": 105}, set()), {})["lost_0"] is False
+
+
+def test_a_500_misses_a_check() -> None:
+    memory = memory_report({"r": 100}, {"r": 101}, set())
+    orders = orders_report(set(), {}, {})
+    assert checks(orders, memory, {"200": 9, "503": 2})["no_500"] is True
+    assert checks(orders, memory, {"200": 9, "500": 1})["no_500"] is False
+
+
+def test_the_replicas_500s_are_counted_by_cause(tmp_path: Path) -> None:
+    # What app/middleware.py and app/errors.py write for a 500: a handler's "internal
+    # error" with its error id (counted without it), and an "unhandled error" once the
+    # answer had started.
+    lines = [
+        {
+            "message": f"internal error {error_id} on GET /api/order: InternalClientError",
+            "error_id": error_id,
+            "exception": "Traceback (most recent call last):\nInternalClientError: gone",
+        }
+        for error_id in ("1a2b", "3c4d")
+    ]
+    lines.append({"message": "unhandled error on POST /api/order", "exception": "E: gone"})
+    lines.append({"message": "database unavailable on GET /api/order/menu: OSError"})
+    log = "\n".join(json.dumps(line) for line in lines)
+    (tmp_path / "replica-0.log").write_text(log + "\n", encoding="utf-8")
+
+    assert SoakStack(tmp_path, 1).unhandled_errors() == {
+        "internal error on GET /api/order: InternalClientError: InternalClientError: gone": 2,
+        "unhandled error on POST /api/order: E: gone": 1,
+    }
 
 
 def test_memory_growth_is_judged_on_replicas_that_ran_the_whole_time() -> None:
@@ -109,7 +140,8 @@ def test_memory_growth_is_judged_on_replicas_that_ran_the_whole_time() -> None:
     assert memory["max_growth"] == 0.09
     assert memory["replicas"]["b"]["growth"] is None
     grown = memory_report({"a": 100}, {"a": 111}, set())
-    assert checks(orders_report(set(), {}, {}), grown)["memory_growth_under_10_percent"] is False
+    judged = checks(orders_report(set(), {}, {}), grown, {})
+    assert judged["memory_growth_under_10_percent"] is False
 
 
 def test_a_window_counts_its_answers_and_the_time_to_the_next_pizza() -> None:
