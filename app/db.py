@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -55,9 +56,19 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url, pool_size=20, max_overflow=20, pool_pre_ping=True, hide_parameters=True
     )
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _out_of_step_is_lost(context: ExceptionContext) -> None:
+        # SQLAlchemy counts a connection as lost only once asyncpg says it is closed; one
+        # that asyncpg left open and out of step with the server (InternalClientError, see
+        # app/sql/failures.py) would go back to the pool and fail every checkout after.
+        if isinstance(context.original_exception.__cause__, asyncpg.InternalClientError):
+            context.is_disconnect = True
+
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

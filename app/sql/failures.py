@@ -1,9 +1,9 @@
 """Which database errors are an outage and which are a bug.
 
 Only a database that cannot be reached is an outage (503 "database unavailable" with
-Retry-After, app/errors.py): a refused, lost or closed connection, a server shutting down
-or not accepting connections yet, no connection slot left, a connection refused at its
-start (the password, the database's name); on SQLite, its file locked by
+Retry-After, app/errors.py): a refused, lost, closed or out-of-step connection, a server
+shutting down or not accepting connections yet, no connection slot left, a connection
+refused at its start (the password, the database's name); on SQLite, its file locked by
 another writer past the busy timeout, or unreadable. Whatever else a database refuses (a
 constraint, a value out of range, a statement it cannot run) is a bug of the service: a
 500 with an error id, logged with its traceback, so that operators and alerts see it.
@@ -27,6 +27,12 @@ _UNREACHABLE = (
     # Refused at connect: a password or a database name that is not (or no longer) right.
     asyncpg.InvalidAuthorizationSpecificationError,
     asyncpg.InvalidCatalogNameError,
+    # A connection asyncpg left out of step with the server ("cannot switch to state 12;
+    # another operation (2) is in progress"): what it now and then raises instead of a
+    # lost connection when the server ends a session mid-statement, a restart's fast
+    # shutdown (MagicStack/asyncpg#1069). That connection is no use any more: it is closed
+    # (app/sql/postgres.py, app/db.py), and the request is told to come back.
+    asyncpg.InternalClientError,
 )
 # SQLite names its outages only in the message of an OperationalError.
 _SQLITE_UNREACHABLE = ("database is locked", "database table is locked", "busy", "unable to open")

@@ -38,7 +38,7 @@ from app.sql.commands import (
     statements_for,
 )
 from app.sql.dialect import Read, Reads, Sql, numbered, same
-from app.sql.failures import store_error
+from app.sql.failures import store_error, unreachable
 from app.sql.group_commit import GroupCommit, WriteFailed
 from app.sql.records import (
     INSERTED_ORDER_COLUMNS,
@@ -62,17 +62,24 @@ from app.sql.rows import InsertRefused
 
 R = TypeVar("R")
 READ_POOL_SIZE = 4
-_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
-# The server going away (a restart, a failover): nothing to learn from retrying one by one.
-_LOST = (
-    asyncpg.AdminShutdownError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.ConnectionFailureError,
-)
+_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 
 
 def _failed(exc: BaseException) -> WriteFailed:
     return WriteFailed(store_error(exc))
+
+
+def _close_if_lost(connection: asyncpg.Connection, exc: BaseException) -> None:
+    """A connection that failed as a lost one is closed now, not used again.
+
+    The server may have ended its session (a restart) before asyncpg has seen the socket
+    close; and asyncpg sometimes raises such a failure as `InternalClientError` with the
+    connection left open and out of step, so that every later statement on it fails the
+    same way. Left as it was, the pool would hand it to the next read (the read pool's
+    reset sends nothing that would find it out), and the writer would keep it.
+    """
+    if unreachable(exc):
+        connection.terminate()
 
 
 # The token checks waiting at one moment, in one statement: check n of the arrays is
@@ -320,13 +327,17 @@ class PostgresDialect:
         try:
             return await self._apply(db, kind, arguments)
         except asyncpg.PostgresError as exc:
-            if len(arguments) == 1 or isinstance(exc, _LOST):
+            # The server going away (a restart, a failover): nothing to learn from
+            # retrying one by one.
+            if len(arguments) == 1 or unreachable(exc):
+                _close_if_lost(db, exc)
                 return [_failed(exc)] * len(arguments)
             # The server refused one statement (bad data, a constraint): the pipeline was
             # rolled back whole. Each write again on its own, so only the bad one fails
             # instead of every customer whose write shared its flush.
             return [r for args in arguments for r in await self._run(db, kind, [args])]
         except Exception as exc:  # the connection, or the driver (asyncpg's own errors)
+            _close_if_lost(db, exc)
             return [_failed(exc)] * len(arguments)
 
     @staticmethod
@@ -342,6 +353,7 @@ class PostgresDialect:
                 try:
                     rows = await db.fetch(statement, *args)
                 except _ERRORS as exc:
+                    _close_if_lost(db, exc)
                     claimed.append(WriteFailed(store_error(exc)))
                 else:
                     claimed.append(sorted(order_id for (order_id,) in rows))
@@ -366,7 +378,14 @@ class PostgresDialect:
     async def read(self, sql: Sql, values: Mapping[str, Any]) -> list[asyncpg.Record]:
         assert self._readers is not None
         try:
-            rows: list[asyncpg.Record] = await self._readers.fetch(sql.text, *sql.arguments(values))
+            async with self._readers.acquire() as connection:
+                try:
+                    rows: list[asyncpg.Record] = await connection.fetch(
+                        sql.text, *sql.arguments(values)
+                    )
+                except _ERRORS as exc:
+                    _close_if_lost(connection, exc)
+                    raise
         except _ERRORS as exc:
             raise store_error(exc) from None
         return rows

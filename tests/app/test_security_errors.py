@@ -118,6 +118,8 @@ class TestItem17WhatCountsAsUnreachable:
             asyncpg.AdminShutdownError("terminating connection due to administrator command"),
             asyncpg.TooManyConnectionsError("sorry, too many clients already"),
             asyncpg.InterfaceError("connection is closed"),
+            # asyncpg's answer, now and then, to a session the server ended mid-statement
+            asyncpg.InternalClientError("cannot switch to state 12; another operation (2)"),
             sqlite3.OperationalError("database is locked"),
             sqlite3.OperationalError("unable to open database file"),
             OperationalError("SELECT", {}, ConnectionRefusedError(111, "refused")),
