@@ -36,6 +36,20 @@ SQLITE_LOCK_POLL_S = 0.05
 
 log = logging.getLogger("app.db")
 
+# What asyncpg now and then raises, instead of a lost connection, when the server ends a
+# session mid-statement (a restart's fast shutdown; MagicStack/asyncpg#1069), leaving the
+# connection open and out of step: "cannot switch to state 12; another operation (2) is in
+# progress". That connection is no use any more: it is closed (here for the ORM's pool,
+# app/sql/postgres.py for the order path's), and the request is answered as with the
+# database away (app/sql/failures.py). asyncpg's other InternalClientErrors (a codec, its
+# schema cache, its pool) stay bugs.
+_OUT_OF_STEP = "cannot switch to state"
+
+
+def out_of_step(error: BaseException) -> bool:
+    """Whether ``error`` is asyncpg's, for a connection it left out of step (above)."""
+    return isinstance(error, asyncpg.InternalClientError) and _OUT_OF_STEP in str(error)
+
 
 def create_engine(url: str) -> AsyncEngine:
     """The engine; a database error never quotes the statement's values (secrets, links)."""
@@ -63,10 +77,13 @@ def create_engine(url: str) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "handle_error")
     def _out_of_step_is_lost(context: ExceptionContext) -> None:
         # SQLAlchemy counts a connection as lost only once asyncpg says it is closed; one
-        # that asyncpg left open and out of step with the server (InternalClientError, see
-        # app/sql/failures.py) would go back to the pool and fail every checkout after.
-        if isinstance(context.original_exception.__cause__, asyncpg.InternalClientError):
+        # that asyncpg left open and out of step with the server (above) would go back to
+        # the pool. Marked lost, it is closed (a pre-ping that meets it
+        # connects anew); the pool's other connections are left to their own pre-ping.
+        error = context.original_exception
+        if out_of_step(error) or out_of_step(error.__cause__ or error):
             context.is_disconnect = True
+            context.invalidate_pool_on_disconnect = False
 
     return engine
 

@@ -118,9 +118,9 @@ DATABASE_UNAVAILABLE = (
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """One warning line, no traceback: the cause is outside the service (and /readyz says
     503 meanwhile, so a load balancer takes the replica out while it lasts)."""
-    log.warning(
-        "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
-    )
+    # The store's errors name the driver's error and its text (which of the outages).
+    detail = str(exc) if isinstance(exc, StoreError) else type(exc).__name__
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, detail)
     headers = {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
     return JSONResponse({"message": DATABASE_UNAVAILABLE}, 503, headers=headers)
 

@@ -17,7 +17,7 @@ loop, so it talks to the driver directly, with statements prepared once:
   statements of a flush pipelined, and a small pool for reads.
 
 How it is put together (each module imports only those above it, and `failures.py`
-and `group_commit.py`, which import `rows.py` only):
+and `group_commit.py`, which import `rows.py` only, and `app/db.py` for `failures.py`):
 
 - `rows.py`: what the store takes and gives back (`NewOrder`, `StoredOrder`, ...).
 - `records.py`: the rows each read gives back, as NamedTuples named after the columns,

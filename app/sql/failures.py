@@ -15,6 +15,7 @@ import sqlite3
 
 import asyncpg
 
+from app.db import out_of_step
 from app.sql.rows import StoreError, StoreUnavailable
 
 _UNREACHABLE = (
@@ -27,13 +28,8 @@ _UNREACHABLE = (
     # Refused at connect: a password or a database name that is not (or no longer) right.
     asyncpg.InvalidAuthorizationSpecificationError,
     asyncpg.InvalidCatalogNameError,
-    # A connection asyncpg left out of step with the server ("cannot switch to state 12;
-    # another operation (2) is in progress"): what it now and then raises instead of a
-    # lost connection when the server ends a session mid-statement, a restart's fast
-    # shutdown (MagicStack/asyncpg#1069). That connection is no use any more: it is closed
-    # (app/sql/postgres.py, app/db.py), and the request is told to come back.
-    asyncpg.InternalClientError,
 )
+
 # SQLite names its outages only in the message of an OperationalError.
 _SQLITE_UNREACHABLE = ("database is locked", "database table is locked", "busy", "unable to open")
 _SQLITE_IO = "disk i/o error"
@@ -54,6 +50,8 @@ def unreachable(error: BaseException) -> bool:
 
 def _unreachable(error: BaseException) -> bool:
     if isinstance(error, _UNREACHABLE):
+        return True
+    if out_of_step(error):  # that connection is closed (app/sql/postgres.py, app/db.py)
         return True
     if isinstance(error, asyncpg.InterfaceError) and not isinstance(error, ValueError):
         # asyncpg's DataError (a value it cannot send) is an InterfaceError and a ValueError.

@@ -11,6 +11,7 @@ one statement with `FOR UPDATE SKIP LOCKED`: replicas never take the same order.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from itertools import groupby
 from typing import Any, NamedTuple, TypeVar
@@ -70,16 +71,16 @@ def _failed(exc: BaseException) -> WriteFailed:
 
 
 def _close_if_lost(connection: asyncpg.Connection, exc: BaseException) -> None:
-    """A connection that failed as a lost one is closed now, not used again.
+    """A connection that failed as a lost one is closed now, never used again.
 
-    The server may have ended its session (a restart) before asyncpg has seen the socket
-    close; and asyncpg sometimes raises such a failure as `InternalClientError` with the
-    connection left open and out of step, so that every later statement on it fails the
-    same way. Left as it was, the pool would hand it to the next read (the read pool's
-    reset sends nothing that would find it out), and the writer would keep it.
+    asyncpg may not have seen the socket close yet, or may have left the connection open
+    and out of step (app/db.py): the pool would hand it to the next read (its reset sends
+    nothing that would find it out), and the writer would keep it. A pool's connection
+    that asyncpg saw close is given back already; its handle refuses every call.
     """
     if unreachable(exc):
-        connection.terminate()
+        with contextlib.suppress(asyncpg.InterfaceError):
+            connection.terminate()
 
 
 # The token checks waiting at one moment, in one statement: check n of the arrays is

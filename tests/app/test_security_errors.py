@@ -137,6 +137,7 @@ class TestItem17WhatCountsAsUnreachable:
             asyncpg.UniqueViolationError("duplicate key value"),
             asyncpg.exceptions.DataError("invalid input syntax for type integer"),
             asyncpg.InterfaceError("the server expects 2 arguments, 1 was passed"),
+            asyncpg.InternalClientError("no decoder for OID 16385"),  # asyncpg's, not a loss
             sqlite3.OperationalError("no such table: x"),
             sqlite3.IntegrityError("UNIQUE constraint failed"),
             OverflowError("Python int too large to convert to SQLite INTEGER"),
