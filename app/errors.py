@@ -115,12 +115,19 @@ DATABASE_UNAVAILABLE = (
 )
 
 
+def _outage(exc: Exception) -> str:
+    """Which outage, for the log line: the driver's error and its text ("database is
+    locked" is not "locking protocol"). A driver's message names no value of a statement."""
+    if isinstance(exc, StoreError):
+        return str(exc)  # the store's: "<driver error>: <its text>" already
+    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy keeps the driver's as `orig`
+    return f"{type(cause).__name__}: {cause}"
+
+
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """One warning line, no traceback: the cause is outside the service (and /readyz says
     503 meanwhile, so a load balancer takes the replica out while it lasts)."""
-    # The store's errors name the driver's error and its text (which of the outages).
-    detail = str(exc) if isinstance(exc, StoreError) else type(exc).__name__
-    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, detail)
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, _outage(exc))
     headers = {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
     return JSONResponse({"message": DATABASE_UNAVAILABLE}, 503, headers=headers)
 

@@ -107,6 +107,26 @@ class TestItem17AStoreBugIsA500WithAnErrorId:
         assert int(answer.headers["retry-after"]) >= 1
 
 
+class TestItem17AnOutageSaysWhichInItsLogLine:
+    async def test_an_orm_statement_the_database_cannot_take_now(
+        self, api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        admin = await api.admin()
+
+        async def locked(*_args: object, **_kwargs: object) -> object:
+            raise OperationalError("SELECT", {}, sqlite3.OperationalError("database is locked"))
+
+        monkeypatch.setattr(AsyncSession, "exec", locked)
+        with caplog.at_level(logging.WARNING, logger="app.errors"):
+            answer = await api.client.get("/api/franchise", headers=admin.headers)
+
+        assert answer.status_code == 503, answer.text
+        [line] = [r.getMessage() for r in caplog.records if r.name == "app.errors"]
+        assert line == (
+            "database unavailable on GET /api/franchise: OperationalError: database is locked"
+        )
+
+
 class TestItem17WhatCountsAsUnreachable:
     @pytest.mark.parametrize(
         "error",
