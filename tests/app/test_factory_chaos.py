@@ -17,7 +17,7 @@ from tests.conftest import make_settings, running_api
 from tests.utils.builders import Api
 from tests.utils.clock import ManualClock
 from tests.utils.incidents import Receiver
-from tests.utils.orders import all_fulfilled, pending_orders, status
+from tests.utils.orders import all_fulfilled, in_history, pending_orders, status
 from tests.utils.simulator import end_chaos
 from tests.utils.waiting import eventually
 
@@ -90,7 +90,7 @@ class TestARunningChaos:
         await api.services.ops.probe()
         now = await status(api, shop)
         assert now["chaos"] is None
-        assert "chaos_cleared" in [e["kind"] for e in now["history"]]
+        assert await eventually(lambda: in_history(api, shop, "chaos_cleared"))
         assert set(chaos_metric(api).values()) == {0}
 
 
@@ -125,7 +125,7 @@ class TestAFixedChaos:
             assert now["chaos"] is None
             assert now["chaosScheduled"] is None
             assert set(chaos_metric(api).values()) == {0}
-            assert "chaos_cleared" in [e["kind"] for e in now["history"]]
+            assert await eventually(lambda: in_history(api, shop, "chaos_cleared"))
 
             async def closed_incidents() -> list[dict[str, Any]]:
                 listed = await api.client.get("/factory/incidents", headers=shop.admin.headers)

@@ -23,6 +23,12 @@ async def status(api: Api, shop: Shop) -> dict[str, Any]:
     return body
 
 
+async def in_history(api: Api, shop: Shop, kind: str) -> bool:
+    """Whether /factory/status's history has an event of ``kind``. The history is written
+    beside the status, a moment after it: a test waits for it (`eventually`)."""
+    return kind in [event["kind"] for event in (await status(api, shop))["history"]]
+
+
 async def order_status(api: Api, shop: Shop, order_id: int) -> str:
     answer = await api.client.get(f"/api/order/{order_id}", headers=shop.diner.headers)
     assert answer.status_code == 200

@@ -25,7 +25,14 @@ from telemetry.logging import configure_logging
 from tests.conftest import FACTORY_KEY, make_settings, running_api
 from tests.utils.builders import Api
 from tests.utils.clock import ManualClock
-from tests.utils.orders import all_fulfilled, distinct, order_status, pending_orders, status
+from tests.utils.orders import (
+    all_fulfilled,
+    distinct,
+    in_history,
+    order_status,
+    pending_orders,
+    status,
+)
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.simulator import end_chaos
 from tests.utils.waiting import eventually
@@ -379,13 +386,7 @@ class TestLinksTheServiceMayNotFollow:
             assert (await api.order(shop)).status_code == 200
             state = await status(api, shop)
             assert state["remediation"]["link"] is None
-
-            async def cleared() -> bool:
-                # The history is written beside the status, a moment after it.
-                history = (await status(api, shop))["history"]
-                return "links_cleared" in [e["kind"] for e in history]
-
-            await eventually(cleared)
+            assert await eventually(lambda: in_history(api, shop, "links_cleared"))
 
 
 class TestLinksSeenAgain:
