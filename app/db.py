@@ -78,8 +78,8 @@ def create_engine(url: str) -> AsyncEngine:
     def _out_of_step_is_lost(context: ExceptionContext) -> None:
         # SQLAlchemy counts a connection as lost only once asyncpg says it is closed; one
         # that asyncpg left open and out of step with the server (above) would go back to
-        # the pool. Marked lost, it is closed (a pre-ping that meets it
-        # connects anew); the pool's other connections are left to their own pre-ping.
+        # the pool. Marked lost, it is closed (a pre-ping that meets it connects anew);
+        # the pool's other connections are left to their own pre-ping.
         error = context.original_exception
         if out_of_step(error) or out_of_step(error.__cause__ or error):
             context.is_disconnect = True

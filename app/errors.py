@@ -117,7 +117,8 @@ DATABASE_UNAVAILABLE = (
 
 def _outage(exc: Exception) -> str:
     """Which outage, for the log line: the driver's error and its text ("database is
-    locked" is not "locking protocol"). A driver's message names no value of a statement."""
+    locked" is not "locking protocol"). An outage's message is about the connection or the
+    file, never a value of the statement."""
     if isinstance(exc, StoreError):
         return str(exc)  # the store's: "<driver error>: <its text>" already
     cause = getattr(exc, "orig", None) or exc  # SQLAlchemy keeps the driver's as `orig`

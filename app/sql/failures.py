@@ -29,7 +29,6 @@ _UNREACHABLE = (
     asyncpg.InvalidAuthorizationSpecificationError,
     asyncpg.InvalidCatalogNameError,
 )
-
 # SQLite names its outages only in the message of an OperationalError.
 _SQLITE_UNREACHABLE = ("database is locked", "database table is locked", "busy", "unable to open")
 _SQLITE_IO = "disk i/o error"
