@@ -49,4 +49,6 @@ async def test_a_resolved_remediation_is_recorded_after_the_breaker_half_opens(
     fixed = await api.client.post("/factory/remediate", headers=shop.admin.headers)
 
     assert fixed.json()["attempt"]["resolved"] is True
-    assert breaker_when_recorded == [BreakerState.HALF_OPEN]
+    # Half-open, or already closed: the retry worker may have sent a due order through
+    # as the probe, and the fixed factory made it, before the flush.
+    assert breaker_when_recorded in ([BreakerState.HALF_OPEN], [BreakerState.CLOSED])
