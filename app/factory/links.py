@@ -239,6 +239,14 @@ class RemediationLinks:
             attempt.status_code = answer.status_code
             attempt.message = answer.message[:300]
             attempt.resolved = answer.resolved
+        # Timed now, written below: on the timeline the remediation comes before the
+        # breaker changes it causes, even when a probe closes the breaker at once.
+        answered = FactoryEvent(
+            kind=EventKind.REMEDIATION,
+            # Who acted is the event's user_id, shown by name where it is read.
+            detail=f"{mode}: {attempt.message}",
+            user_id=user_id,
+        )
         if attempt.resolved:
             # Before it is recorded as done: see the module docstring.
             await self._breaker.half_open()
@@ -260,12 +268,7 @@ class RemediationLinks:
         trace.get_current_span().add_event(
             "factory.remediation.attempt", {"mode": mode, "result": result}
         )
-        await self._event(
-            EventKind.REMEDIATION,
-            # Who acted is the event's user_id, shown by name where it is read.
-            f"{mode}: {attempt.message}",
-            user_id=user_id,
-        )
+        await self._store_event(answered)
         if attempt.resolved:
             await self._after_resolution()
         return attempt
