@@ -16,7 +16,8 @@ from app.factory.chaos import CHAOS_READ_MIN_S
 from tests.conftest import make_settings, running_api
 from tests.utils.builders import Api
 from tests.utils.clock import ManualClock
-from tests.utils.incidents import Receiver
+from tests.utils.incidents import Receiver, kinds, listed
+from tests.utils.incidents import incident as one_incident
 from tests.utils.orders import all_fulfilled, in_history, pending_orders, status
 from tests.utils.simulator import end_chaos
 from tests.utils.waiting import eventually
@@ -26,7 +27,14 @@ TOMORROW_S = 16 * 3600  # the real factory schedules chaos for the next morning
 
 @pytest.fixture
 async def manual(database_url: str, factory_url: str) -> AsyncIterator[Api]:
-    settings = make_settings(database_url, factory_url, factory_auto_remediate=False)
+    # A failed order waits for the remediation: no retry opens the breaker meanwhile.
+    settings = make_settings(
+        database_url,
+        factory_url,
+        factory_auto_remediate=False,
+        retry_base_s=600,
+        retry_max_s=600,
+    )
     async with running_api(settings) as api:
         yield api
 
@@ -68,12 +76,13 @@ class TestARunningChaos:
         [event] = await eventually(reported_events)
         assert event["detail"].startswith("running: the factory reports chaos fail running since")
         assert chaos_metric(api)[("fail", "running")] == 1
-        listed = await api.client.get("/factory/incidents", headers=shop.admin.headers)
-        [incident] = listed.json()["incidents"]
-        one = await api.client.get(
-            f"/factory/incidents/{incident['id']}", headers=shop.admin.headers
-        )
-        assert "chaos_reported" in [e["kind"] for e in one.json()["timeline"]]
+
+        async def on_the_incident() -> bool:
+            # Tagged with the incident just after it is written to the history.
+            [incident] = await listed(api, shop)
+            return "chaos_reported" in kinds(await one_incident(api, shop, incident["id"]))
+
+        assert await eventually(on_the_incident)
 
     async def test_is_recorded_once_however_often_it_is_read(
         self, manual: Api, factory: httpx.Client
@@ -112,6 +121,9 @@ class TestAFixedChaos:
         ids = await pending_orders(api, shop, 1)
         chaos = await eventually(lambda: reported_chaos(api, shop), timeout_s=5)
         assert (chaos["type"], chaos["phase"]) == ("fail", "running")
+        # Both are logged at ERROR, each before its event is written: wait for the events.
+        assert await eventually(lambda: in_history(api, shop, "link_detected"))
+        assert await eventually(lambda: in_history(api, shop, "chaos_reported"))
 
         caplog.clear()
         with caplog.at_level(logging.WARNING):
@@ -128,13 +140,11 @@ class TestAFixedChaos:
             assert await eventually(lambda: in_history(api, shop, "chaos_cleared"))
 
             async def closed_incidents() -> list[dict[str, Any]]:
-                listed = await api.client.get("/factory/incidents", headers=shop.admin.headers)
-                return [i for i in listed.json()["incidents"] if i["closedAt"] is not None]
+                return [i for i in await listed(api, shop) if i["closedAt"] is not None]
 
             # The incident watch closes it on its next look, which a busy machine delays.
             [_incident] = await eventually(closed_incidents)
-            listed = await api.client.get("/factory/incidents", headers=shop.admin.headers)
-            assert len(listed.json()["incidents"]) == 1
+            assert len(await listed(api, shop)) == 1
         errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
         assert errors == []
 
