@@ -41,5 +41,12 @@ async def test_a_replica_learns_of_another_replicas_remediation_while_redis_is_a
             return await breaker_of(second, shop) != "open"
 
         await eventually(second_lets_calls_through, timeout_s=10)
-        placed = await second.order(shop, headers=distinct())
-        assert placed.status_code == 200, placed.text
+
+        async def made_at_once() -> bool:
+            # Not always the first try: the second replica's worker may be sending one of
+            # the orders kept during the fault as its half-open probe (503, kept pending).
+            placed = await second.order(shop, headers=distinct())
+            assert placed.status_code in (200, 503), placed.text
+            return placed.status_code == 200
+
+        assert await eventually(made_at_once, timeout_s=5, interval_s=0.2)
