@@ -7,7 +7,9 @@ while Redis cannot tell it, from the database (`watch_forever`).
 Order matters when a follow resolves the chaos: the breaker is half-opened first, and only
 then is the remediation recorded as done. Whoever sees it done (an operator, the pending
 orders it frees, another replica's watch) then finds a breaker that lets a probe in, never
-a resolved remediation behind a breaker still refusing every call."""
+a resolved remediation behind a breaker still refusing every call. Its timeline event is
+timed when the factory answers, before the half-open, and written after the record: the
+timeline shows the remediation before the breaker changes it causes."""
 
 from __future__ import annotations
 

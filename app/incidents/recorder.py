@@ -9,7 +9,7 @@ REOPEN_WINDOW_S of the close reopens the same incident: a flapping outage is one
 Everything is in the database, so replicas and restarts share it. At most one incident
 is open: `open_slot` is unique and set only while open, so when two replicas see the
 same fault at once, one insert (or reopening update) wins and the other joins it. Every
-factory event goes through `on_event` (FactoryOps._event is the one funnel); while an
+factory event goes through `on_event` (FactoryOps._store_event is the one funnel); while an
 incident is open, or within the window after it closed, the event is tagged with it and
 becomes its timeline. Order facts (first failed order, impact) are read from the orders
 table when the incident is read (app/incidents/view.py), so the order path pays nothing

@@ -116,7 +116,11 @@ async def _status_json(session: SessionDep, services: ServicesDep) -> dict[str, 
     remediation = await _remediation_json(session, services)
     events = list(
         await session.exec(
-            select(FactoryEvent).order_by(col(FactoryEvent.id).desc()).limit(HISTORY_LENGTH)
+            # By time, as the incident timeline: an event is timed when it happens, which
+            # may be before an event written ahead of it (a remediation, app/factory/links.py).
+            select(FactoryEvent)
+            .order_by(col(FactoryEvent.at).desc(), col(FactoryEvent.id).desc())
+            .limit(HISTORY_LENGTH)
         )
     )
     last_success, last_failure = await _last_outcomes(session, services)

@@ -16,8 +16,7 @@ from app.factory.chaos import CHAOS_READ_MIN_S
 from tests.conftest import make_settings, running_api
 from tests.utils.builders import Api
 from tests.utils.clock import ManualClock
-from tests.utils.incidents import Receiver, kinds, listed
-from tests.utils.incidents import incident as one_incident
+from tests.utils.incidents import Receiver, kinds, listed, only_incident
 from tests.utils.orders import all_fulfilled, in_history, pending_orders, status
 from tests.utils.simulator import end_chaos
 from tests.utils.waiting import eventually
@@ -79,8 +78,8 @@ class TestARunningChaos:
 
         async def on_the_incident() -> bool:
             # Tagged with the incident just after it is written to the history.
-            [incident] = await listed(api, shop)
-            return "chaos_reported" in kinds(await one_incident(api, shop, incident["id"]))
+            body = await only_incident(api, shop)
+            return body is not None and "chaos_reported" in kinds(body)
 
         assert await eventually(on_the_incident)
 

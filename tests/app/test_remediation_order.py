@@ -17,7 +17,7 @@ from app.models import RemediationAttempt
 from clients.breaker import BreakerState
 from tests.utils.builders import Api
 from tests.utils.incidents import closed_incident, position, story
-from tests.utils.orders import pending_orders
+from tests.utils.orders import pending_orders, status
 from tests.utils.waiting import eventually
 
 
@@ -84,3 +84,9 @@ async def test_the_timeline_puts_the_remediation_before_the_breaker_changes_it_c
     remediation = position(body, "remediation")
     half_opened = position(body, "breaker", "open -> half_open")
     assert remediation < half_opened < position(body, "breaker", "half_open -> closed"), story(body)
+    # The status page's history, newest first, agrees.
+    history = [(e["kind"], e["detail"]) for e in (await status(api, shop))["history"]]
+    closed_at = history.index(("breaker", "half_open -> closed"))
+    half_opened_at = history.index(("breaker", "open -> half_open"))
+    [remediated_at] = [i for i, (kind, _) in enumerate(history) if kind == "remediation"]
+    assert closed_at < half_opened_at < remediated_at, history

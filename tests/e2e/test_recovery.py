@@ -294,7 +294,8 @@ def test_a_remediation_made_while_redis_is_away_reaches_every_replica_and_outliv
     answer = httpx.post(f"{first}/factory/remediate", headers=shop.admin, timeout=10)
     assert answer.json()["attempt"]["resolved"] is True
 
-    # b's breaker lets a call through once it knows: its next order is made at once.
+    # b's breaker lets a call through once it knows: an order is made at once, within
+    # a few seconds.
     wait_until(
         lambda: shop.breaker(second) != "open",
         timeout=10,

@@ -41,16 +41,19 @@ async def incident(api: Api, shop: Shop, incident_id: int) -> dict[str, Any]:
     return body
 
 
+async def only_incident(api: Api, shop: Shop) -> dict[str, Any] | None:
+    """The one incident, read in full; None while there is none."""
+    found = await listed(api, shop)
+    assert len(found) <= 1, found
+    return await incident(api, shop, found[0]["id"]) if found else None
+
+
 async def closed_incident(api: Api, shop: Shop) -> dict[str, Any]:
     """The one incident, once it has closed and every affected order is made."""
 
     async def probe() -> dict[str, Any] | None:
-        found = await listed(api, shop)
-        assert len(found) <= 1, found
-        if not found:
-            return None
-        body = await incident(api, shop, found[0]["id"])
-        done = body["status"] == "closed" and body["impact"]["pending"] == 0
+        body = await only_incident(api, shop)
+        done = body is not None and body["status"] == "closed" and body["impact"]["pending"] == 0
         return body if done else None
 
     found = await eventually(probe)
@@ -64,7 +67,7 @@ PIZZA = Decimal("0.0038")  # the first menu item of `api.shop()`
 def first_made(body: dict[str, Any]) -> datetime:
     """When the first order after the fault was fulfilled. Not necessarily after the
     remediation event: a call that timed out under load may still be answered with a
-    pizza once the factory is fixed, a moment before the event is written."""
+    pizza once the factory is fixed, a moment before the event is timed."""
     return when(body["timeline"][position(body, "first_fulfilled_order")]["at"])
 
 

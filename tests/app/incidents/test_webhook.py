@@ -16,7 +16,7 @@ import pytest
 from app.incidents.webhook import Delivery, WebhookPager
 from telemetry.logging import configure_logging
 from tests.conftest import FACTORY_KEY, JWT_SECRET, make_settings, running_api
-from tests.utils.incidents import WEBHOOK_TOKEN, Receiver
+from tests.utils.incidents import WEBHOOK_TOKEN, Receiver, listed
 from tests.utils.orders import all_fulfilled, distinct, pending_orders
 from tests.utils.waiting import eventually
 
@@ -137,8 +137,7 @@ class TestADeadWebhookCostsNothing:
                 assert answer.status_code == 503
                 # Each page waits up to 5 s a try, three tries: none of it is the order's.
                 assert time.monotonic() - started < 1.0
-            answer = await api.client.get("/factory/incidents", headers=shop.admin.headers)
-            [incident] = answer.json()["incidents"]
+            [incident] = await listed(api, shop)
             assert incident["impact"]["ordersAffected"] == 5
             stopping = time.monotonic()
         # Queued pages get a short drain at shutdown, then are dropped.
