@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.sql.failures import unreachable
+from app.sql.failures import driver_error, unreachable
 from app.sql.rows import StoreError, StoreUnavailable
 
 log = logging.getLogger("app.errors")
@@ -116,13 +116,10 @@ DATABASE_UNAVAILABLE = (
 
 
 def _outage(exc: Exception) -> str:
-    """Which outage, for the log line: the driver's error and its text ("database is
-    locked" is not "locking protocol"). An outage's message is about the connection or the
+    """Which outage, for the log line. An outage's message is about the connection or the
     file, never a value of the statement."""
-    if isinstance(exc, StoreError):
-        return str(exc)  # the store's: "<driver error>: <its text>" already
-    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy keeps the driver's as `orig`
-    return f"{type(cause).__name__}: {cause}"
+    # The store's errors already read "<driver error>: <its text>".
+    return str(exc) if isinstance(exc, StoreError) else driver_error(exc)
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -50,7 +50,7 @@ def on_database(settings: Settings, work: Coroutine[Any, Any, T]) -> T:
     from sqlalchemy.engine import make_url
 
     from app.bootstrap import DatabaseUnreachable
-    from app.sql.failures import unreachable
+    from app.sql.failures import driver_error, unreachable
 
     url = make_url(settings.database_url)
     try:
@@ -63,7 +63,7 @@ def on_database(settings: Settings, work: Coroutine[Any, Any, T]) -> T:
         work.close()  # never started when the file could not be opened
         if not isinstance(error, DatabaseUnreachable) and not unreachable(error):
             raise
-        reason = str(error) if isinstance(error, DatabaseUnreachable) else _driver_error(error)
+        reason = str(error) if isinstance(error, DatabaseUnreachable) else driver_error(error)
         for secret in [*settings.secrets(), url.password]:
             if secret:
                 reason = reason.replace(str(secret), "***")
@@ -73,14 +73,6 @@ def on_database(settings: Settings, work: Coroutine[Any, Any, T]) -> T:
             "DATABASE_URL right?",
             1,
         )
-
-
-def _driver_error(error: BaseException) -> str:
-    """The driver's own error under SQLAlchemy's wrappers, as `Type: first line`."""
-    while (inner := getattr(error, "orig", None) or error.__cause__) is not None:
-        error = inner
-    text = str(error).splitlines()[0] if str(error) else ""
-    return f"{type(error).__name__}: {text}"
 
 
 def prepare_database(settings: Settings, *, demo: bool = False) -> Prepared:

@@ -62,6 +62,15 @@ def _unreachable(error: BaseException) -> bool:
     return False
 
 
+def driver_error(error: BaseException) -> str:
+    """The driver's own error under SQLAlchemy's wrappers, as `Type: first line`: which
+    outage, for a log line or a message ("database is locked" is not "locking protocol")."""
+    while (inner := getattr(error, "orig", None) or error.__cause__) is not None:
+        error = inner
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}"
+
+
 def store_error(error: BaseException) -> StoreError:
     """``error`` as the order store raises it: `StoreUnavailable` for an outage, else
     `StoreError`; the message names the driver's error class and its own text."""
