@@ -218,12 +218,15 @@ class Bench(Harness):
         vendor = bearer(self.vendor_key)
         async with httpx.AsyncClient(base_url=factory.url, timeout=API_TIMEOUT_S) as sim:
             await call(sim, "PUT", "/api/vendor/chaos/fail", headers=vendor)
-            accepted = await self.counted(target, CONCURRENCY, self.plan.drain_orders)
-            self.keep("drain_accept", accepted)
-            backlog = (await self.database.orders_after(since)).get("pending", 0)
-            async with httpx.AsyncClient(base_url=service.url, timeout=API_TIMEOUT_S) as http:
-                status = await call(http, "GET", "/factory/status", headers=shop.admin)
-            chaos_end = datetime.now(UTC)
+        accepted = await self.counted(target, CONCURRENCY, self.plan.drain_orders)
+        self.keep("drain_accept", accepted)
+        backlog = (await self.database.orders_after(since)).get("pending", 0)
+        async with httpx.AsyncClient(base_url=service.url, timeout=API_TIMEOUT_S) as http:
+            status = await call(http, "GET", "/factory/status", headers=shop.admin)
+        chaos_end = datetime.now(UTC)
+        # A client of its own: one kept from before the backlog sat idle past the
+        # simulator's keep-alive, and its connection could close as it was reused.
+        async with httpx.AsyncClient(base_url=factory.url, timeout=API_TIMEOUT_S) as sim:
             await end_chaos(sim, self.admin_key)
         settled = await self.settle(since)
         first, last, fulfilled = await self.database.fulfilled_after(since, chaos_end)
